@@ -1,0 +1,374 @@
+// Package secret holds a user's enrollment: the secret file (tokens and
+// scratch codes, written by totp-enroll, never changed by a login), the state
+// file beside it (what logins change: last accepted step, drift, used scratch
+// codes, failures), and the locked, atomic, durable way both are read and
+// written. docs/file-format.md describes both formats.
+package secret
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"pamtotp/internal/otp"
+)
+
+// Headers: the first line that is not a comment. A new incompatible format
+// gets a new number, and this parser refuses what it does not know.
+const (
+	secretHeader = "pam_totp 1"
+	stateHeader  = "pam_totp-state 1"
+)
+
+// MaxFileSize bounds what a login reads from a file a user may control.
+const MaxFileSize = 64 << 10
+
+var tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$`)
+
+// Token is one enrolled authenticator.
+type Token struct {
+	Name    string
+	Key     []byte
+	Params  otp.Params
+	Created int64 // Unix time, 0 if unknown
+}
+
+// Fingerprint identifies a token's key and parameters in the state file
+// without revealing the key, so that state recorded for an old key never
+// applies to a new one. Two tokens with the same key and parameters produce
+// the same codes, and rightly share one replay state.
+func (t *Token) Fingerprint() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "pam_totp state\x00%s\x00%d\x00%d\x00", t.Params.Algorithm, t.Params.Digits, t.Params.Period)
+	h.Write(t.Key)
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// File is the content of a secret file.
+type File struct {
+	Tokens  []Token
+	Scratch []string // 8-digit single-use codes
+}
+
+// ParseFile parses a secret file strictly: anything unknown is an error,
+// because a file we half-understand could let the wrong code in.
+func ParseFile(data []byte) (*File, error) {
+	lines, err := contentLines(data, secretHeader)
+	if err != nil {
+		return nil, err
+	}
+	f := &File{}
+	seenScratch := map[string]bool{}
+	for _, l := range lines {
+		keyword, rest, _ := strings.Cut(l.text, " ")
+		switch keyword {
+		case "token":
+			t, err := parseToken(rest)
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %w", l.no, err)
+			}
+			if f.Token(t.Name) != nil {
+				return nil, fmt.Errorf("line %d: duplicate token %q", l.no, t.Name)
+			}
+			f.Tokens = append(f.Tokens, *t)
+		case "scratch":
+			if !otp.IsDigits(rest, otp.ScratchLen) {
+				return nil, fmt.Errorf("line %d: a scratch code is %d digits", l.no, otp.ScratchLen)
+			}
+			if seenScratch[rest] {
+				return nil, fmt.Errorf("line %d: duplicate scratch code", l.no)
+			}
+			seenScratch[rest] = true
+			f.Scratch = append(f.Scratch, rest)
+		default:
+			return nil, fmt.Errorf("line %d: unknown keyword %q", l.no, keyword)
+		}
+	}
+	if len(f.Tokens) == 0 {
+		return nil, errors.New("no token in file")
+	}
+	return f, nil
+}
+
+func parseToken(s string) (*Token, error) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 || !tokenName.MatchString(fields[0]) {
+		return nil, errors.New("token needs a name of 1-32 letters, digits, '.', '_' or '-'")
+	}
+	t := &Token{Name: fields[0], Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}}
+	seen := map[string]bool{}
+	for _, kv := range fields[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || seen[k] {
+			return nil, fmt.Errorf("token %s: bad or repeated field %q", t.Name, k)
+		}
+		seen[k] = true
+		var err error
+		switch k {
+		case "type":
+			if v != "totp" {
+				err = fmt.Errorf("unknown type %q", v)
+			}
+		case "secret":
+			t.Key, err = otp.DecodeKey(v)
+		case "algorithm":
+			t.Params.Algorithm, err = otp.ParseAlgorithm(v)
+		case "digits":
+			t.Params.Digits, err = strconv.Atoi(v)
+		case "period":
+			t.Params.Period, err = strconv.Atoi(v)
+		case "created":
+			t.Created, err = strconv.ParseInt(v, 10, 64)
+		default:
+			err = errors.New("unknown field")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("token %s: %s: %w", t.Name, k, err)
+		}
+	}
+	if !seen["type"] || t.Key == nil {
+		return nil, fmt.Errorf("token %s: type and secret are required", t.Name)
+	}
+	if err := t.Params.Validate(); err != nil {
+		return nil, fmt.Errorf("token %s: %w", t.Name, err)
+	}
+	return t, nil
+}
+
+// Token returns the token called name, or nil.
+func (f *File) Token(name string) *Token {
+	for i := range f.Tokens {
+		if f.Tokens[i].Name == name {
+			return &f.Tokens[i]
+		}
+	}
+	return nil
+}
+
+// Marshal returns the file's text.
+func (f *File) Marshal() []byte {
+	var b bytes.Buffer
+	b.WriteString("# pam_totp secret file. Keep it private: mode 0600. Format: pam_totp docs/file-format.md\n")
+	b.WriteString(secretHeader + "\n")
+	for _, t := range f.Tokens {
+		fmt.Fprintf(&b, "token %s type=totp algorithm=%s digits=%d period=%d secret=%s",
+			t.Name, t.Params.Algorithm, t.Params.Digits, t.Params.Period, otp.EncodeKey(t.Key))
+		if t.Created != 0 {
+			fmt.Fprintf(&b, " created=%d", t.Created)
+		}
+		b.WriteString("\n")
+	}
+	for _, s := range f.Scratch {
+		fmt.Fprintf(&b, "scratch %s\n", s)
+	}
+	return b.Bytes()
+}
+
+// TokenState is what logins have learned about one token.
+type TokenState struct {
+	Used     bool  // a code of this token was accepted at least once
+	LastStep int64 // the last accepted time step (valid when Used)
+	Drift    int64 // steps the token's clock is ahead (+) or behind (-)
+	// A far-off code waiting for the next consecutive one to resynchronise.
+	PendingStep   int64
+	PendingOffset int64
+	Pending       bool
+}
+
+// State is the content of a state file.
+type State struct {
+	Tokens      map[string]*TokenState // by Token.Fingerprint
+	ScratchUsed []string
+	Failures    int
+	LockedUntil int64 // Unix time
+}
+
+// NewState returns an empty state.
+func NewState() *State { return &State{Tokens: map[string]*TokenState{}} }
+
+// Token returns the state of t, creating it.
+func (s *State) Token(t *Token) *TokenState {
+	fp := t.Fingerprint()
+	ts := s.Tokens[fp]
+	if ts == nil {
+		ts = &TokenState{}
+		s.Tokens[fp] = ts
+	}
+	return ts
+}
+
+// ScratchIsUsed reports whether code was used.
+func (s *State) ScratchIsUsed(code string) bool {
+	for _, u := range s.ScratchUsed {
+		if u == code {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseState parses a state file.
+func ParseState(data []byte) (*State, error) {
+	lines, err := contentLines(data, stateHeader)
+	if err != nil {
+		return nil, err
+	}
+	s := NewState()
+	for _, l := range lines {
+		fields := strings.Fields(l.text)
+		if err := s.parseLine(fields); err != nil {
+			return nil, fmt.Errorf("line %d: %w", l.no, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *State) parseLine(fields []string) error {
+	n := func(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) }
+	switch {
+	case fields[0] == "token" && len(fields) >= 2:
+		ts := &TokenState{}
+		if _, dup := s.Tokens[fields[1]]; dup {
+			return errors.New("duplicate token")
+		}
+		for _, kv := range fields[2:] {
+			k, v, _ := strings.Cut(kv, "=")
+			var err error
+			switch k {
+			case "last":
+				ts.LastStep, err = n(v)
+				ts.Used = true
+			case "drift":
+				ts.Drift, err = n(v)
+			case "pending":
+				a, b, ok := strings.Cut(v, ":")
+				if !ok {
+					return errors.New("pending is STEP:OFFSET")
+				}
+				ts.Pending = true
+				if ts.PendingStep, err = n(a); err == nil {
+					ts.PendingOffset, err = n(b)
+				}
+			default:
+				err = fmt.Errorf("unknown field %q", k)
+			}
+			if err != nil {
+				return fmt.Errorf("token %s: %w", fields[1], err)
+			}
+		}
+		s.Tokens[fields[1]] = ts
+	case fields[0] == "scratch-used" && len(fields) == 2 && otp.IsDigits(fields[1], otp.ScratchLen):
+		s.ScratchUsed = append(s.ScratchUsed, fields[1])
+	case fields[0] == "failures" && len(fields) == 2:
+		v, err := strconv.Atoi(fields[1])
+		if err != nil || v < 0 {
+			return errors.New("bad failure count")
+		}
+		s.Failures = v
+	case fields[0] == "locked-until" && len(fields) == 2:
+		v, err := n(fields[1])
+		if err != nil {
+			return errors.New("bad lock time")
+		}
+		s.LockedUntil = v
+	default:
+		return fmt.Errorf("unknown line %q", fields[0])
+	}
+	return nil
+}
+
+// Marshal returns the state file's text, dropping what no longer applies to f.
+func (s *State) Marshal(f *File) []byte {
+	var b bytes.Buffer
+	b.WriteString("# pam_totp login state: written at each login. Do not edit while logins run.\n")
+	b.WriteString(stateHeader + "\n")
+	var fps []string
+	seen := map[string]bool{}
+	for _, t := range f.Tokens {
+		fp := t.Fingerprint()
+		if _, ok := s.Tokens[fp]; ok && !seen[fp] {
+			seen[fp] = true
+			fps = append(fps, fp)
+		}
+	}
+	sort.Strings(fps)
+	for _, fp := range fps {
+		ts := s.Tokens[fp]
+		fmt.Fprintf(&b, "token %s", fp)
+		if ts.Used {
+			fmt.Fprintf(&b, " last=%d", ts.LastStep)
+		}
+		fmt.Fprintf(&b, " drift=%d", ts.Drift)
+		if ts.Pending {
+			fmt.Fprintf(&b, " pending=%d:%d", ts.PendingStep, ts.PendingOffset)
+		}
+		b.WriteString("\n")
+	}
+	for _, u := range s.ScratchUsed {
+		for _, c := range f.Scratch {
+			if c == u {
+				fmt.Fprintf(&b, "scratch-used %s\n", u)
+			}
+		}
+	}
+	if s.Failures > 0 {
+		fmt.Fprintf(&b, "failures %d\n", s.Failures)
+	}
+	if s.LockedUntil > 0 {
+		fmt.Fprintf(&b, "locked-until %d\n", s.LockedUntil)
+	}
+	return b.Bytes()
+}
+
+type line struct {
+	no   int
+	text string
+}
+
+// contentLines checks the header and returns the lines after it, without
+// comments and blank lines. NUL bytes and control characters are refused.
+func contentLines(data []byte, header string) ([]line, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("file larger than %d bytes", MaxFileSize)
+	}
+	if bytes.IndexByte(data, 0) >= 0 {
+		return nil, errors.New("file contains a NUL byte")
+	}
+	var out []line
+	sawHeader := false
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), MaxFileSize)
+	for no := 1; sc.Scan(); no++ {
+		text := strings.TrimRight(sc.Text(), " \t\r")
+		if text == "" || text[0] == '#' {
+			continue
+		}
+		for _, r := range text {
+			if r < ' ' && r != '\t' {
+				return nil, fmt.Errorf("line %d: control character", no)
+			}
+		}
+		if !sawHeader {
+			if text != header {
+				return nil, fmt.Errorf("line %d: want %q, the format's first line", no, header)
+			}
+			sawHeader = true
+			continue
+		}
+		out = append(out, line{no, text})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if !sawHeader {
+		return nil, fmt.Errorf("empty file: want %q", header)
+	}
+	return out, nil
+}

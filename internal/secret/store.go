@@ -1,0 +1,246 @@
+package secret
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotEnrolled means the secret file does not exist.
+var ErrNotEnrolled = errors.New("no secret file")
+
+// StatePath returns the state file that belongs to a secret file.
+func StatePath(secretPath string) string { return secretPath + ".state" }
+
+// openChecked opens path for reading without following a symlink and
+// refuses anything but a small regular file owned by owner with no group or
+// other permission bits. O_NONBLOCK keeps a FIFO planted by a user from
+// hanging the login.
+func openChecked(path string, owner int) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fs.ErrNotExist
+		}
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("%s is a symbolic link", path)
+		}
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	if err := checkFile(f, owner); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func checkFile(f *os.File, owner int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return fmt.Errorf("%s is not a regular file", f.Name())
+	case int(st.Uid) != owner:
+		return fmt.Errorf("%s is owned by uid %d, not %d", f.Name(), st.Uid, owner)
+	case st.Mode&0o077 != 0:
+		return fmt.Errorf("%s has mode %04o: group and others must have no access", f.Name(), st.Mode&0o7777)
+	case st.Size > MaxFileSize:
+		return fmt.Errorf("%s is larger than %d bytes", f.Name(), MaxFileSize)
+	}
+	return nil
+}
+
+func readBounded(f *os.File) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", f.Name(), err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", f.Name(), MaxFileSize)
+	}
+	return data, nil
+}
+
+// Read opens, checks and parses a secret file without locking it. Logins use
+// it to decide how to prompt; the decision itself is made under Lock.
+func Read(path string, owner int) (*File, error) {
+	f, err := openChecked(path, owner)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, ErrNotEnrolled
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := readBounded(f)
+	if err != nil {
+		return nil, err
+	}
+	file, err := ParseFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return file, nil
+}
+
+// Account is an enrollment opened under an exclusive lock: the secret, the
+// state, and the right to write the state. Close releases the lock.
+type Account struct {
+	Path  string
+	File  *File
+	State *State
+	owner int
+	lock  *os.File
+}
+
+// Lock opens the secret file at path, takes an exclusive lock on it and reads
+// the secret and the state. The lock is on the secret file, which logins
+// never replace; totp-enroll replaces it only while holding the same lock, and
+// Lock notices a replacement and locks the new file instead.
+func Lock(path string, owner int) (*Account, error) {
+	for attempt := 0; attempt < 10; attempt++ {
+		f, err := openChecked(path, owner)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, ErrNotEnrolled
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		if !samePath(f, path) {
+			f.Close() // replaced while we waited: lock the new one
+			continue
+		}
+		a, err := load(f, path, owner)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("locking %s: the file keeps being replaced", path)
+}
+
+func samePath(f *os.File, path string) bool {
+	var a, b unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &a) != nil || unix.Lstat(path, &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
+}
+
+func load(f *os.File, path string, owner int) (*Account, error) {
+	data, err := readBounded(f)
+	if err != nil {
+		return nil, err
+	}
+	file, err := ParseFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	state := NewState()
+	sf, err := openChecked(StatePath(path), owner)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		data, err := readBounded(sf)
+		sf.Close()
+		if err != nil {
+			return nil, err
+		}
+		if state, err = ParseState(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", StatePath(path), err)
+		}
+	}
+	return &Account{Path: path, File: file, State: state, owner: owner, lock: f}, nil
+}
+
+// SaveState writes the state durably; the login may only succeed after it returns nil.
+func (a *Account) SaveState() error {
+	return WriteAtomic(StatePath(a.Path), a.State.Marshal(a.File), true)
+}
+
+// Close releases the lock.
+func (a *Account) Close() error { return a.lock.Close() }
+
+// WriteAtomic replaces path with data: a temporary file in the same directory,
+// written and fsynced, renamed over path, then the directory fsynced. Readers
+// see the old file or the new one, never a part. With replace false it fails
+// if path exists. The file gets mode 0600 and the caller's uid: callers that
+// write into a user's home have become that user first.
+func WriteAtomic(path string, data []byte, replace bool) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("creating temporary file in %s: %w", dir, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
+	}
+	if replace {
+		err = os.Rename(tmp.Name(), path)
+	} else {
+		// link(2) fails if path exists, so two enrollments cannot both win.
+		if err = os.Link(tmp.Name(), path); err == nil {
+			os.Remove(tmp.Name())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("replacing %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err = d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Replace writes a new secret file at path while holding the lock that logins
+// take, so that no login decides on a half-replaced enrollment. With force
+// false it refuses to replace an existing file.
+func Replace(path string, owner int, f *File, force bool) error {
+	old, err := Lock(path, owner)
+	switch {
+	case errors.Is(err, ErrNotEnrolled):
+		return WriteAtomic(path, f.Marshal(), false)
+	case err != nil && !force:
+		return err
+	case err != nil:
+		// A broken or foreign file: --force replaces it without a lock.
+		return WriteAtomic(path, f.Marshal(), true)
+	}
+	defer old.Close()
+	if !force {
+		return fmt.Errorf("%s exists: the user is enrolled (use --force to replace)", path)
+	}
+	return WriteAtomic(path, f.Marshal(), true)
+}

@@ -1,0 +1,204 @@
+// Package verify decides whether a typed code opens an enrollment, and
+// updates its state: window around the learned drift, a wider window on a
+// token's first use, resynchronisation from two consecutive far-off codes,
+// replay refusal (RFC 6238 section 5.2), single-use scratch codes and the
+// failure lockout. It does no I/O; the caller holds the lock and saves the
+// state before it reports success.
+package verify
+
+import (
+	"pamtotp/internal/otp"
+	"pamtotp/internal/secret"
+)
+
+// Policy is the part of the module options that verification needs.
+type Policy struct {
+	Window        int   // steps accepted each side of now+drift
+	InitialWindow int   // the same for a token never used before
+	ResyncRange   int   // steps searched each side of now for a far-off clock
+	Deny          int   // failures that lock the user; 0 never locks
+	UnlockTime    int64 // seconds a lock lasts
+}
+
+// DefaultPolicy is used where the module options say nothing.
+var DefaultPolicy = Policy{Window: 1, InitialWindow: 10, ResyncRange: 1500, Deny: 5, UnlockTime: 300}
+
+// Outcome is what a check decided.
+type Outcome string
+
+const (
+	OK            Outcome = "ok"
+	BadCode       Outcome = "bad code"
+	Replay        Outcome = "replay"
+	Locked        Outcome = "locked"
+	ResyncPending Outcome = "resync pending"
+)
+
+// MaxCodeLen bounds the answer a check looks at; longer is simply wrong.
+const MaxCodeLen = 16
+
+// Result says what happened and to which token.
+type Result struct {
+	Outcome       Outcome
+	Token         string // token name, "scratch", or "" if none matched
+	DriftAdjusted bool
+	Drift         int64 // the token's drift after the check, in steps
+	NowLocked     bool  // this failure locked the user
+}
+
+// Check decides on code at Unix time now and updates st. st must be saved
+// whatever the outcome: failures and pending resyncs are state too.
+func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) Result {
+	if st.LockedUntil > now {
+		return Result{Outcome: Locked}
+	}
+	r := Result{Outcome: BadCode}
+	if len(code) <= MaxCodeLen {
+		r = checkTokens(f, st, code, now, p)
+		if r.Outcome != OK && checkScratch(f, st, code) {
+			r = Result{Outcome: OK, Token: "scratch"}
+		}
+	}
+	if r.Outcome == OK {
+		st.Failures, st.LockedUntil = 0, 0
+		return r
+	}
+	st.Failures++
+	if p.Deny > 0 && st.Failures >= p.Deny {
+		st.Failures, st.LockedUntil = 0, now+p.UnlockTime
+		r.NowLocked = true
+	}
+	return r
+}
+
+func checkTokens(f *secret.File, st *secret.State, code string, now int64, p Policy) Result {
+	best := Result{Outcome: BadCode}
+	for i := range f.Tokens {
+		t := &f.Tokens[i]
+		if !otp.IsDigits(code, t.Params.Digits) {
+			continue
+		}
+		r := checkToken(t, st.Token(t), code, now, p)
+		if r.Outcome == OK {
+			return r
+		}
+		if rank(r.Outcome) > rank(best.Outcome) {
+			best = r
+		}
+	}
+	return best
+}
+
+// rank orders failures so the log names the most telling one.
+func rank(o Outcome) int {
+	switch o {
+	case Replay:
+		return 2
+	case ResyncPending:
+		return 1
+	}
+	return 0
+}
+
+func checkToken(t *secret.Token, ts *secret.TokenState, code string, now int64, p Policy) Result {
+	r := Result{Outcome: BadCode, Token: t.Name, Drift: ts.Drift}
+	T := otp.Step(now, t.Params.Period)
+	w := int64(p.Window)
+	if !ts.Used && int64(p.InitialWindow) > w {
+		w = int64(p.InitialWindow)
+	}
+	matched, replay := false, false
+	var step int64
+	// Every step in the window is computed and compared: no early exit, so
+	// the time taken does not tell where (or whether) a code matched.
+	for o := -w; o <= w; o++ {
+		s := T + ts.Drift + o
+		if s < 0 || !matches(t, s, code) {
+			continue
+		}
+		switch {
+		case ts.Used && s <= ts.LastStep:
+			replay = true
+		case !matched:
+			matched, step = true, s
+		}
+	}
+	if matched {
+		accept(ts, &r, step, step-T)
+		return r
+	}
+	if replay {
+		r.Outcome = Replay
+		return r
+	}
+	return resync(t, ts, code, T, p, r)
+}
+
+// resync searches a wide range around now. A first far-off match is only
+// remembered; the next consecutive code (the following step, entered within
+// a step of the same offset) completes it and is accepted and recorded, so
+// it cannot be replayed.
+func resync(t *secret.Token, ts *secret.TokenState, code string, T int64, p Policy, r Result) Result {
+	var far []int64
+	for s := T - int64(p.ResyncRange); s <= T+int64(p.ResyncRange); s++ {
+		if s >= 0 && (!ts.Used || s > ts.LastStep) && matches(t, s, code) {
+			far = append(far, s)
+		}
+	}
+	if len(far) == 0 {
+		return r
+	}
+	if ts.Pending {
+		for _, s := range far {
+			off := s - T
+			if s > ts.PendingStep && s <= ts.PendingStep+2 && abs(off-ts.PendingOffset) <= 1 {
+				accept(ts, &r, s, off)
+				return r
+			}
+		}
+	}
+	closest := far[0]
+	for _, s := range far {
+		if abs(s-T) < abs(closest-T) {
+			closest = s
+		}
+	}
+	ts.Pending, ts.PendingStep, ts.PendingOffset = true, closest, closest-T
+	r.Outcome = ResyncPending
+	return r
+}
+
+func accept(ts *secret.TokenState, r *Result, step, offset int64) {
+	r.DriftAdjusted = offset != ts.Drift
+	ts.Used, ts.LastStep, ts.Drift = true, step, offset
+	ts.Pending, ts.PendingStep, ts.PendingOffset = false, 0, 0
+	r.Outcome, r.Drift = OK, offset
+}
+
+func matches(t *secret.Token, step int64, code string) bool {
+	want, err := otp.Code(t.Key, uint64(step), t.Params)
+	return err == nil && otp.Equal(code, want)
+}
+
+func checkScratch(f *secret.File, st *secret.State, code string) bool {
+	if !otp.IsDigits(code, otp.ScratchLen) {
+		return false
+	}
+	found := false
+	for _, s := range f.Scratch {
+		if otp.Equal(code, s) && !st.ScratchIsUsed(s) {
+			found = true
+		}
+	}
+	if found {
+		st.ScratchUsed = append(st.ScratchUsed, code)
+	}
+	return found
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

@@ -1,0 +1,150 @@
+package verify
+
+import (
+	"testing"
+
+	"pamtotp/internal/otp"
+	"pamtotp/internal/secret"
+)
+
+const t0 = 1_800_000_000 // a Unix time on a 30 s boundary
+
+func newFile() *secret.File {
+	return &secret.File{
+		Tokens:  []secret.Token{{Name: "phone", Key: []byte("12345678901234567890"), Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}}},
+		Scratch: []string{"11111111", "22222222"},
+	}
+}
+
+// codeAt is the phone's code for the step offset steps away from now.
+func codeAt(t *testing.T, f *secret.File, now int64, offset int64) string {
+	t.Helper()
+	tok := f.Tokens[0]
+	c, err := otp.Code(tok.Key, uint64(otp.Step(now, tok.Params.Period)+offset), tok.Params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// A login: the code the phone shows at phoneOffset steps from the server's
+// step, typed at time now.
+type login struct {
+	now         int64
+	phoneOffset int64
+	code        string // used instead of the phone's code when set
+	typed       bool   // code is what was typed, even if empty
+	want        Outcome
+	wantDrift   int64
+}
+
+func run(t *testing.T, p Policy, steps []login) {
+	t.Helper()
+	f, st := newFile(), secret.NewState()
+	for i, l := range steps {
+		code := l.code
+		if code == "" && !l.typed {
+			code = codeAt(t, f, l.now, l.phoneOffset)
+		}
+		r := Check(f, st, code, l.now, p)
+		if r.Outcome != l.want {
+			t.Fatalf("login %d: outcome %q, want %q", i, r.Outcome, l.want)
+		}
+		if r.Outcome == OK && r.Token == "phone" && r.Drift != l.wantDrift {
+			t.Fatalf("login %d: drift %d, want %d", i, r.Drift, l.wantDrift)
+		}
+		// The state must survive a save and a load unchanged in effect.
+		back, err := secret.ParseState(st.Marshal(f))
+		if err != nil {
+			t.Fatalf("login %d: state does not parse: %v", i, err)
+		}
+		st = back
+	}
+}
+
+func TestCheck(t *testing.T) {
+	p := DefaultPolicy
+	tests := []struct {
+		name   string
+		policy Policy
+		logins []login
+	}{
+		{"current code", p, []login{{now: t0, want: OK}}},
+		{"replay of the same code", p, []login{{now: t0, want: OK}, {now: t0 + 5, want: Replay}}},
+		{"an older code after a newer one", p, []login{
+			{now: t0, want: OK},
+			{now: t0 + 30, phoneOffset: 0, want: OK},
+			{now: t0 + 30, phoneOffset: -1, want: Replay}}},
+		{"next step accepted", p, []login{{now: t0, want: OK}, {now: t0 + 30, want: OK}}},
+		{"window edge +1 and -1", p, []login{
+			{now: t0, want: OK},
+			{now: t0 + 60, phoneOffset: 1, want: OK, wantDrift: 1},
+			{now: t0 + 150, phoneOffset: 2, want: OK, wantDrift: 2}}},
+		{"outside the window once used", p, []login{
+			{now: t0, want: OK},
+			{now: t0 + 60, phoneOffset: 3, want: ResyncPending}}},
+		{"first use allows a larger drift", p, []login{{now: t0, phoneOffset: -8, want: OK, wantDrift: -8}}},
+		{"drift is learned and followed", p, []login{
+			{now: t0, phoneOffset: -8, want: OK, wantDrift: -8},
+			{now: t0 + 90, phoneOffset: -8, want: OK, wantDrift: -8},
+			{now: t0 + 120, phoneOffset: -7, want: OK, wantDrift: -7}}},
+		{"two consecutive far codes resync", p, []login{
+			{now: t0, want: OK},
+			{now: t0 + 30, phoneOffset: 200, want: ResyncPending},
+			{now: t0 + 45, phoneOffset: 201, want: OK, wantDrift: 201},
+			{now: t0 + 45, phoneOffset: 201, want: Replay},
+			{now: t0 + 70, phoneOffset: 201, want: OK, wantDrift: 201}}},
+		{"far codes that are not consecutive do not resync", p, []login{
+			{now: t0, want: OK},
+			{now: t0 + 30, phoneOffset: 200, want: ResyncPending},
+			{now: t0 + 30, phoneOffset: 205, want: ResyncPending}}},
+		{"wrong code", p, []login{{now: t0, code: "000000", want: BadCode}}},
+		{"letters, lengths, spaces", p, []login{
+			{now: t0, typed: true, want: BadCode}, {now: t0, code: "12345", want: BadCode},
+			{now: t0, code: "1234567", want: BadCode}, {now: t0, code: "12 456", want: BadCode}}},
+		{"scratch code works once", p, []login{
+			{now: t0, code: "11111111", want: OK},
+			{now: t0, code: "11111111", want: BadCode},
+			{now: t0, code: "22222222", want: OK}}},
+		{"lockout after deny failures, then unlock", Policy{Window: 1, Deny: 3, UnlockTime: 300}, []login{
+			{now: t0, code: "000000", want: BadCode},
+			{now: t0, code: "000000", want: BadCode},
+			{now: t0, code: "000000", want: BadCode},
+			{now: t0 + 10, want: Locked},
+			{now: t0 + 301, want: OK}}},
+		{"success resets the failure count", Policy{Window: 1, Deny: 2, UnlockTime: 300}, []login{
+			{now: t0, code: "000000", want: BadCode},
+			{now: t0, want: OK},
+			{now: t0 + 30, code: "000000", want: BadCode},
+			{now: t0 + 30, want: OK}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { run(t, tt.policy, tt.logins) })
+	}
+}
+
+func TestLongAnswerIsRefused(t *testing.T) {
+	f, st := newFile(), secret.NewState()
+	long := make([]byte, 1<<20)
+	for i := range long {
+		long[i] = '1'
+	}
+	if r := Check(f, st, string(long), t0, DefaultPolicy); r.Outcome != BadCode || st.Failures != 1 {
+		t.Fatalf("1 MB answer: %+v, failures %d", r, st.Failures)
+	}
+}
+
+func TestSeveralTokensKeepTheirOwnState(t *testing.T) {
+	f := newFile()
+	f.Tokens = append(f.Tokens, secret.Token{Name: "tablet", Key: []byte("abcdefghijabcdefghij"),
+		Params: otp.Params{Algorithm: otp.SHA256, Digits: 8, Period: 60}})
+	st := secret.NewState()
+	tab := f.Tokens[1]
+	c, _ := otp.Code(tab.Key, uint64(otp.Step(t0, 60)), tab.Params)
+	if r := Check(f, st, c, t0, DefaultPolicy); r.Outcome != OK || r.Token != "tablet" {
+		t.Fatalf("tablet: %+v", r)
+	}
+	if r := Check(f, st, codeAt(t, f, t0, 0), t0, DefaultPolicy); r.Outcome != OK || r.Token != "phone" {
+		t.Fatalf("phone after tablet: %+v", r)
+	}
+}
