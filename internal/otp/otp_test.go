@@ -78,7 +78,7 @@ func TestDecodeKey(t *testing.T) {
 		{"JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", 20, false},
 		{"jbsw y3dp-ehpk 3pxp jbsw y3dp ehpk 3pxp", 20, false},
 		{"JBSWY3DPEHPK3PXP", 10, false},
-		{"JBSWY3DP", 0, true},              // 40 bits: too short
+		{"JBSWY3DP", 0, true},                 // 40 bits: too short
 		{"JBSWY3DPEHPK3PX1JBSWY3DP", 0, true}, // 1 is not base32
 		{"", 0, true},
 	}

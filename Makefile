@@ -1,0 +1,60 @@
+# pam_totp: see README.md. `make` builds into build/, `make test` runs every test.
+PREFIX     ?= /usr
+DESTDIR    ?=
+MULTIARCH  ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+PAMDIR     ?= /lib/$(MULTIARCH)/security
+LIBEXECDIR ?= $(PREFIX)/libexec/pam-totp
+CHECKER    ?= $(LIBEXECDIR)/pam-totp-check
+
+CC      ?= gcc
+CFLAGS  ?= -O2
+CFLAGS  += -fPIC -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror \
+           -DCHECKER_PATH='"$(CHECKER)"'
+LDFLAGS += -shared -Wl,-z,relro -Wl,-z,now
+GOFLAGS_BUILD = -trimpath -ldflags=-buildid=
+
+GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
+
+.PHONY: all test unit-test e2e-test vet install demo demo-stop clean
+all: build/pam_totp.so build/pam-totp-check build/totp-enroll
+
+build/pam_totp.so: pam_totp/pam_totp.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpam
+
+# The checker is started for every login: static and without cgo, so it
+# starts fast and loads no shared library into a root process.
+build/pam-totp-check: $(GO_SOURCES)
+	@mkdir -p build
+	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./pam_totp/checker
+
+# totp-enroll uses cgo so that user lookups go through NSS (LDAP, sssd).
+build/totp-enroll: $(GO_SOURCES)
+	@mkdir -p build
+	go build $(GOFLAGS_BUILD) -o $@ ./cmd/totp-enroll
+
+vet:
+	@test -z "$$(gofmt -l cmd internal pam_totp test)" || { gofmt -l cmd internal pam_totp test; echo "gofmt needed"; exit 1; }
+	go vet ./...
+
+# Unit tests need nothing; the end-to-end tests (real libpam, sshd, sudo)
+# need root and the packages that scripts/test-deps installs, and skip
+# with a message otherwise.
+test: all vet
+	scripts/test-deps
+	go test -count=1 ./internal/... ./cmd/...
+	go test -count=1 -timeout 30m -v ./test/ 2>&1 | scripts/summarize-e2e
+
+install: all
+	install -D -m 0644 build/pam_totp.so $(DESTDIR)$(PAMDIR)/pam_totp.so
+	install -D -m 0755 build/pam-totp-check $(DESTDIR)$(CHECKER)
+	install -D -m 0755 build/totp-enroll $(DESTDIR)$(PREFIX)/bin/totp-enroll
+
+demo: all
+	scripts/demo start
+
+demo-stop:
+	scripts/demo stop
+
+clean:
+	rm -rf build

@@ -1,0 +1,265 @@
+// Command totp-enroll enrolls a user for pam_totp: it makes a secret, shows
+// it as a QR code, confirms a code from the app and writes the secret file
+// with scratch codes. See docs/totp-enroll.md and totp-enroll --help.
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"pamtotp/internal/enroll"
+	"pamtotp/internal/options"
+	"pamtotp/internal/otp"
+	"pamtotp/internal/privilege"
+	"pamtotp/internal/secret"
+	"pamtotp/internal/verify"
+)
+
+// Exit codes, documented in --help.
+const (
+	exitOK        = 0
+	exitError     = 1 // the work failed: file exists, I/O, permissions
+	exitUsage     = 2 // bad command line
+	exitNoConfirm = 3 // the confirmation code was wrong three times
+)
+
+const usage = `Usage: totp-enroll [options]
+
+Enrolls a user for pam_totp: makes a 160-bit secret, shows it as a QR code
+and as text, asks for a code from the authenticator app to confirm, writes
+the secret file and prints single-use scratch codes.
+
+Options:
+  --user NAME            enroll NAME instead of yourself (root only)
+  --secret-file TEMPLATE the secret file, as the module's secret= option
+                         (default ~/.pam_totp; %u user, %h or ~ home)
+  --name NAME            the token's name (default "default")
+  --issuer TEXT          issuer shown by the app (default: this host's name)
+  --label TEXT           account shown by the app (default: user@host)
+  --digits 6|8           code length (default 6)
+  --period SECONDS       time step, 10..120 (default 30)
+  --algorithm ALG        SHA1, SHA256 or SHA512 (default SHA1)
+  --scratch-codes N      scratch codes to make, 0..10 (default 5)
+  --qr utf8|ansi|none    QR code style (default utf8)
+  --secret BASE32        enroll this secret instead of a new one
+  --no-confirm           do not ask for a code; never reads standard input
+  --force                replace an existing enrollment
+
+Exit status: 0 enrolled; 1 failed (nothing was written); 2 bad command
+line; 3 the confirmation code was wrong three times (nothing was written).
+`
+
+type config struct {
+	user, secretFile, name, issuer, label, qr, secret string
+	digits, period, scratch                           int
+	algorithm                                         string
+	noConfirm, force                                  bool
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "totp-enroll: "+format+"\n", a...)
+		return code
+	}
+	c, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	if err != nil {
+		return fail(exitUsage, "%v (see --help)", err)
+	}
+	target, err := lookupTarget(c.user)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	path, err := options.Expand(c.secretFile, target.Username, target.HomeDir)
+	if err != nil {
+		return fail(exitUsage, "--secret-file: %v", err)
+	}
+	uid, _ := strconv.Atoi(target.Uid)
+	gid, _ := strconv.Atoi(target.Gid)
+	owner := 0
+	if options.InHome(c.secretFile) {
+		// Never write a user's home as root: become the user first.
+		owner = uid
+		if err := privilege.Drop(uid, gid); err != nil {
+			return fail(exitError, "%v", err)
+		}
+	} else if os.Geteuid() != 0 {
+		return fail(exitError, "%s is in the root-owned store: run totp-enroll as root", path)
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fail(exitError, "%v", err)
+	}
+	if !c.force {
+		if _, err := os.Lstat(path); err == nil {
+			return fail(exitError, "%s exists: %s is enrolled (use --force to replace)", path, target.Username)
+		}
+	}
+
+	tok, err := newToken(c)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	scratch, err := enroll.ScratchCodes(c.scratch)
+	if err != nil {
+		return fail(exitError, "%v", err)
+	}
+	host, _ := os.Hostname()
+	issuer, label := c.issuer, c.label
+	if issuer == "" {
+		issuer = host
+	}
+	if label == "" {
+		label = target.Username + "@" + host
+	}
+	uri := enroll.URI(issuer, label, tok.Key, tok.Params)
+
+	fmt.Fprintf(stdout, "Enrolling %s (token %q). Scan this QR code with an authenticator app:\n\n", target.Username, tok.Name)
+	if err := enroll.WriteQR(stdout, uri, c.qr); err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	fmt.Fprintf(stdout, "\nOr type the secret: %s\n(time-based, %s, %d digits, %d seconds)\n%s\n\n",
+		enroll.Grouped(tok.Key), tok.Params.Algorithm, tok.Params.Digits, tok.Params.Period, uri)
+
+	file := &secret.File{Tokens: []secret.Token{*tok}, Scratch: scratch}
+	state := secret.NewState()
+	if !c.noConfirm {
+		if !confirm(file, state, stdin, stdout) {
+			return fail(exitNoConfirm, "the code was wrong three times; nothing was written (check the phone's clock)")
+		}
+	}
+	// The state first: it records the confirmation code as used, and is
+	// ignored until a secret with the same key exists.
+	if !c.noConfirm {
+		if err := secret.WriteAtomic(secret.StatePath(path), state.Marshal(file), true); err != nil {
+			return fail(exitError, "%v", err)
+		}
+	}
+	if err := secret.Replace(path, owner, file, c.force); err != nil {
+		return fail(exitError, "%v", err)
+	}
+	fmt.Fprintf(stdout, "Written: %s\n", path)
+	if len(scratch) > 0 {
+		fmt.Fprintf(stdout, "\nEmergency scratch codes (each works once; keep them apart from the phone):\n")
+		for _, s := range scratch {
+			fmt.Fprintf(stdout, "  %s\n", s)
+		}
+	}
+	return exitOK
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("totp-enroll", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.user, "user", "", "")
+	fs.StringVar(&c.secretFile, "secret-file", options.DefaultSecret, "")
+	fs.StringVar(&c.name, "name", "default", "")
+	fs.StringVar(&c.issuer, "issuer", "", "")
+	fs.StringVar(&c.label, "label", "", "")
+	fs.IntVar(&c.digits, "digits", 6, "")
+	fs.IntVar(&c.period, "period", 30, "")
+	fs.StringVar(&c.algorithm, "algorithm", "SHA1", "")
+	fs.IntVar(&c.scratch, "scratch-codes", 5, "")
+	fs.StringVar(&c.qr, "qr", enroll.QRUTF8, "")
+	fs.StringVar(&c.secret, "secret", "", "")
+	fs.BoolVar(&c.noConfirm, "no-confirm", false, "")
+	fs.BoolVar(&c.force, "force", false, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if c.scratch < 0 || c.scratch > 10 {
+		return nil, errors.New("--scratch-codes must be 0..10")
+	}
+	switch c.qr {
+	case enroll.QRUTF8, enroll.QRANSI, enroll.QRNone:
+	default:
+		return nil, fmt.Errorf("--qr must be utf8, ansi or none, not %q", c.qr)
+	}
+	for _, s := range []string{c.issuer, c.label} {
+		if strings.ContainsAny(s, ":\x00\n") {
+			return nil, errors.New("--issuer and --label cannot contain ':' or control characters")
+		}
+	}
+	return c, nil
+}
+
+func lookupTarget(name string) (*user.User, error) {
+	if name == "" {
+		return user.LookupId(strconv.Itoa(os.Getuid()))
+	}
+	if os.Getuid() != 0 {
+		return nil, errors.New("--user is for root; without it you enroll yourself")
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return nil, fmt.Errorf("no user %q", name)
+	}
+	return u, nil
+}
+
+func newToken(c *config) (*secret.Token, error) {
+	alg, err := otp.ParseAlgorithm(c.algorithm)
+	if err != nil {
+		return nil, fmt.Errorf("--algorithm: %w", err)
+	}
+	t := &secret.Token{Name: c.name, Params: otp.Params{Algorithm: alg, Digits: c.digits, Period: c.period}, Created: time.Now().Unix()}
+	if err := t.Params.Validate(); err != nil {
+		return nil, err
+	}
+	if c.secret != "" {
+		t.Key, err = otp.DecodeKey(c.secret)
+	} else {
+		t.Key, err = enroll.NewKey()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("--secret: %w", err)
+	}
+	// The parser is the judge of a valid token (its name, above all).
+	if _, err := secret.ParseFile((&secret.File{Tokens: []secret.Token{*t}}).Marshal()); err != nil {
+		return nil, fmt.Errorf("--name: %w", err)
+	}
+	return t, nil
+}
+
+// confirm asks for a code up to three times. After a wrong code it never
+// shows the right one: anyone at the terminal could read it.
+func confirm(f *secret.File, st *secret.State, stdin io.Reader, stdout io.Writer) bool {
+	in := bufio.NewReader(io.LimitReader(stdin, 4096))
+	p := verify.Policy{Window: 1, InitialWindow: 10, Deny: 0}
+	for try := 0; try < 3; try++ {
+		fmt.Fprint(stdout, "Code from the app, to confirm: ")
+		line, err := in.ReadString('\n')
+		code := strings.TrimSpace(line)
+		if code != "" {
+			if r := verify.Check(&secret.File{Tokens: f.Tokens}, st, code, time.Now().Unix(), p); r.Outcome == verify.OK {
+				fmt.Fprintln(stdout, "Confirmed.")
+				st.Failures = 0
+				return true
+			}
+			fmt.Fprintln(stdout, "That code is not right.")
+		}
+		if err != nil {
+			fmt.Fprintln(stdout)
+			return false
+		}
+	}
+	return false
+}

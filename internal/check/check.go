@@ -1,0 +1,329 @@
+// Package check runs one authentication inside pam-totp-check: it reads the
+// module's request, finds and opens the user's enrollment with the right
+// privileges, asks for the code through the module, decides under the
+// enrollment's lock, saves the state, logs one line and sends the verdict.
+package check
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"pamtotp/internal/options"
+	"pamtotp/internal/otp"
+	"pamtotp/internal/protocol"
+	"pamtotp/internal/secret"
+	"pamtotp/internal/verify"
+)
+
+// Logger is the part of *syslog.Writer a check uses.
+type Logger interface {
+	Info(string) error
+	Warning(string) error
+	Debug(string) error
+}
+
+// Env is what a check needs from the process around it.
+type Env struct {
+	Conn io.ReadWriter // the socket to pam_totp.so
+	Log  Logger
+	Now  func() time.Time
+	// Become switches the process to a user for good before a file in that
+	// user's home is touched.
+	Become func(uid, gid int) error
+}
+
+// Run handles one request and always tries to send a verdict.
+func Run(e *Env) {
+	verdict := protocol.Fail
+	defer func() {
+		if r := recover(); r != nil {
+			e.Log.Warning(fmt.Sprintf("internal error: %v", r))
+			verdict = protocol.Fail
+		}
+		protocol.WriteFrame(e.Conn, protocol.Verdict, []byte{verdict})
+	}()
+	typ, payload, err := protocol.ReadFrame(e.Conn)
+	if err == nil && typ != protocol.Request {
+		err = fmt.Errorf("first frame is %q, not a request", typ)
+	}
+	var req *protocol.Req
+	if err == nil {
+		req, err = protocol.ParseReq(payload)
+	}
+	if err != nil {
+		e.Log.Warning("outcome=fail reason=" + quote("bad request from module: "+err.Error()))
+		return
+	}
+	s := &session{env: e, req: req}
+	verdict = s.run()
+}
+
+type session struct {
+	env     *Env
+	req     *protocol.Req
+	opts    *options.Options
+	authtok bool // SetAuthtok sent
+}
+
+// A candidate is one way of reading what the user typed: the code, and
+// with forward_pass or use_first_pass the password in front of it.
+type candidate struct {
+	code     string
+	password string
+}
+
+func (s *session) run() byte {
+	opts, err := options.Parse(s.req.Options)
+	if err != nil {
+		s.logf(s.env.Log.Warning, "", "fail", "configuration: %v", err)
+		return protocol.Fail
+	}
+	s.opts = opts
+
+	// Everything that can be wrong with the user or the file is found out
+	// before the prompt but only reported after it: a prompt must not tell
+	// who exists or who is enrolled.
+	file, problem := s.open()
+	if problem != nil && !errors.Is(problem, secret.ErrNotEnrolled) && opts.Debug {
+		s.env.Log.Debug("user=" + quote(s.req.User) + " problem=" + quote(problem.Error()))
+	}
+	if errors.Is(problem, secret.ErrNotEnrolled) && opts.NullOK {
+		s.logf(s.env.Log.Info, "", "ignore", "no secret file (nullok)")
+		return protocol.Ignore
+	}
+	lengths := codeLengths(file)
+
+	if opts.UseFirstPass || opts.TryFirstPass {
+		if s.req.Authtok == nil && opts.UseFirstPass {
+			s.logf(s.env.Log.Warning, "", "fail", "use_first_pass: no password from an earlier module")
+			return protocol.Fail
+		}
+		var tried []candidate
+		if s.req.Authtok != nil {
+			tried = split(*s.req.Authtok, lengths)
+		}
+		hasCode := len(tried) > 0 && tried[0].code != ""
+		switch {
+		case opts.UseFirstPass && (problem != nil || !hasCode):
+			if problem == nil {
+				problem = errors.New("use_first_pass: the password does not end in a code")
+			}
+			return s.finish(verify.Result{Outcome: verify.BadCode}, tried[0], problem)
+		case opts.UseFirstPass:
+			r, c, err := s.decide(tried)
+			return s.finish(r, c, err)
+		case hasCode && problem == nil:
+			// try_first_pass: a code in front is used if it opens; else ask.
+			r, c, err := s.decide(tried)
+			if err == nil && r.Outcome == verify.OK {
+				return s.finish(r, c, err)
+			}
+			s.logResult(r, err)
+		}
+	}
+
+	var answer string
+	if opts.ForwardPass {
+		answer, err = s.prompt("Password & verification code: ", false)
+	} else {
+		answer, err = s.prompt(opts.Prompt, opts.EchoCode)
+	}
+	if err != nil {
+		s.logf(s.env.Log.Info, "", "fail", "conversation failed: %v", err)
+		return protocol.Fail
+	}
+	candidates := []candidate{{code: answer}}
+	if opts.ForwardPass {
+		candidates = split(answer, lengths)
+	}
+	if problem != nil {
+		return s.finish(verify.Result{Outcome: verify.BadCode}, candidates[0], problem)
+	}
+	r, c, err := s.decide(candidates)
+	return s.finish(r, c, err)
+}
+
+// open finds the user's secret file, becoming the user first when it is in
+// the user's home, and parses it. The file is parsed again under the lock.
+func (s *session) open() (*secret.File, error) {
+	if !s.req.Known {
+		return nil, errors.New("unknown user")
+	}
+	path, err := s.path()
+	if err != nil {
+		return nil, err
+	}
+	if options.InHome(s.opts.Secret) {
+		if err := s.env.Become(s.req.UID, s.req.GID); err != nil {
+			return nil, fmt.Errorf("cannot become uid %d: %w", s.req.UID, err)
+		}
+	}
+	if s.opts.Debug {
+		s.env.Log.Debug("user=" + quote(s.req.User) + " secret=" + quote(path))
+	}
+	return secret.Read(path, s.owner())
+}
+
+func (s *session) path() (string, error) {
+	return options.Expand(s.opts.Secret, s.req.User, s.req.Home)
+}
+
+// owner is who must own the files: the user in their home, root in the store.
+func (s *session) owner() int {
+	if options.InHome(s.opts.Secret) {
+		return s.req.UID
+	}
+	return 0
+}
+
+// decide checks the candidates under the enrollment's lock and saves the
+// state before returning. One attempt is one failure, however many
+// candidates were tried.
+func (s *session) decide(candidates []candidate) (verify.Result, candidate, error) {
+	path, _ := s.path()
+	acct, err := secret.Lock(path, s.owner())
+	if err != nil {
+		return verify.Result{Outcome: verify.BadCode}, candidates[0], err
+	}
+	defer acct.Close()
+	now := s.env.Now().Unix()
+	orig := acct.State.Marshal(acct.File)
+	var r verify.Result
+	chosen := candidates[0]
+	for i, c := range candidates {
+		st, err := secret.ParseState(orig)
+		if err != nil {
+			return verify.Result{Outcome: verify.BadCode}, c, err
+		}
+		res := verify.Check(acct.File, st, c.code, now, s.opts.Policy)
+		if i == 0 || res.Outcome == verify.OK {
+			r, chosen, acct.State = res, c, st
+		}
+		if res.Outcome == verify.OK {
+			break
+		}
+	}
+	if err := acct.SaveState(); err != nil {
+		// Without the saved state a code could be used again: refuse.
+		return verify.Result{Outcome: verify.BadCode, Token: r.Token}, chosen, fmt.Errorf("cannot save state: %w", err)
+	}
+	return r, chosen, nil
+}
+
+// finish forwards the password part when asked, logs and returns the verdict.
+func (s *session) finish(r verify.Result, c candidate, err error) byte {
+	if (s.opts.ForwardPass || s.opts.UseFirstPass || (s.opts.TryFirstPass && r.Outcome == verify.OK && c.password != "")) && !s.authtok {
+		if protocol.WriteFrame(s.env.Conn, protocol.SetAuthtok, []byte(c.password)) == nil {
+			s.authtok = true
+		}
+	}
+	s.logResult(r, err)
+	if err == nil && r.Outcome == verify.OK {
+		return protocol.Success
+	}
+	return protocol.Fail
+}
+
+func (s *session) logResult(r verify.Result, err error) {
+	switch {
+	case err != nil:
+		s.logf(s.env.Log.Warning, r.Token, "fail", "%v", err)
+	case r.Outcome == verify.OK && r.DriftAdjusted:
+		s.logf(s.env.Log.Info, r.Token, "ok", "drift adjusted to %d steps", r.Drift)
+	case r.Outcome == verify.OK:
+		s.logf(s.env.Log.Info, r.Token, "ok", "code accepted")
+	case r.NowLocked:
+		s.logf(s.env.Log.Warning, r.Token, "fail", "%s; user locked for %d s", r.Outcome, s.opts.Policy.UnlockTime)
+	default:
+		s.logf(s.env.Log.Warning, r.Token, "fail", "%s", r.Outcome)
+	}
+}
+
+func (s *session) prompt(text string, echo bool) (string, error) {
+	typ := protocol.PromptEchoOff
+	if echo {
+		typ = protocol.PromptEchoOn
+	}
+	if err := protocol.WriteFrame(s.env.Conn, typ, []byte(text)); err != nil {
+		return "", err
+	}
+	t, p, err := protocol.ReadFrame(s.env.Conn)
+	switch {
+	case err != nil:
+		return "", err
+	case t == protocol.ConvFailed:
+		return "", errors.New("the application could not ask the user")
+	case t != protocol.Answer:
+		return "", fmt.Errorf("unexpected frame %q", t)
+	}
+	return string(p), nil
+}
+
+// logf writes the one line of a decision. It never contains a code or a secret.
+func (s *session) logf(level func(string) error, token, outcome, format string, args ...any) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "user=%s service=%s", quote(s.req.User), quote(s.req.Service))
+	if s.req.RHost != "" {
+		fmt.Fprintf(&b, " rhost=%s", quote(s.req.RHost))
+	}
+	if s.req.TTY != "" {
+		fmt.Fprintf(&b, " tty=%s", quote(s.req.TTY))
+	}
+	if token != "" {
+		fmt.Fprintf(&b, " token=%s", quote(token))
+	}
+	fmt.Fprintf(&b, " outcome=%s reason=%s", outcome, quote(fmt.Sprintf(format, args...)))
+	level(b.String())
+}
+
+// quote keeps a logged value on one line and unambiguous.
+func quote(v string) string {
+	for _, r := range v {
+		if r <= ' ' || r == '"' || r == '\\' || r >= 0x7f {
+			return fmt.Sprintf("%q", v)
+		}
+	}
+	if v == "" {
+		return `""`
+	}
+	return v
+}
+
+// codeLengths are the lengths a code may have for this file: the tokens'
+// digits and the scratch code length, shortest first.
+func codeLengths(f *secret.File) []int {
+	set := map[int]bool{otp.DefaultDigit: true, otp.ScratchLen: true}
+	if f != nil {
+		set = map[int]bool{otp.ScratchLen: len(f.Scratch) > 0}
+		for _, t := range f.Tokens {
+			set[t.Params.Digits] = true
+		}
+	}
+	var out []int
+	for n, ok := range set {
+		if ok {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// split reads "password then code" for each code length that fits; if no
+// length fits, the whole input is the password and the code is empty.
+func split(s string, lengths []int) []candidate {
+	var out []candidate
+	for _, n := range lengths {
+		if len(s) >= n && otp.IsDigits(s[len(s)-n:], n) {
+			out = append(out, candidate{code: s[len(s)-n:], password: s[:len(s)-n]})
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, candidate{password: s})
+	}
+	return out
+}

@@ -1,0 +1,196 @@
+// Package protocol is the wire format between pam_totp.so (C, in the host
+// process) and pam-totp-check (this project's Go checker), over one
+// socketpair. docs/protocol.md describes it; pam_totp/pam_totp.c is the
+// other implementation and the two must agree.
+//
+// A frame is one type byte, a 16-bit big-endian payload length, and the
+// payload. The module sends one Request, then one Answer or ConvFailed
+// for every prompt. The checker sends prompts, messages, at most one
+// SetAuthtok, and ends with exactly one Verdict.
+package protocol
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// Version is the protocol version carried in every Request.
+const Version = 1
+
+// Bounds. The module enforces the same ones.
+const (
+	MaxPayload = 8192 // any frame
+	MaxAnswer  = 512  // PAM_MAX_RESP_SIZE; the module sends MaxAnswer+1 bytes of a longer answer
+)
+
+// Type is a frame type.
+type Type byte
+
+const (
+	// module -> checker
+	Request    Type = 'Q'
+	Answer     Type = 'A'
+	ConvFailed Type = 'X'
+	// checker -> module
+	PromptEchoOff Type = 'P'
+	PromptEchoOn  Type = 'E'
+	Info          Type = 'I'
+	Error         Type = 'R'
+	SetAuthtok    Type = 'T'
+	Verdict       Type = 'V'
+)
+
+// Verdict payloads.
+const (
+	Success byte = 'S'
+	Fail    byte = 'F'
+	Ignore  byte = 'I'
+)
+
+// ErrTooLarge is returned for a frame over MaxPayload.
+var ErrTooLarge = errors.New("frame larger than the protocol allows")
+
+// WriteFrame writes one frame.
+func WriteFrame(w io.Writer, t Type, payload []byte) error {
+	if len(payload) > MaxPayload {
+		return ErrTooLarge
+	}
+	buf := make([]byte, 3+len(payload))
+	buf[0] = byte(t)
+	binary.BigEndian.PutUint16(buf[1:], uint16(len(payload)))
+	copy(buf[3:], payload)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadFrame reads one frame, refusing oversized ones before reading them.
+func ReadFrame(r io.Reader) (Type, []byte, error) {
+	var hdr [3]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, fmt.Errorf("reading frame header: %w", err)
+	}
+	n := int(binary.BigEndian.Uint16(hdr[1:]))
+	if n > MaxPayload {
+		return 0, nil, ErrTooLarge
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, fmt.Errorf("reading %d-byte frame: %w", n, err)
+	}
+	return Type(hdr[0]), payload, nil
+}
+
+// Req is what the module tells the checker about one authentication.
+type Req struct {
+	User    string
+	Known   bool // the user exists (the module found it with getpwnam)
+	UID     int
+	GID     int
+	Home    string
+	Service string
+	RHost   string
+	TTY     string
+	RUser   string
+	Authtok *string  // PAM_AUTHTOK, sent only when an option needs it
+	Options []string // the module arguments, in order
+}
+
+// Marshal encodes r as NUL-terminated key=value fields, "v" first.
+func (r *Req) Marshal() []byte {
+	var b bytes.Buffer
+	add := func(k, v string) { b.WriteString(k + "=" + v + "\x00") }
+	add("v", strconv.Itoa(Version))
+	add("user", r.User)
+	if r.Known {
+		add("uid", strconv.Itoa(r.UID))
+		add("gid", strconv.Itoa(r.GID))
+		add("home", r.Home)
+	}
+	add("service", r.Service)
+	add("rhost", r.RHost)
+	add("tty", r.TTY)
+	add("ruser", r.RUser)
+	if r.Authtok != nil {
+		add("authtok", *r.Authtok)
+	}
+	for _, o := range r.Options {
+		add("opt", o)
+	}
+	return b.Bytes()
+}
+
+// ParseReq decodes a Request payload strictly.
+func ParseReq(p []byte) (*Req, error) {
+	if len(p) == 0 || p[len(p)-1] != 0 {
+		return nil, errors.New("request is not NUL-terminated")
+	}
+	r := &Req{}
+	seen := map[string]bool{}
+	for i, field := range bytes.Split(p[:len(p)-1], []byte{0}) {
+		k, v, ok := bytes.Cut(field, []byte("="))
+		key, val := string(k), string(v)
+		if !ok {
+			return nil, fmt.Errorf("request field %d has no '='", i)
+		}
+		if i == 0 {
+			if key != "v" || val != strconv.Itoa(Version) {
+				return nil, fmt.Errorf("unsupported protocol version %q", val)
+			}
+			seen["v"] = true
+			continue
+		}
+		if key != "opt" && seen[key] {
+			return nil, fmt.Errorf("repeated request field %q", key)
+		}
+		seen[key] = true
+		var err error
+		switch key {
+		case "user":
+			r.User = val
+		case "uid":
+			r.UID, err = id(val)
+		case "gid":
+			r.GID, err = id(val)
+		case "home":
+			r.Home = val
+		case "service":
+			r.Service = val
+		case "rhost":
+			r.RHost = val
+		case "tty":
+			r.TTY = val
+		case "ruser":
+			r.RUser = val
+		case "authtok":
+			s := val
+			r.Authtok = &s
+		case "opt":
+			r.Options = append(r.Options, val)
+		default:
+			err = errors.New("unknown field")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("request field %q: %w", key, err)
+		}
+	}
+	if !seen["v"] || !seen["user"] {
+		return nil, errors.New("request lacks version or user")
+	}
+	r.Known = seen["uid"] && seen["gid"] && seen["home"]
+	if !r.Known && (seen["uid"] || seen["gid"] || seen["home"]) {
+		return nil, errors.New("request has part of a user's identity")
+	}
+	return r, nil
+}
+
+func id(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return 0, errors.New("not a uid or gid")
+	}
+	return int(n), nil
+}
