@@ -29,13 +29,11 @@ type Outcome string
 const (
 	OK            Outcome = "ok"
 	BadCode       Outcome = "bad code"
+	Malformed     Outcome = "malformed code"
 	Replay        Outcome = "replay"
 	Locked        Outcome = "locked"
 	ResyncPending Outcome = "resync pending"
 )
-
-// MaxCodeLen bounds the answer a check looks at; longer is simply wrong.
-const MaxCodeLen = 16
 
 // Result says what happened and to which token.
 type Result struct {
@@ -52,12 +50,15 @@ func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) R
 	if st.LockedUntil > now {
 		return Result{Outcome: Locked}
 	}
-	r := Result{Outcome: BadCode}
-	if len(code) <= MaxCodeLen {
-		r = checkTokens(f, st, code, now, p)
-		if r.Outcome != OK && checkScratch(f, st, code) {
-			r = Result{Outcome: OK, Token: "scratch"}
-		}
+	if !wellFormed(f, code) {
+		// It cannot match anything, so it is no guess and does not count:
+		// garbage must not lock a user out. sshd's password method, for
+		// one, answers the code prompt with the password.
+		return Result{Outcome: Malformed}
+	}
+	r := checkTokens(f, st, code, now, p)
+	if r.Outcome != OK && checkScratch(f, st, code) {
+		r = Result{Outcome: OK, Token: "scratch"}
 	}
 	if r.Outcome == OK {
 		st.Failures, st.LockedUntil = 0, 0
@@ -69,6 +70,20 @@ func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) R
 		r.NowLocked = true
 	}
 	return r
+}
+
+// wellFormed reports whether code has the form of some token's code or of a
+// scratch code.
+func wellFormed(f *secret.File, code string) bool {
+	if len(f.Scratch) > 0 && otp.IsDigits(code, otp.ScratchLen) {
+		return true
+	}
+	for _, t := range f.Tokens {
+		if otp.IsDigits(code, t.Params.Digits) {
+			return true
+		}
+	}
+	return false
 }
 
 func checkTokens(f *secret.File, st *secret.State, code string, now int64, p Policy) Result {

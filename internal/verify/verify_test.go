@@ -99,9 +99,11 @@ func TestCheck(t *testing.T) {
 			{now: t0 + 30, phoneOffset: 200, want: ResyncPending},
 			{now: t0 + 30, phoneOffset: 205, want: ResyncPending}}},
 		{"wrong code", p, []login{{now: t0, code: "000000", want: BadCode}}},
-		{"letters, lengths, spaces", p, []login{
-			{now: t0, typed: true, want: BadCode}, {now: t0, code: "12345", want: BadCode},
-			{now: t0, code: "1234567", want: BadCode}, {now: t0, code: "12 456", want: BadCode}}},
+		{"malformed input never locks", Policy{Window: 1, Deny: 2, UnlockTime: 300}, []login{
+			{now: t0, typed: true, want: Malformed}, {now: t0, code: "12345", want: Malformed},
+			{now: t0, code: "1234567", want: Malformed}, {now: t0, code: "12 456", want: Malformed},
+			{now: t0, code: "abcdef", want: Malformed}, {now: t0, code: "hunter2", want: Malformed},
+			{now: t0, want: OK}}},
 		{"scratch code works once", p, []login{
 			{now: t0, code: "11111111", want: OK},
 			{now: t0, code: "11111111", want: BadCode},
@@ -129,7 +131,7 @@ func TestLongAnswerIsRefused(t *testing.T) {
 	for i := range long {
 		long[i] = '1'
 	}
-	if r := Check(f, st, string(long), t0, DefaultPolicy); r.Outcome != BadCode || st.Failures != 1 {
+	if r := Check(f, st, string(long), t0, DefaultPolicy); r.Outcome != Malformed || st.Failures != 0 {
 		t.Fatalf("1 MB answer: %+v, failures %d", r, st.Failures)
 	}
 }
