@@ -19,6 +19,7 @@ GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test
 all: build/pam_totp.so build/pam-totp-check build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
+	@test -f /usr/include/security/pam_modules.h || { echo "building pam_totp.so needs libpam0g-dev (scripts/deps installs it as root)"; exit 1; }
 	@mkdir -p build
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< -lpam
 
@@ -40,17 +41,20 @@ vet:
 # Unit tests need nothing; the end-to-end tests (real libpam, sshd, sudo)
 # need root and the packages that scripts/test-deps installs, and skip
 # with a message otherwise.
-test: all vet
-	scripts/test-deps
+test:
+	scripts/deps --with-reference
+	$(MAKE) all vet
 	go test -count=1 ./internal/... ./cmd/...
-	go test -count=1 -timeout 30m -v ./test/ 2>&1 | scripts/summarize-e2e
+	go test -count=1 -timeout 40m -v ./test/
 
 install: all
 	install -D -m 0644 build/pam_totp.so $(DESTDIR)$(PAMDIR)/pam_totp.so
 	install -D -m 0755 build/pam-totp-check $(DESTDIR)$(CHECKER)
 	install -D -m 0755 build/totp-enroll $(DESTDIR)$(PREFIX)/bin/totp-enroll
 
-demo: all
+demo:
+	scripts/deps
+	$(MAKE) all
 	scripts/demo start
 
 demo-stop:
