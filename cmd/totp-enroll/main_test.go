@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"pamtotp/internal/otp"
+	"pamtotp/internal/secret"
+)
+
+// These tests use a root-owned store path: enrolling into a home makes the
+// process become that user, which a test process must not do.
+func storeDir(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the system store is root's (CI runs as root)")
+	}
+	return t.TempDir()
+}
+
+type failReader struct{ t *testing.T }
+
+func (r failReader) Read([]byte) (int, error) {
+	r.t.Error("read standard input")
+	return 0, io.EOF
+}
+
+func enrollRun(t *testing.T, stdin io.Reader, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, stdin, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestEnrollNoConfirm(t *testing.T) {
+	dir := storeDir(t)
+	tmpl := dir + "/%u"
+	code, out, errs := enrollRun(t, failReader{t}, "--secret-file", tmpl, "--no-confirm", "--qr", "none",
+		"--digits", "8", "--period", "60", "--algorithm", "sha512", "--scratch-codes", "3")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	paths, _ := filepath.Glob(dir + "/*")
+	if len(paths) != 1 {
+		t.Fatalf("files: %v (want just the secret, no temporary file)", paths)
+	}
+	st, err := os.Stat(paths[0])
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v", st.Mode(), err)
+	}
+	f, err := secret.Read(paths[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.Tokens[0]
+	if tok.Params != (otp.Params{Algorithm: otp.SHA512, Digits: 8, Period: 60}) || len(tok.Key) != 20 || len(f.Scratch) != 3 {
+		t.Fatalf("token %+v, %d scratch", tok.Params, len(f.Scratch))
+	}
+	for _, s := range f.Scratch {
+		if !strings.Contains(out, "  "+s+"\n") {
+			t.Errorf("scratch code %s not shown", s)
+		}
+	}
+	if !strings.Contains(out, "period=60") || !strings.Contains(out, "digits=8") || !strings.Contains(out, "algorithm=SHA512") {
+		t.Errorf("URI lacks the parameters:\n%s", out)
+	}
+
+	// An existing enrollment is kept unless --force.
+	code, _, errs = enrollRun(t, failReader{t}, "--secret-file", tmpl, "--no-confirm", "--qr", "none")
+	if code != exitError || !strings.Contains(errs, "--force") || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("second enrollment: exit %d, %q", code, errs)
+	}
+	if again, _ := secret.Read(paths[0], 0); string(again.Tokens[0].Key) != string(tok.Key) {
+		t.Fatal("the existing secret was replaced without --force")
+	}
+	code, _, errs = enrollRun(t, failReader{t}, "--secret-file", tmpl, "--no-confirm", "--qr", "none", "--force", "--secret", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+	if code != exitOK {
+		t.Fatalf("--force: exit %d, %s", code, errs)
+	}
+	if again, _ := secret.Read(paths[0], 0); otp.EncodeKey(again.Tokens[0].Key) != "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP" {
+		t.Fatal("--force --secret did not replace the secret")
+	}
+}
+
+func TestEnrollConfirm(t *testing.T) {
+	dir := storeDir(t)
+	const key = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+	k, _ := otp.DecodeKey(key)
+	p := otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}
+	now := otp.Step(time.Now().Unix(), 30)
+	valid := map[string]bool{}
+	for s := now - 12; s <= now+12; s++ {
+		c, _ := otp.Code(k, uint64(s), p)
+		valid[c] = true
+	}
+	wrong := "000000"
+	for valid[wrong] {
+		wrong = "1" + wrong[1:]
+	}
+
+	// Three wrong codes: exit 3, nothing written, and no valid code shown.
+	code, out, errs := enrollRun(t, strings.NewReader(wrong+"\n"+wrong+"\n"+wrong+"\n"), "--secret-file", dir+"/%u", "--qr", "none", "--secret", key)
+	if code != exitNoConfirm {
+		t.Fatalf("exit %d, %s", code, errs)
+	}
+	after := out[strings.Index(out, "to confirm"):]
+	for c := range valid {
+		if strings.Contains(after, c) {
+			t.Fatalf("after a wrong code the output shows a valid code %s:\n%s", c, after)
+		}
+	}
+	if paths, _ := filepath.Glob(dir + "/*"); len(paths) != 0 {
+		t.Fatalf("written after a failed confirmation: %v", paths)
+	}
+
+	// The right code: written, and that code is recorded as used.
+	right, _ := otp.Code(k, uint64(now), p)
+	code, out, errs = enrollRun(t, strings.NewReader(wrong+"\n"+right+"\n"), "--secret-file", dir+"/%u", "--qr", "none", "--secret", key)
+	if code != exitOK || !strings.Contains(out, "Confirmed.") {
+		t.Fatalf("exit %d, %s\n%s", code, errs, out)
+	}
+	paths, _ := filepath.Glob(dir + "/*")
+	var secretPath string
+	for _, p := range paths {
+		if !strings.HasSuffix(p, ".state") {
+			secretPath = p
+		}
+	}
+	acct, err := secret.Lock(secretPath, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer acct.Close()
+	if ts := acct.State.Token(&acct.File.Tokens[0]); !ts.Used || ts.LastStep < now {
+		t.Fatalf("confirmation code not recorded as used: %+v", ts)
+	}
+}
+
+func TestEnrollRefusesBadInput(t *testing.T) {
+	dir := storeDir(t)
+	for _, args := range [][]string{
+		{"--digits", "7"}, {"--period", "5"}, {"--period", "121"}, {"--algorithm", "MD5"}, {"--qr", "sixel"},
+		{"--scratch-codes", "11"}, {"--secret", "not base32!"}, {"--secret", "JBSWY3DP"}, {"--name", "a b"},
+		{"--nosuchflag"}, {"extra-arg"}, {"--issuer", "a:b"}, {"--user", "nosuchuser-pamtotp"},
+		{"--secret-file", "relative/%u"}, {"--secret-file", "/x/%q"},
+	} {
+		args = append([]string{"--secret-file", dir + "/%u", "--no-confirm", "--qr", "none"}, args...)
+		code, out, errs := enrollRun(t, failReader{t}, args...)
+		if code != exitUsage || strings.Count(errs, "\n") != 1 || !strings.HasPrefix(errs, "totp-enroll: ") {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errs)
+		}
+		if strings.Contains(out, "Written") {
+			t.Errorf("%q: wrote something", args)
+		}
+	}
+	if paths, _ := filepath.Glob(dir + "/*"); len(paths) != 0 {
+		t.Fatalf("files left behind: %v", paths)
+	}
+	// A store directory that cannot be created: a clean error, exit 1.
+	code, _, errs := enrollRun(t, failReader{t}, "--secret-file", "/proc/nope/%u", "--no-confirm", "--qr", "none")
+	if code != exitError || strings.Count(errs, "\n") != 1 {
+		t.Fatalf("unwritable store: exit %d, %q", code, errs)
+	}
+}
+
+func TestHelp(t *testing.T) {
+	code, out, _ := enrollRun(t, failReader{t}, "--help")
+	if code != exitOK || !strings.Contains(out, "--no-confirm") || !strings.Contains(out, "Exit status") {
+		t.Fatalf("help: %d\n%s", code, out)
+	}
+}
