@@ -201,4 +201,3 @@ func TestSplit(t *testing.T) {
 		}
 	}
 }
-
