@@ -203,9 +203,18 @@ func TestPAMSystemStore(t *testing.T) {
 	if err := authenticate(t, dir, u.name, &conv{answers: []string{code(t, u.secret, 0)}}); err != nil {
 		t.Fatalf("system store: %v", err)
 	}
+	// A store directory that others can write is refused, whatever is in it.
+	os.Chmod(store, 0o777)
+	m := syslogs.mark()
+	if err := authenticate(t, dir, u.name, &conv{answers: []string{code(t, u.secret, 1)}}); !errors.Is(err, pam.ErrAuth) {
+		t.Fatalf("world-writable store: %v, want ErrAuth", err)
+	}
+	expectLog(t, m, `outcome=fail reason=".*writable by root only`)
+	os.Chmod(store, 0o700)
+
 	// A file in the store that the user owns is refused: the store is root's.
 	os.Chown(filepath.Join(store, u.name), u.uid, u.gid)
-	m := syslogs.mark()
+	m = syslogs.mark()
 	if err := authenticate(t, dir, u.name, &conv{answers: []string{code(t, u.secret, 1)}}); !errors.Is(err, pam.ErrAuth) {
 		t.Fatalf("user-owned file in the store: %v, want ErrAuth", err)
 	}

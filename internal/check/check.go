@@ -161,6 +161,8 @@ func (s *session) open() (*secret.File, error) {
 		if err := s.env.Become(s.req.UID, s.req.GID); err != nil {
 			return nil, fmt.Errorf("cannot become uid %d: %w", s.req.UID, err)
 		}
+	} else if err := secret.CheckStoreDir(path); err != nil {
+		return nil, err
 	}
 	if s.opts.Debug {
 		s.env.Log.Debug("user=" + quote(s.req.User) + " secret=" + quote(path))

@@ -69,6 +69,21 @@ func readBounded(f *os.File) ([]byte, error) {
 	return data, nil
 }
 
+// CheckStoreDir refuses a root-owned store whose directory someone other
+// than root could change: there a user could plant a hard link to a root
+// file, or swap files between our checks and our reads.
+func CheckStoreDir(path string) error {
+	dir := filepath.Dir(path)
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return fmt.Errorf("store directory %s: %w", dir, err)
+	}
+	if st.Uid != 0 || st.Mode&0o022 != 0 {
+		return fmt.Errorf("store directory %s must be owned by root and writable by root only", dir)
+	}
+	return nil
+}
+
 // Read opens, checks and parses a secret file without locking it. Logins use
 // it to decide how to prompt; the decision itself is made under Lock.
 func Read(path string, owner int) (*File, error) {
