@@ -11,11 +11,11 @@ CFLAGS  ?= -O2
 CFLAGS  += -fPIC -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror \
            -DCHECKER_PATH='"$(CHECKER)"'
 LDFLAGS += -shared -Wl,-z,relro -Wl,-z,now
-GOFLAGS_BUILD = -trimpath -ldflags=-buildid=
+GOFLAGS_BUILD = -trimpath -ldflags="-s -w -buildid="
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test unit-test e2e-test vet install demo demo-stop clean
+.PHONY: all test vet bench install demo demo-stop clean
 all: build/pam_totp.so build/pam-totp-check build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
@@ -46,6 +46,16 @@ test:
 	$(MAKE) all vet
 	go test -count=1 ./internal/... ./cmd/...
 	go test -count=1 -timeout 40m -v ./test/
+
+# Not a test: measures pam_totp against pam_google_authenticator and writes
+# docs/benchmarks.md. Root only (it adds users and starts sshd in a private
+# mount namespace, as the tests do).
+bench: all build/pamlogin
+	scripts/deps --with-reference
+	go test -count=1 -run '^$$' -bench Logins -benchtime 1x -timeout 60m ./test/
+
+build/pamlogin: bench/pamlogin.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lpam
 
 install: all
 	install -D -m 0644 build/pam_totp.so $(DESTDIR)$(PAMDIR)/pam_totp.so

@@ -15,6 +15,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
@@ -53,6 +54,14 @@ struct config {
 	int timeout_ms;
 	int want_authtok;
 	int nodelay;
+	int secret_in_home; /* secret= names a file in the user's home (the default) */
+};
+
+/* Who the checker runs as: set in the child before execve. */
+struct identity {
+	uid_t uid;
+	gid_t gid;
+	int change; /* 0: keep the host's credentials */
 };
 
 struct buf {
@@ -66,6 +75,7 @@ static int parse_config(pam_handle_t *pamh, int argc, const char **argv, struct 
 	c->timeout_ms = DEFAULT_TIMEOUT * 1000;
 	c->want_authtok = 0;
 	c->nodelay = 0;
+	c->secret_in_home = 1;
 	for (int i = 0; i < argc; i++) {
 		if (strncmp(argv[i], "checker=", 8) == 0) {
 			c->checker = argv[i] + 8;
@@ -83,6 +93,9 @@ static int parse_config(pam_handle_t *pamh, int argc, const char **argv, struct 
 			c->want_authtok = 1;
 		} else if (strcmp(argv[i], "nodelay") == 0) {
 			c->nodelay = 1;
+		} else if (strncmp(argv[i], "secret=", 7) == 0) {
+			/* The same rule as internal/options.InHome; the last one counts. */
+			c->secret_in_home = argv[i][7] == '~' || strncmp(argv[i] + 7, "%h", 2) == 0;
 		}
 		/* Every other option is the checker's to accept or refuse. */
 	}
@@ -158,13 +171,31 @@ static const char *item(pam_handle_t *pamh, int type)
 	return v;
 }
 
+/*
+ * The checker never holds more privilege than the file it reads needs: for a
+ * secret in the home it runs as the user, for the system store as root (all
+ * ids, so that a sudo caller cannot signal it). An unknown user's checker
+ * reads no file and keeps the host's credentials.
+ */
+static void choose_identity(const struct config *c, const struct passwd *pw, struct identity *id)
+{
+	id->change = pw != NULL && geteuid() == 0;
+	id->uid = 0;
+	id->gid = 0;
+	if (id->change && c->secret_in_home) {
+		id->uid = pw->pw_uid;
+		id->gid = pw->pw_gid;
+	}
+}
+
 static int build_request(pam_handle_t *pamh, const struct config *c, const char *user, int argc, const char **argv,
-			 struct buf *b)
+			 struct buf *b, struct identity *id)
 {
 	const struct passwd *pw = pam_modutil_getpwnam(pamh, user);
 	char num[32];
 	int rc = 0;
 
+	choose_identity(c, pw, id);
 	b->len = 0;
 	rc |= add_field(b, "v", PROTO_VERSION);
 	rc |= add_field(b, "user", user);
@@ -186,7 +217,7 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 	return rc;
 }
 
-static pid_t spawn(pam_handle_t *pamh, const char *path, int *sock)
+static pid_t spawn(pam_handle_t *pamh, const char *path, const struct identity *id, int *sock)
 {
 	char *const args[] = {"pam-totp-check", NULL};
 	char *const env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
@@ -222,6 +253,10 @@ static pid_t spawn(pam_handle_t *pamh, const char *path, int *sock)
 			signal(sig, SIG_DFL);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		/* After fork glibc knows this child has one thread: these are plain system calls. */
+		if (id->change && (setgroups(1, &id->gid) != 0 || setresgid(id->gid, id->gid, id->gid) != 0 ||
+				   setresuid(id->uid, id->uid, id->uid) != 0))
+			_exit(126);
 		execve(path, args, env);
 		_exit(127);
 	}
@@ -432,6 +467,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 {
 	struct config c;
 	struct buf req;
+	struct identity id;
 	const char *user = NULL;
 	char *checker = NULL;
 	int sock = -1, set_authtok = 0, verdict;
@@ -448,13 +484,13 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	}
 	if (!checker_is_safe(pamh, c.checker, &checker))
 		return PAM_AUTH_ERR;
-	if (build_request(pamh, &c, user, argc, argv, &req) != 0) {
+	if (build_request(pamh, &c, user, argc, argv, &req, &id) != 0) {
 		explicit_bzero(req.data, sizeof(req.data));
 		pam_syslog(pamh, LOG_ERR, "request for the checker too large (options or items too long)");
 		free(checker);
 		return PAM_AUTH_ERR;
 	}
-	pid = spawn(pamh, checker, &sock);
+	pid = spawn(pamh, checker, &id, &sock);
 	free(checker);
 	if (pid < 0) {
 		explicit_bzero(req.data, sizeof(req.data));

@@ -129,7 +129,7 @@ func setupNamespace(dir string) error {
 }
 
 // needRoot skips a test that needs the namespace (root) or a Debian package.
-func needRoot(t *testing.T, commands ...string) {
+func needRoot(t testing.TB, commands ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: it adds users and PAM services in a private mount namespace (CI runs it as root)")
@@ -183,7 +183,7 @@ func (l *logSink) since(m int) []string {
 
 // expectLog waits for a line after m that matches re, and fails the test
 // if any line after m contains one of the forbidden strings (codes, secrets).
-func expectLog(t *testing.T, m int, re string, forbidden ...string) {
+func expectLog(t testing.TB, m int, re string, forbidden ...string) {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(3 * time.Second)
@@ -224,7 +224,7 @@ var (
 
 const testPassword = "correct horse 42"
 
-func newUser(t *testing.T) *user {
+func newUser(t testing.TB) *user {
 	t.Helper()
 	userMu.Lock()
 	defer userMu.Unlock()
@@ -250,7 +250,7 @@ func newUser(t *testing.T) *user {
 	return u
 }
 
-func appendLine(t *testing.T, path, line string) {
+func appendLine(t testing.TB, path, line string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -262,7 +262,7 @@ func appendLine(t *testing.T, path, line string) {
 	}
 }
 
-func newSecret(t *testing.T) string {
+func newSecret(t testing.TB) string {
 	t.Helper()
 	k := make([]byte, 20)
 	if _, err := rand.Read(k); err != nil {
@@ -272,7 +272,7 @@ func newSecret(t *testing.T) string {
 }
 
 // enroll runs the real totp-enroll for u with a known secret.
-func enroll(t *testing.T, u *user, extra ...string) {
+func enroll(t testing.TB, u *user, extra ...string) {
 	t.Helper()
 	u.secret = newSecret(t)
 	args := append([]string{"--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--scratch-codes", "2"}, extra...)
@@ -290,7 +290,7 @@ func enroll(t *testing.T, u *user, extra ...string) {
 }
 
 // code asks oathtool for u's code at offset steps of 30 s from now.
-func code(t *testing.T, secret string, offset int, oathArgs ...string) string {
+func code(t testing.TB, secret string, offset int, oathArgs ...string) string {
 	t.Helper()
 	at := time.Now().Unix() + int64(offset)*30
 	if len(oathArgs) == 0 || !strings.HasPrefix(oathArgs[0], "--totp") {
@@ -305,7 +305,7 @@ func code(t *testing.T, secret string, offset int, oathArgs ...string) string {
 }
 
 // service writes a PAM service file into a fresh directory for pam_start_confdir.
-func service(t *testing.T, lines ...string) string {
+func service(t testing.TB, lines ...string) string {
 	t.Helper()
 	dir := t.TempDir()
 	text := strings.Join(lines, "\n") + "\n"
@@ -349,7 +349,7 @@ func (c *conv) RespondPAM(s pam.Style, msg string) (string, error) {
 
 // authenticate runs one pam_authenticate through real libpam and fails the
 // test if it takes longer than a login may.
-func authenticate(t *testing.T, confDir, userName string, c *conv) error {
+func authenticate(t testing.TB, confDir, userName string, c *conv) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {

@@ -30,6 +30,11 @@ func TestPAMRightWrongReplay(t *testing.T) {
 		t.Fatalf("prompts %q", c.prompts)
 	}
 	expectLog(t, m, `pam_totp.*user=`+u.name+` service=pamtotp-test.*token=default outcome=ok`, good, u.secret)
+	// The checker wrote the state as the user, never as root.
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(u.home, ".pam_totp.state"), &st); err != nil || int(st.Uid) != u.uid || st.Mode&0o077 != 0 {
+		t.Fatalf("state file: uid %d mode %o, %v; want uid %d, no group or other bits", st.Uid, st.Mode&0o777, err, u.uid)
+	}
 
 	m = syslogs.mark()
 	if err := authenticate(t, dir, u.name, &conv{answers: []string{good}}); !errors.Is(err, pam.ErrAuth) {

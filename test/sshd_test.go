@@ -29,7 +29,7 @@ var sshdSeq = 0
 // startSSHD starts sshd with PasswordAuthentication set as given. OpenSSH
 // takes the PAM service name from its program name, so it runs through a
 // symlink whose name is the service.
-func startSSHD(t *testing.T, passwordAuth bool, authLines ...string) *sshd {
+func startSSHD(t testing.TB, passwordAuth bool, authLines ...string) *sshd {
 	t.Helper()
 	needRoot(t, "oathtool", "openssl", "/usr/sbin/sshd", "ssh-keygen")
 	sshdSeq++
@@ -106,7 +106,7 @@ LoginGraceTime 30
 	return s
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -280,7 +280,7 @@ func TestSSHDForwardPassPasswordClient(t *testing.T) {
 	}
 }
 
-func writeGoogleAuthenticator(t *testing.T, u *user) {
+func writeGoogleAuthenticator(t testing.TB, u *user) {
 	t.Helper()
 	p := filepath.Join(u.home, ".google_authenticator")
 	if err := os.WriteFile(p, []byte(strings.TrimRight(u.secret, "=")+"\n\" TOTP_AUTH\n\" DISALLOW_REUSE\n"), 0o400); err != nil {
@@ -292,7 +292,7 @@ func writeGoogleAuthenticator(t *testing.T, u *user) {
 }
 
 // waitFor waits until sshd has logged want.
-func waitFor(t *testing.T, log *syncBuffer, want string) {
+func waitFor(t testing.TB, log *syncBuffer, want string) {
 	t.Helper()
 	for i := 0; i < 100; i++ {
 		if strings.Contains(log.String(), want) {

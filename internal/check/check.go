@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -31,9 +32,6 @@ type Env struct {
 	Conn io.ReadWriter // the socket to pam_totp.so
 	Log  Logger
 	Now  func() time.Time
-	// Become switches the process to a user for good before a file in that
-	// user's home is touched.
-	Become func(uid, gid int) error
 }
 
 // Run handles one request and always tries to send a verdict.
@@ -157,12 +155,19 @@ func (s *session) open() (*secret.File, error) {
 	if err != nil {
 		return nil, err
 	}
+	// pam_totp.so started us as the user for a file in the home, and as
+	// root for the store; anything else is a mistake we refuse to work with.
 	if options.InHome(s.opts.Secret) {
-		if err := s.env.Become(s.req.UID, s.req.GID); err != nil {
-			return nil, fmt.Errorf("cannot become uid %d: %w", s.req.UID, err)
+		if os.Getuid() != s.req.UID || os.Geteuid() != s.req.UID {
+			return nil, fmt.Errorf("checker runs as uid %d, not as the user (uid %d)", os.Geteuid(), s.req.UID)
 		}
-	} else if err := secret.CheckStoreDir(path); err != nil {
-		return nil, err
+	} else {
+		if os.Geteuid() != 0 {
+			return nil, fmt.Errorf("checker runs as uid %d: the system store needs root", os.Geteuid())
+		}
+		if err := secret.CheckStoreDir(path); err != nil {
+			return nil, err
+		}
 	}
 	if s.opts.Debug {
 		s.env.Log.Debug("user=" + quote(s.req.User) + " secret=" + quote(path))

@@ -55,7 +55,7 @@ func runSession(t *testing.T, module func(c net.Conn) byte) (byte, *lines) {
 	go func() {
 		defer close(done)
 		defer a.Close()
-		Run(&Env{Conn: a, Log: log, Now: func() time.Time { return time.Unix(now, 0) }, Become: func(int, int) error { return nil }})
+		Run(&Env{Conn: a, Log: log, Now: func() time.Time { return time.Unix(now, 0) }})
 	}()
 	verdict := module(b)
 	b.Close()

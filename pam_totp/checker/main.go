@@ -1,18 +1,18 @@
 // Command pam-totp-check is started by pam_totp.so for every
-// authentication, with its socket to the module on standard input. It is not
-// meant to be run by hand. See docs/architecture.md.
+// authentication, with its socket to the module on standard input, already
+// running as the user whose home it reads (or as root for the system store).
+// It is not meant to be run by hand. See docs/architecture.md.
 package main
 
 import (
 	"fmt"
-	"log/syslog"
 	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"pamtotp/internal/authlog"
 	"pamtotp/internal/check"
-	"pamtotp/internal/privilege"
 )
 
 func main() {
@@ -21,34 +21,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pam-totp-check: started by pam_totp.so with a socket on standard input, not by hand")
 		os.Exit(2)
 	}
+	// No core file of ours may hold a secret.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Umask(0o077)
-	if os.Geteuid() == 0 {
-		// Under sudo the real uid is the caller's, who could then signal
-		// us; a process of our own has no reason to keep it.
-		if err := privilege.Drop(0, 0); err != nil {
-			os.Exit(1) // the module logs the missing verdict
-		}
-	}
 	check.Run(&check.Env{
-		Conn:   os.Stdin,
-		Log:    openLog(),
-		Now:    time.Now,
-		Become: privilege.Drop,
+		Conn: os.Stdin,
+		Log:  authlog.Open("pam_totp"),
+		Now:  time.Now,
 	})
 }
-
-// openLog logs to syslog's authpriv facility; like pam_syslog, it drops the
-// lines when no syslog daemon listens rather than refusing logins.
-func openLog() check.Logger {
-	w, err := syslog.New(syslog.LOG_AUTHPRIV|syslog.LOG_INFO, "pam_totp")
-	if err != nil {
-		return discard{}
-	}
-	return w
-}
-
-type discard struct{}
-
-func (discard) Info(string) error    { return nil }
-func (discard) Warning(string) error { return nil }
-func (discard) Debug(string) error   { return nil }

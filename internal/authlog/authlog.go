@@ -1,0 +1,60 @@
+// Package authlog writes the checker's decision lines to the local syslog
+// socket, facility authpriv, as pam_syslog does. It replaces log/syslog,
+// whose net package costs the checker most of a millisecond at every login.
+package authlog
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Severities (RFC 5424) used by the checker.
+const (
+	warning = 4
+	info    = 6
+	debug   = 7
+	// authpriv is facility 10.
+	authpriv = 10 << 3
+)
+
+// Writer sends lines to /dev/log. Like pam_syslog, it drops them when no
+// syslog daemon listens rather than refusing logins.
+type Writer struct {
+	fd  int // -1 when there is no syslog
+	tag string
+}
+
+// Open connects to /dev/log.
+func Open(tag string) *Writer {
+	w := &Writer{fd: -1, tag: fmt.Sprintf("%s[%d]", tag, os.Getpid())}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return w
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: "/dev/log"}); err != nil {
+		unix.Close(fd)
+		return w
+	}
+	w.fd = fd
+	return w
+}
+
+func (w *Writer) send(severity int, msg string) error {
+	if w.fd < 0 {
+		return nil
+	}
+	// The local syslog socket takes RFC 3164 lines; the daemon adds the time.
+	_, err := unix.Write(w.fd, []byte(fmt.Sprintf("<%d>%s: %s", authpriv|severity, w.tag, msg)))
+	return err
+}
+
+// Info logs an accepted login or a neutral event.
+func (w *Writer) Info(msg string) error { return w.send(info, msg) }
+
+// Warning logs a refusal.
+func (w *Writer) Warning(msg string) error { return w.send(warning, msg) }
+
+// Debug logs what the debug option adds.
+func (w *Writer) Debug(msg string) error { return w.send(debug, msg) }
