@@ -294,6 +294,28 @@ enrolled, never used.
 
 On tmpfs, where fsync costs nothing: pam_totp %s, pam_google_authenticator %s per login.
 
+## Reading these figures
+
+Target: pam_totp no slower than pam_google_authenticator (ratio at most 1.0).
+**Not met** in this run: %s through libpam, %s and %s through sshd.
+
+- The old module runs inside the host process. pam_totp starts a second
+  process for every login, by design: a Go runtime inside sshd hangs logins
+  (docs/architecture.md). Starting the checker alone costs %s here, while the
+  old module's whole cost above the floor is %s. So in the libpam loop,
+  where nothing else happens, the exec alone outweighs the old module, and
+  the ratio there mostly measures it. Even a checker written in C would pay
+  for a fork and an exec of its own.
+- pam_totp makes its state durable with two fsyncs (the state file, then its
+  directory after the rename); the old module fsyncs once and never its
+  directory, so after a crash its last accepted code can come back. The I/O
+  row shows what that costs on this disk; flush times on this virtual
+  machine vary a lot from one run to the next.
+- Behind sshd, where a login costs tens of milliseconds anyway, pam_totp
+  adds %s per login sequentially (%.0f%%).
+- Peak memory: the checker is a separate process of %.0f KiB at most; the
+  host process does not grow, since no Go code is loaded into it.
+
 Reproduce: `+"`make bench`"+` as root on Debian 12 (it installs libpam-google-authenticator).
 `,
 		time.Now().UTC().Format("2006-01-02"), cpu, runtime.NumCPU(), cmd("uname", "-r"),
@@ -307,7 +329,11 @@ Reproduce: `+"`make bench`"+` as root on Debian 12 (it installs libpam-google-au
 		ms(f.libpamPermit), ms(f.checkerStart), ms(f.trueStart),
 		ms(f.libpamTOTP-f.totpTmpfs), ms(f.libpamGA-f.gaTmpfs),
 		ms(f.totpTmpfs-f.libpamPermit-f.checkerStart),
-		ms(f.totpTmpfs), ms(f.gaTmpfs))
+		ms(f.totpTmpfs), ms(f.gaTmpfs),
+		ratio(f.libpamTOTP, f.libpamGA), ratio(f.sshdTOTP1, f.sshdGA1), ratio(f.sshdTOTP20, f.sshdGA20),
+		ms(f.checkerStart), ms(f.libpamGA-f.libpamPermit),
+		ms(f.sshdTOTP1-f.sshdGA1), 100*float64(f.sshdTOTP1-f.sshdGA1)/float64(f.sshdGA1),
+		f.checker)
 	fmt.Println(w.String())
 	if err := os.WriteFile(filepath.Join("..", "docs", "benchmarks.md"), []byte(w.String()), 0o644); err != nil {
 		b.Fatal(err)
