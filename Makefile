@@ -15,7 +15,7 @@ GOFLAGS_BUILD = -trimpath -ldflags="-s -w -buildid="
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test vet bench install demo demo-stop clean
+.PHONY: all test vet bench deb install demo demo-stop clean
 all: build/pam_totp.so build/pam-totp-check build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
@@ -61,6 +61,20 @@ install: all
 	install -D -m 0644 build/pam_totp.so $(DESTDIR)$(PAMDIR)/pam_totp.so
 	install -D -m 0755 build/pam-totp-check $(DESTDIR)$(CHECKER)
 	install -D -m 0755 build/totp-enroll $(DESTDIR)$(PREFIX)/bin/totp-enroll
+	install -D -m 0644 docs/man/pam_totp.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam_totp.8
+	install -D -m 0644 docs/man/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1
+	install -D -m 0644 packaging/bash-completion/totp-enroll $(DESTDIR)$(PREFIX)/share/bash-completion/completions/totp-enroll
+
+# The Debian package, into build/: the tree is copied to build/deb/src with
+# packaging/deb as its debian/ directory, and built there.
+deb:
+	scripts/deps --deb
+	rm -rf build/deb && mkdir -p build/deb/src
+	tar --exclude=./build --exclude=./.git --exclude=./demo -cf - . | tar -xf - -C build/deb/src
+	cp -r packaging/deb build/deb/src/debian
+	cd build/deb/src && dpkg-buildpackage -us -uc -b
+	cp build/deb/*.deb build/
+	@ls build/*.deb
 
 demo:
 	scripts/deps
