@@ -1,0 +1,164 @@
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The Debian package: built, clean under lintian and hardening-check,
+// installed with dpkg, used by a real sshd from its installed paths, then
+// purged without a trace. dpkg installs into the machine for real (its
+// database and /usr are not in the namespace); /etc is the namespace's copy.
+func TestDebianPackage(t *testing.T) {
+	needRoot(t, "dpkg-buildpackage", "lintian", "hardening-check", "oathtool", "openssl", "/usr/sbin/sshd")
+	if out, _ := exec.Command("dpkg-query", "-W", "-f", "${Status}", "pam-totp").Output(); strings.Contains(string(out), "installed") {
+		t.Skip("pam-totp is installed on this machine: the test will not replace it")
+	}
+	root := filepath.Join(buildDir, "..")
+	if out, err := exec.Command("make", "-C", root, "deb").CombinedOutput(); err != nil {
+		t.Fatalf("make deb: %v\n%s", err, tail(out))
+	}
+	debs, _ := filepath.Glob(filepath.Join(buildDir, "pam-totp_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("want one package in build/, found %v", debs)
+	}
+	deb := debs[0]
+
+	out, _ := exec.Command("lintian", deb).CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "E:") || strings.HasPrefix(line, "W:") {
+			t.Errorf("lintian: %s", line)
+		}
+	}
+
+	// hardening-check on what the package ships. Control-flow protection is
+	// not asked for: Debian 12's C start files carry no CET marking, so no
+	// binary linked there has it (sshd and pam_unix neither); the stack
+	// protector is not asked of the Go programs, which have no C stack frames.
+	x := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-x", deb, x).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x: %v %s", err, out)
+	}
+	checks := [][]string{
+		{"--nocfprotection", x + "/lib/x86_64-linux-gnu/security/pam_totp.so"},
+		{"--nocfprotection", "--nostackprotector", x + "/usr/libexec/pam-totp/pam-totp-check", x + "/usr/bin/totp-enroll"},
+	}
+	for _, args := range checks {
+		if out, err := exec.Command("hardening-check", args...).CombinedOutput(); err != nil {
+			t.Errorf("hardening-check %v: %v\n%s", args, err, out)
+		}
+	}
+
+	files := packageFiles(t, deb)
+	before := snapshot(t, "/etc/pam.d")
+	t.Cleanup(func() { exec.Command("dpkg", "--purge", "pam-totp").Run() })
+	if out, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i: %v\n%s", err, out)
+	}
+	for _, f := range files {
+		if _, err := os.Lstat(f); err != nil {
+			t.Errorf("installed package lacks %s", f)
+		}
+	}
+	if diff := compare(before, snapshot(t, "/etc/pam.d")); diff != "" {
+		t.Errorf("installing changed /etc/pam.d (the profile must be off by default): %s", diff)
+	}
+
+	// A login through sshd with the installed module, checker and totp-enroll.
+	u := newUser(t)
+	u.secret = newSecret(t)
+	if out, err := exec.Command("/usr/bin/totp-enroll", "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none").CombinedOutput(); err != nil {
+		t.Fatalf("installed totp-enroll: %v %s", err, out)
+	}
+	s := startSSHD(t, false, "auth required pam_unix.so nodelay", "auth required pam_totp.so nodelay")
+	good := code(t, u.secret, 0)
+	if got, err := s.login(u.name, u.password, good, kbdFirst); err != nil || !strings.HasSuffix(got, u.name) {
+		t.Fatalf("login through the installed module: %q, %v", got, err)
+	}
+	if _, err := s.login(u.name, u.password, good, kbdFirst); err == nil {
+		t.Fatal("replay through the installed module got in")
+	}
+	os.Remove("/etc/pam.d/" + s.name)
+
+	if out, err := exec.Command("dpkg", "--purge", "pam-totp").CombinedOutput(); err != nil {
+		t.Fatalf("dpkg --purge: %v\n%s", err, out)
+	}
+	for _, f := range files {
+		if _, err := os.Lstat(f); err == nil {
+			t.Errorf("%s is left after purge", f)
+		}
+	}
+	if out, _ := exec.Command("dpkg-query", "-W", "-f", "${Status}", "pam-totp").Output(); strings.Contains(string(out), "installed") {
+		t.Errorf("dpkg still lists pam-totp: %s", out)
+	}
+	if diff := compare(before, snapshot(t, "/etc/pam.d")); diff != "" {
+		t.Errorf("/etc/pam.d differs after purge: %s", diff)
+	}
+}
+
+// packageFiles lists the files (not directories) a package installs.
+func packageFiles(t *testing.T, deb string) []string {
+	t.Helper()
+	out, err := exec.Command("dpkg-deb", "-c", deb).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 6 && !strings.HasPrefix(f[0], "d") {
+			files = append(files, strings.TrimPrefix(f[5], "."))
+		}
+	}
+	if len(files) < 5 {
+		t.Fatalf("package lists only %v", files)
+	}
+	return files
+}
+
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err == nil {
+			m[e.Name()] = string(b)
+		}
+	}
+	return m
+}
+
+func compare(a, b map[string]string) string {
+	var diff []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok {
+			diff = append(diff, k+" removed")
+		} else if v != w {
+			diff = append(diff, k+" changed")
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			diff = append(diff, k+" added")
+		}
+	}
+	return strings.Join(diff, ", ")
+}
+
+func tail(b []byte) string {
+	s := string(b)
+	if len(s) > 3000 {
+		s = "..." + s[len(s)-3000:]
+	}
+	return s
+}
