@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"pamtotp/internal/otp"
 	"pamtotp/internal/protocol"
 	"pamtotp/internal/secret"
@@ -49,7 +51,12 @@ func request(homeDir string, opts ...string) []byte {
 // runSession runs Run against a scripted module and returns the verdict it got.
 func runSession(t *testing.T, module func(c net.Conn) byte) (byte, *lines) {
 	t.Helper()
-	a, b := net.Pipe()
+	// A real socketpair, with kernel buffers, as pam_totp.so gives the checker.
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := socketConn(t, fds[0]), socketConn(t, fds[1])
 	log := &lines{}
 	done := make(chan struct{})
 	go func() {
@@ -65,6 +72,17 @@ func runSession(t *testing.T, module func(c net.Conn) byte) (byte, *lines) {
 		t.Fatal("checker did not finish")
 	}
 	return verdict, log
+}
+
+func socketConn(t *testing.T, fd int) net.Conn {
+	t.Helper()
+	f := os.NewFile(uintptr(fd), "socket")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // converse answers every prompt with answer and returns the verdict.
@@ -120,35 +138,57 @@ func TestRightCodeThenReplay(t *testing.T) {
 
 func TestGarbageFromTheModule(t *testing.T) {
 	h := home(t)
-	cases := map[string]func(m net.Conn){
-		"garbage bytes":     func(m net.Conn) { m.Write([]byte("GET / HTTP/1.1\r\n\r\n")) },
-		"wrong first frame": func(m net.Conn) { protocol.WriteFrame(m, protocol.Answer, []byte("123456")) },
-		"bad request":       func(m net.Conn) { protocol.WriteFrame(m, protocol.Request, []byte("v=9\x00user=a\x00")) },
-		"oversized header":  func(m net.Conn) { m.Write([]byte{'Q', 0xff, 0xff}) },
-		"truncated request": func(m net.Conn) { m.Write([]byte{'Q', 0, 50, 'v'}); m.Close() },
-		"unknown option":    func(m net.Conn) { protocol.WriteFrame(m, protocol.Request, request(h, "allow_all")) },
-		"answer of wrong type": func(m net.Conn) {
+	// Each case plays the whole module side alone (two readers on one pipe
+	// would race) and returns the verdict it got, or 0 if none could come.
+	cases := map[string]func(m net.Conn) byte{
+		"garbage bytes": func(m net.Conn) byte {
+			m.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+			return readVerdict(m)
+		},
+		"wrong first frame": func(m net.Conn) byte {
+			protocol.WriteFrame(m, protocol.Answer, []byte("123456"))
+			return readVerdict(m)
+		},
+		"bad request": func(m net.Conn) byte {
+			protocol.WriteFrame(m, protocol.Request, []byte("v=9\x00user=a\x00"))
+			return readVerdict(m)
+		},
+		"oversized header": func(m net.Conn) byte {
+			m.Write([]byte{'Q', 0xff, 0xff})
+			return readVerdict(m)
+		},
+		"truncated request": func(m net.Conn) byte {
+			m.Write([]byte{'Q', 0, 50, 'v'})
+			m.Close()
+			return 0
+		},
+		"unknown option": func(m net.Conn) byte {
+			protocol.WriteFrame(m, protocol.Request, request(h, "allow_all"))
+			return readVerdict(m)
+		},
+		"answer of wrong type": func(m net.Conn) byte {
 			protocol.WriteFrame(m, protocol.Request, request(h))
 			protocol.ReadFrame(m)
 			protocol.WriteFrame(m, protocol.Info, []byte("x"))
+			return readVerdict(m)
 		},
-		"conversation failed": func(m net.Conn) {
+		"conversation failed": func(m net.Conn) byte {
 			protocol.WriteFrame(m, protocol.Request, request(h))
 			protocol.ReadFrame(m)
 			protocol.WriteFrame(m, protocol.ConvFailed, nil)
+			return readVerdict(m)
 		},
-		"gone mid-prompt": func(m net.Conn) {
+		"gone mid-prompt": func(m net.Conn) byte {
 			protocol.WriteFrame(m, protocol.Request, request(h))
 			protocol.ReadFrame(m)
 			m.Close()
+			return 0
 		},
 	}
-	for name, send := range cases {
+	for name, module := range cases {
 		t.Run(name, func(t *testing.T) {
-			v, log := runSession(t, func(m net.Conn) byte {
-				go send(m)
-				return readVerdict(m)
-			})
+			// runSession fails the test if the checker does not finish.
+			v, log := runSession(t, module)
 			if v == protocol.Success || v == protocol.Ignore {
 				t.Fatalf("verdict %c, log %s", v, log.all())
 			}
