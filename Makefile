@@ -21,7 +21,7 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test vet bench deb install demo demo-stop clean
+.PHONY: all test vet bench fuzz deb install demo demo-stop clean
 all: build/pam_totp.so build/pam-totp-check build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
@@ -53,6 +53,18 @@ test:
 	$(MAKE) all vet
 	go test -count=1 ./internal/... ./cmd/...
 	go test -count=1 -timeout 40m -v ./test/
+
+# Every Go parser under go test -fuzz, FUZZTIME each (make test runs only
+# their seeds). A crash is saved under testdata/fuzz and then fails make test.
+FUZZTIME ?= 60s
+FUZZ_TARGETS = internal/secret:FuzzParseFile internal/secret:FuzzParseState \
+	internal/protocol:FuzzReadFrame internal/protocol:FuzzParseReq \
+	internal/options:FuzzParseAndExpand internal/verify:FuzzCheck
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
+	done
 
 # Not a test: measures pam_totp against pam_google_authenticator and writes
 # docs/benchmarks.md. Root only (it adds users and starts sshd in a private
