@@ -226,33 +226,6 @@ func TestPAMSystemStore(t *testing.T) {
 	expectLog(t, m, `outcome=fail reason=".*owned by uid`)
 }
 
-// Exactly one of many logins that send the same valid code at once succeeds.
-func TestPAMConcurrentSameCode(t *testing.T) {
-	needRoot(t, "oathtool", "openssl")
-	u := newUser(t)
-	enroll(t, u)
-	dir := service(t, module("required", "deny=0"))
-	good := code(t, u.secret, 0)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	ok := 0
-	for i := 0; i < 20; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if authenticate(t, dir, u.name, &conv{answers: []string{good}}) == nil {
-				mu.Lock()
-				ok++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if ok != 1 {
-		t.Fatalf("%d of 20 concurrent logins with one code succeeded, want exactly 1", ok)
-	}
-}
-
 func TestPAMBadCodes(t *testing.T) {
 	needRoot(t, "oathtool", "openssl")
 	u := newUser(t)
