@@ -67,6 +67,9 @@ type session struct {
 	authtok bool // SetAuthtok sent
 }
 
+// saveFailedMessage is shown when a login cannot be recorded.
+const saveFailedMessage = "pam_totp: cannot record this login (is the disk full or read-only?); ask an administrator"
+
 // A candidate is one way of reading what the user typed: the code, and
 // with forward_pass or use_first_pass the password in front of it.
 type candidate struct {
@@ -215,7 +218,9 @@ func (s *session) decide(candidates []candidate) (verify.Result, candidate, erro
 		}
 	}
 	if err := acct.SaveState(); err != nil {
-		// Without the saved state a code could be used again: refuse.
+		// Without the saved state a code could be used again: refuse. The
+		// user is told why, right code or wrong, so it reveals nothing.
+		protocol.WriteFrame(s.env.Conn, protocol.Error, []byte(saveFailedMessage))
 		return verify.Result{Outcome: verify.BadCode, Token: r.Token}, chosen, fmt.Errorf("cannot save state: %w", err)
 	}
 	return r, chosen, nil

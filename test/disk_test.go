@@ -1,0 +1,88 @@
+package test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/msteinert/pam/v2"
+)
+
+// A full disk and a read-only file system: the login is refused with a
+// message and a log line (a code that cannot be recorded could be used
+// again), nothing is truncated, and logins work again once the disk does.
+func TestPAMFullAndReadOnlyHome(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	// The home on a small tmpfs of its own.
+	if err := syscall.Mount("tmpfs", u.home, "tmpfs", 0, fmt.Sprintf("size=256k,mode=755,uid=%d,gid=%d", u.uid, u.gid)); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Unmount(u.home, syscall.MNT_DETACH)
+	enroll(t, u)
+	secretPath := filepath.Join(u.home, ".pam_totp")
+	before, err := os.ReadFile(secretPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := service(t, module("required"))
+	login := func(c string) (*conv, error) {
+		cv := &conv{answers: []string{c}}
+		return cv, authenticate(t, dir, u.name, cv)
+	}
+	if _, err := login(code(t, u.secret, 0)); err != nil {
+		t.Fatalf("first login: %v", err)
+	}
+	state, _ := os.ReadFile(secretPath + ".state")
+
+	// Fill the disk.
+	filler := filepath.Join(u.home, "filler")
+	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=4k").Run()
+	m := syslogs.mark()
+	next := code(t, u.secret, 1)
+	cv, err := login(next)
+	if !errors.Is(err, pam.ErrAuth) {
+		t.Fatalf("full disk: %v, want ErrAuth", err)
+	}
+	if !strings.Contains(strings.Join(cv.infos, "\n"), "cannot record this login") {
+		t.Fatalf("no message for the user: %q", cv.infos)
+	}
+	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="cannot save state`, next)
+	if now, _ := os.ReadFile(secretPath); string(now) != string(before) {
+		t.Fatal("the secret changed on a full disk")
+	}
+	if now, _ := os.ReadFile(secretPath + ".state"); string(now) != string(state) {
+		t.Fatal("the state changed on a full disk")
+	}
+	if left, _ := filepath.Glob(filepath.Join(u.home, ".*.tmp*")); len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+	os.Remove(filler)
+	if _, err := login(next); err != nil {
+		t.Fatalf("after space came back: %v", err)
+	}
+
+	// Read-only.
+	if err := syscall.Mount("", u.home, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	m = syslogs.mark()
+	if _, err := login(code(t, u.secret, 2)); !errors.Is(err, pam.ErrAuth) {
+		t.Fatalf("read-only home: %v, want ErrAuth", err)
+	}
+	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="cannot save state.*read-only`)
+	if err := syscall.Mount("", u.home, "", syscall.MS_REMOUNT, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := login(code(t, u.secret, 2)); err != nil {
+		t.Fatalf("after the home became writable: %v", err)
+	}
+	if now, _ := os.ReadFile(secretPath); string(now) != string(before) {
+		t.Fatal("the secret changed")
+	}
+}
