@@ -21,7 +21,7 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test vet bench fuzz deb install demo demo-stop clean
+.PHONY: all test vet bench fuzz stress deb install demo demo-stop clean
 all: build/pam_totp.so build/pam-totp-check build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
@@ -65,6 +65,11 @@ fuzz:
 		echo "fuzz $$t for $(FUZZTIME)"; \
 		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
 	done
+
+# The long runs: 1000 SIGKILLs of the checker during updates (make test
+# runs 200). Root only, like the end-to-end tests.
+stress: all
+	PAMTOTP_STRESS=1 go test -count=1 -timeout 30m -v -run 'TestCheckerKilledDuringUpdates|TestPAMRaces' ./test/
 
 # Not a test: measures pam_totp against pam_google_authenticator and writes
 # docs/benchmarks.md. Root only (it adds users and starts sshd in a private

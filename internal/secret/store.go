@@ -185,7 +185,19 @@ func load(f *os.File, path string, owner int) (*Account, error) {
 
 // SaveState writes the state durably; the login may only succeed after it returns nil.
 func (a *Account) SaveState() error {
-	return WriteAtomic(StatePath(a.Path), a.State.Marshal(a.File), true)
+	// Under the lock no one else writes the state, so the temporary file can
+	// have a fixed name: a checker killed mid-write leaves at most that one
+	// file behind, and the next login replaces it.
+	path := StatePath(a.Path)
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing %s: %w", tmp, err)
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return fmt.Errorf("creating %s: %w", tmp, err)
+	}
+	return commit(f, path, a.State.Marshal(a.File), true)
 }
 
 // Close releases the lock.
@@ -196,12 +208,19 @@ func (a *Account) Close() error { return a.lock.Close() }
 // see the old file or the new one, never a part. With replace false it fails
 // if path exists. The file gets mode 0600 and the caller's uid: callers that
 // write into a user's home have become that user first.
-func WriteAtomic(path string, data []byte, replace bool) (err error) {
+func WriteAtomic(path string, data []byte, replace bool) error {
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("creating temporary file in %s: %w", dir, err)
 	}
+	return commit(tmp, path, data, replace)
+}
+
+// commit writes data to the new temporary file tmp and puts it in place of
+// path, durably; on any error tmp is removed.
+func commit(tmp *os.File, path string, data []byte, replace bool) (err error) {
+	dir := filepath.Dir(path)
 	defer func() {
 		if err != nil {
 			tmp.Close()
