@@ -21,7 +21,7 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test vet bench fuzz stress deb install demo demo-stop clean
+.PHONY: all test vet bench fuzz stress sanitizers deb install demo demo-stop clean
 all: build/pam_totp.so build/pam-totp-check build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
@@ -50,7 +50,9 @@ vet:
 # with a message otherwise.
 test:
 	scripts/deps --with-reference --deb
-	$(MAKE) all vet
+	$(MAKE) all vet sanitizers
+	@mkdir -p build/fuzz-corpus && cp pam_totp/fuzz/corpus/* build/fuzz-corpus/
+	build/fuzz-frames -max_total_time=15 -max_len=9000 -timeout=5 build/fuzz-corpus
 	go test -count=1 ./internal/... ./cmd/...
 	go test -count=1 -timeout 40m -v ./test/
 
@@ -60,7 +62,9 @@ FUZZTIME ?= 60s
 FUZZ_TARGETS = internal/secret:FuzzParseFile internal/secret:FuzzParseState \
 	internal/protocol:FuzzReadFrame internal/protocol:FuzzParseReq \
 	internal/options:FuzzParseAndExpand internal/verify:FuzzCheck
-fuzz:
+fuzz: sanitizers
+	@mkdir -p build/fuzz-corpus && cp pam_totp/fuzz/corpus/* build/fuzz-corpus/
+	build/fuzz-frames -max_total_time=$(patsubst %s,%,$(FUZZTIME)) -max_len=9000 -timeout=5 build/fuzz-corpus
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $$t for $(FUZZTIME)"; \
 		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*}; \
@@ -70,6 +74,24 @@ fuzz:
 # runs 200). Root only, like the end-to-end tests.
 stress: all
 	PAMTOTP_STRESS=1 go test -count=1 -timeout 30m -v -run 'TestCheckerKilledDuringUpdates|TestPAMRaces' ./test/
+
+# The C side under the sanitizers: libFuzzer on the module's real frame
+# decoder (clang), and the module plus a libpam client built with gcc's
+# AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer for the
+# end-to-end test TestCModuleUnderSanitizers.
+SANITIZE = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+build/fuzz-frames: pam_totp/fuzz/fuzz_frames.c pam_totp/pam_totp.c
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror -o $@ $< -lpam
+
+build/asan/pam_totp.so: pam_totp/pam_totp.c
+	@mkdir -p build/asan
+	$(CC) $(SANITIZE) $(filter-out -D_FORTIFY_SOURCE=2,$(MODULE_CFLAGS)) $(MODULE_LDFLAGS) -o $@ $< -lpam
+
+build/asan/pamlogin: bench/pamlogin.c
+	@mkdir -p build/asan
+	$(CC) $(SANITIZE) -Wall -Wextra -Werror -o $@ $< -lpam
+
+sanitizers: build/fuzz-frames build/asan/pam_totp.so build/asan/pamlogin
 
 # Not a test: measures pam_totp against pam_google_authenticator and writes
 # docs/benchmarks.md. Root only (it adds users and starts sshd in a private

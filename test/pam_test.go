@@ -345,42 +345,53 @@ func TestPAMBadOptions(t *testing.T) {
 	}
 }
 
+// brokenCheckers are checkers that are missing, unsafe, crashing, garbled or
+// silent, each with the module's log line it must cause.
+var brokenCheckers = map[string]struct {
+	body string
+	mode os.FileMode
+	log  string
+}{
+	"missing":           {"", 0, "checker"},
+	"not executable":    {"#!/bin/sh\nexit 0\n", 0o644, "not an executable root-owned file"},
+	"group writable":    {"#!/bin/sh\nexit 0\n", 0o775, "not an executable root-owned file"},
+	"crashing":          {"#!/bin/sh\nkill -SEGV $$\n", 0o755, "closed the connection"},
+	"exits at once":     {"#!/bin/sh\nexit 0\n", 0o755, "closed the connection"},
+	"garbage":           {"#!/bin/sh\nprintf 'HTTP/1.1 200 OK\\r\\n\\r\\n'\n", 0o755, "oversized"},
+	"oversized frame":   {"#!/bin/sh\nprintf 'P\\377\\377'; sleep 5\n", 0o755, "oversized"},
+	"truncated frame":   {"#!/bin/sh\nprintf 'P\\000\\050abc'\n", 0o755, "truncated"},
+	"unknown verdict":   {"#!/bin/sh\nprintf 'V\\000\\001Y'\n", 0o755, "unknown verdict"},
+	"never answers":     {"#!/bin/sh\nexec sleep 60\n", 0o755, "no answer in time"},
+	"NUL in prompt":     {"#!/bin/sh\nprintf 'P\\000\\003a\\000b'\n", 0o755, "NUL"},
+	"success then junk": {"#!/bin/sh\nprintf 'V\\000\\001S'; exec sleep 60\n", 0o755, "did not exit"},
+}
+
+// installChecker writes a broken checker script into the root-owned test
+// directory. Each first reads the request, as a checker does; the socket to
+// the module is standard input, and standard output is /dev/null.
+func installChecker(t *testing.T, name string) string {
+	t.Helper()
+	s := brokenCheckers[name]
+	path := filepath.Join(libDir, "checker-"+strings.ReplaceAll(name, " ", "-"))
+	if s.body != "" {
+		body := strings.Replace(s.body, "\n", "\nexec 1>&0\ndd bs=8192 count=1 of=/dev/null 2>/dev/null\n", 1)
+		if err := os.WriteFile(path, []byte(body), s.mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(path, s.mode)
+		t.Cleanup(func() { os.Remove(path) })
+	}
+	return path
+}
+
 // Checkers that are missing, unsafe, crashing, garbled or silent: the module
 // fails closed, in bounded time, with a log line.
 func TestPAMBrokenCheckers(t *testing.T) {
 	needRoot(t, "openssl")
 	u := newUser(t)
-	scripts := map[string]struct {
-		body string
-		mode os.FileMode
-		log  string
-	}{
-		"missing":           {"", 0, "checker"},
-		"not executable":    {"#!/bin/sh\nexit 0\n", 0o644, "not an executable root-owned file"},
-		"group writable":    {"#!/bin/sh\nexit 0\n", 0o775, "not an executable root-owned file"},
-		"crashing":          {"#!/bin/sh\nkill -SEGV $$\n", 0o755, "closed the connection"},
-		"exits at once":     {"#!/bin/sh\nexit 0\n", 0o755, "closed the connection"},
-		"garbage":           {"#!/bin/sh\nprintf 'HTTP/1.1 200 OK\\r\\n\\r\\n'\n", 0o755, "oversized"},
-		"oversized frame":   {"#!/bin/sh\nprintf 'P\\377\\377'; sleep 5\n", 0o755, "oversized"},
-		"truncated frame":   {"#!/bin/sh\nprintf 'P\\000\\050abc'\n", 0o755, "truncated"},
-		"unknown verdict":   {"#!/bin/sh\nprintf 'V\\000\\001Y'\n", 0o755, "unknown verdict"},
-		"never answers":     {"#!/bin/sh\nexec sleep 60\n", 0o755, "no answer in time"},
-		"NUL in prompt":     {"#!/bin/sh\nprintf 'P\\000\\003a\\000b'\n", 0o755, "NUL"},
-		"success then junk": {"#!/bin/sh\nprintf 'V\\000\\001S'; exec sleep 60\n", 0o755, "did not exit"},
-	}
-	for name, s := range scripts {
+	for name, s := range brokenCheckers {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(libDir, "checker-"+strings.ReplaceAll(name, " ", "-"))
-			if s.body != "" {
-				// The socket to the module is standard input; standard output is /dev/null.
-				// Each first reads the request, as a checker does.
-				body := strings.Replace(s.body, "\n", "\nexec 1>&0\ndd bs=8192 count=1 of=/dev/null 2>/dev/null\n", 1)
-				if err := os.WriteFile(path, []byte(body), s.mode); err != nil {
-					t.Fatal(err)
-				}
-				os.Chmod(path, s.mode)
-				defer os.Remove(path)
-			}
+			path := installChecker(t, name)
 			dir := service(t, fmt.Sprintf("auth required %s/pam_totp.so checker=%s nodelay timeout=2", libDir, path))
 			m := syslogs.mark()
 			start := time.Now()
