@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -142,5 +145,127 @@ func TestPAMRaces(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// totp-enroll --force replacing the secret again and again while logins
+// run: every login sees the old file or the new one, never a mixed or
+// broken one, and none hangs.
+func TestPAMEnrollmentDuringLogins(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	secrets := []string{u.secret, newSecret(t)}
+	dir := service(t, module("required", "deny=0"))
+	stop := make(chan struct{})
+	enrolled := make(chan error, 1)
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				enrolled <- nil
+				return
+			default:
+			}
+			out, err := exec.Command(filepath.Join(libDir, "totp-enroll"), "--user", u.name, "--secret", secrets[i%2],
+				"--force", "--no-confirm", "--qr", "none").CombinedOutput()
+			if err != nil {
+				enrolled <- fmt.Errorf("totp-enroll: %v %s", err, out)
+				return
+			}
+		}
+	}()
+	m := syslogs.mark()
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			authenticate(t, dir, u.name, &conv{answers: []string{code(t, secrets[i%2], 0)}})
+		}(i)
+	}
+	wg.Wait()
+	close(stop)
+	if err := <-enrolled; err != nil {
+		t.Fatal(err)
+	}
+	decisions := 0
+	for _, line := range syslogs.since(m) {
+		if !strings.Contains(line, "user="+u.name+" ") {
+			continue
+		}
+		decisions++
+		if !regexp.MustCompile(`outcome=(ok|fail reason=("bad code"|replay))`).MatchString(line) {
+			t.Errorf("a login saw something other than a whole file: %s", line)
+		}
+	}
+	if decisions < 100 {
+		t.Fatalf("only %d decisions logged for 100 logins", decisions)
+	}
+}
+
+// The secret file swapped between a real file and a symlink to /etc/shadow
+// while logins run: no login follows the link, hangs or gets in through it.
+func TestPAMSecretSwappedDuringLogins(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	path := filepath.Join(u.home, ".pam_totp")
+	real := path + ".real"
+	if err := os.Link(path, real); err != nil {
+		t.Fatal(err)
+	}
+	link := path + ".link"
+	if err := os.Symlink("/etc/shadow", link); err != nil {
+		t.Fatal(err)
+	}
+	shadow := fileHash(t, "/etc/shadow")
+	dir := service(t, module("required", "deny=0"))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tmp := path + ".swap"
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			src := real
+			if i%2 == 1 {
+				src = link
+			}
+			// A hard link of the real file or a copy of the symlink, renamed
+			// over the secret: the swap a user can do in their home.
+			os.Remove(tmp)
+			if i%2 == 1 {
+				os.Symlink("/etc/shadow", tmp)
+			} else {
+				os.Link(src, tmp)
+			}
+			os.Rename(tmp, path)
+		}
+	}()
+	m := syslogs.mark()
+	for i := 0; i < 60; i++ {
+		start := time.Now()
+		authenticate(t, dir, u.name, &conv{answers: []string{"000000"}})
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("login %d took %v", i, d)
+		}
+	}
+	close(stop)
+	<-done
+	for _, line := range syslogs.since(m) {
+		if strings.Contains(line, "outcome=ok") {
+			t.Fatalf("a wrong code got in during the swaps: %s", line)
+		}
+		if strings.Contains(line, "root:") {
+			t.Fatalf("a log line shows /etc/shadow: %s", line)
+		}
+	}
+	if fileHash(t, "/etc/shadow") != shadow {
+		t.Fatal("/etc/shadow changed")
 	}
 }
