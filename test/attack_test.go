@@ -269,3 +269,29 @@ func TestPAMSecretSwappedDuringLogins(t *testing.T) {
 		t.Fatal("/etc/shadow changed")
 	}
 }
+
+// The secret's directory replaced by a symlink into a root-only directory
+// that holds a valid secret: the checker, running as the user, cannot follow
+// it there, so the login fails even with that secret's right code.
+func TestPAMSecretDirectoryIsASymlink(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	rootDir := filepath.Join(workDir, "root-only")
+	if err := os.MkdirAll(rootDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key := newSecret(t)
+	file := fmt.Sprintf("pam_totp 1\ntoken x type=totp secret=%s\n", key)
+	if err := os.WriteFile(filepath.Join(rootDir, "pam_totp"), []byte(file), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(rootDir, filepath.Join(u.home, ".config")); err != nil {
+		t.Fatal(err)
+	}
+	dir := service(t, module("required", "secret=%h/.config/pam_totp"))
+	m := syslogs.mark()
+	if err := authenticate(t, dir, u.name, &conv{answers: []string{code(t, key, 0)}}); !errors.Is(err, pam.ErrAuth) {
+		t.Fatalf("%v, want ErrAuth", err)
+	}
+	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason=.*permission denied`)
+}
