@@ -53,18 +53,10 @@ func TestPAMAttacksFromHome(t *testing.T) {
 			return os.Link(target, filepath.Join(u.home, ".pam_totp.state"))
 		}, "permission denied|owned by uid 0"},
 		{"state is a FIFO", func(u *user) error {
-			p := filepath.Join(u.home, ".pam_totp.state")
-			if err := syscall.Mkfifo(p, 0o600); err != nil {
-				return err
-			}
-			return os.Chown(p, u.uid, u.gid)
+			return mknodAs(u, filepath.Join(u.home, ".pam_totp.state"), syscall.S_IFIFO|0o600, 0)
 		}, "not a regular file"},
-		{"secret is a character device", func(u *user) error {
-			p := filepath.Join(u.home, ".pam_totp")
-			if err := syscall.Mknod(p, syscall.S_IFCHR|0o600, 1<<8|3); err != nil { // /dev/null's numbers
-				return err
-			}
-			return os.Chown(p, u.uid, u.gid)
+		{"secret is a character device", func(u *user) error { // /dev/null's numbers
+			return mknodAs(u, filepath.Join(u.home, ".pam_totp"), syscall.S_IFCHR|0o600, 1<<8|3)
 		}, "not a regular file"},
 	}
 	for _, tc := range cases {

@@ -285,12 +285,7 @@ func TestPAMBadSecretFiles(t *testing.T) {
 		{"10 MB", func(u *user, p string) error {
 			return writeAs(u, p, "pam_totp 1\n"+strings.Repeat("#", 10<<20), 0o600)
 		}, "larger than"},
-		{"FIFO", func(u *user, p string) error {
-			if err := mkfifo(p); err != nil {
-				return err
-			}
-			return os.Chown(p, u.uid, u.gid)
-		}, "not a regular file"},
+		{"FIFO", func(u *user, p string) error { return mknodAs(u, p, syscall.S_IFIFO|0o600, 0) }, "not a regular file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -406,4 +401,10 @@ func TestPAMBrokenCheckers(t *testing.T) {
 	}
 }
 
-func mkfifo(path string) error { return syscall.Mkfifo(path, 0o600) }
+// mknodAs makes a FIFO or device node owned by u.
+func mknodAs(u *user, path string, mode uint32, dev int) error {
+	if err := syscall.Mknod(path, mode, dev); err != nil {
+		return err
+	}
+	return os.Chown(path, u.uid, u.gid)
+}
