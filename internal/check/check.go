@@ -148,8 +148,9 @@ func (s *session) run() byte {
 	return s.finish(r, c, err)
 }
 
-// open finds the user's secret file, becoming the user first when it is in
-// the user's home, and parses it. The file is parsed again under the lock.
+// open finds the user's secret file, checks that the checker runs as the
+// identity that file needs, and parses it. The file is parsed again under
+// the lock.
 func (s *session) open() (*secret.File, error) {
 	if !s.req.Known {
 		return nil, errors.New("unknown user")
