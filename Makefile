@@ -49,7 +49,7 @@ vet:
 # need root and the packages that scripts/test-deps installs, and skip
 # with a message otherwise.
 test:
-	scripts/deps --with-reference --deb
+	scripts/deps --tests --with-reference --deb
 	$(MAKE) all vet sanitizers
 	@mkdir -p build/fuzz-corpus && cp pam_totp/fuzz/corpus/* build/fuzz-corpus/
 	build/fuzz-frames -max_total_time=15 -max_len=9000 -timeout=5 build/fuzz-corpus
@@ -97,7 +97,7 @@ sanitizers: build/fuzz-frames build/asan/pam_totp.so build/asan/pamlogin
 # docs/benchmarks.md. Root only (it adds users and starts sshd in a private
 # mount namespace, as the tests do).
 bench: all build/pamlogin
-	scripts/deps --with-reference
+	scripts/deps --tests --with-reference
 	go test -count=1 -run '^$$' -bench Logins -benchtime 1x -timeout 60m ./test/
 
 build/pamlogin: bench/pamlogin.c
