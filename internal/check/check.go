@@ -64,7 +64,8 @@ type session struct {
 	env     *Env
 	req     *protocol.Req
 	opts    *options.Options
-	authtok bool // SetAuthtok sent
+	path    string // the user's secret file, once open has found it
+	authtok bool   // SetAuthtok sent
 }
 
 // saveFailedMessage is shown when a login cannot be recorded.
@@ -155,10 +156,11 @@ func (s *session) open() (*secret.File, error) {
 	if !s.req.Known {
 		return nil, errors.New("unknown user")
 	}
-	path, err := s.path()
+	path, err := options.Expand(s.opts.Secret, s.req.User, s.req.Home)
 	if err != nil {
 		return nil, err
 	}
+	s.path = path
 	// pam_totp.so started us as the user for a file in the home, and as
 	// root for the store; anything else is a mistake we refuse to work with.
 	if options.InHome(s.opts.Secret) {
@@ -179,10 +181,6 @@ func (s *session) open() (*secret.File, error) {
 	return secret.Read(path, s.owner())
 }
 
-func (s *session) path() (string, error) {
-	return options.Expand(s.opts.Secret, s.req.User, s.req.Home)
-}
-
 // owner is who must own the files: the user in their home, root in the store.
 func (s *session) owner() int {
 	if options.InHome(s.opts.Secret) {
@@ -195,21 +193,18 @@ func (s *session) owner() int {
 // state before returning. One attempt is one failure, however many
 // candidates were tried.
 func (s *session) decide(candidates []candidate) (verify.Result, candidate, error) {
-	path, _ := s.path()
-	acct, err := secret.Lock(path, s.owner())
+	acct, err := secret.Lock(s.path, s.owner())
 	if err != nil {
 		return verify.Result{Outcome: verify.BadCode}, candidates[0], err
 	}
 	defer acct.Close()
 	now := s.env.Now().Unix()
-	orig := acct.State.Marshal(acct.File)
+	orig := acct.State
 	var r verify.Result
 	chosen := candidates[0]
 	for i, c := range candidates {
-		st, err := secret.ParseState(orig)
-		if err != nil {
-			return verify.Result{Outcome: verify.BadCode}, c, err
-		}
+		// Each reading is tried on its own copy; the one kept is saved.
+		st := orig.Clone()
 		res := verify.Check(acct.File, st, c.code, now, s.opts.Policy)
 		if i == 0 || res.Outcome == verify.OK {
 			r, chosen, acct.State = res, c, st

@@ -206,6 +206,18 @@ type State struct {
 // NewState returns an empty state.
 func NewState() *State { return &State{Tokens: map[string]*TokenState{}} }
 
+// Clone returns a deep copy of s.
+func (s *State) Clone() *State {
+	c := *s
+	c.Tokens = make(map[string]*TokenState, len(s.Tokens))
+	for fp, ts := range s.Tokens {
+		t := *ts
+		c.Tokens[fp] = &t
+	}
+	c.ScratchUsed = append([]string(nil), s.ScratchUsed...)
+	return &c
+}
+
 // Token returns the state of t, creating it.
 func (s *State) Token(t *Token) *TokenState {
 	fp := t.Fingerprint()

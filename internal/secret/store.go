@@ -95,6 +95,11 @@ func Read(path string, owner int) (*File, error) {
 		return nil, err
 	}
 	defer f.Close()
+	return parseOpen(f, path)
+}
+
+// parseOpen reads and parses an opened, checked secret file.
+func parseOpen(f *os.File, path string) (*File, error) {
 	data, err := readBounded(f)
 	if err != nil {
 		return nil, err
@@ -156,13 +161,9 @@ func samePath(f *os.File, path string) bool {
 }
 
 func load(f *os.File, path string, owner int) (*Account, error) {
-	data, err := readBounded(f)
+	file, err := parseOpen(f, path)
 	if err != nil {
 		return nil, err
-	}
-	file, err := ParseFile(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	state := NewState()
 	sf, err := openChecked(StatePath(path), owner)
