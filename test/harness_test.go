@@ -326,6 +326,7 @@ type conv struct {
 	mu      sync.Mutex
 	answers []string // one per echo-off/echo-on prompt, in order
 	prompts []string
+	styles  []pam.Style // of the prompts
 	infos   []string
 }
 
@@ -335,6 +336,7 @@ func (c *conv) RespondPAM(s pam.Style, msg string) (string, error) {
 	switch s {
 	case pam.PromptEchoOff, pam.PromptEchoOn:
 		c.prompts = append(c.prompts, msg)
+		c.styles = append(c.styles, s)
 		if len(c.answers) == 0 {
 			return "", fmt.Errorf("unexpected prompt %q", msg)
 		}

@@ -87,6 +87,27 @@ func TestPAMOtherParameters(t *testing.T) {
 	}
 }
 
+// prompt= with spaces, in libpam's square brackets, and echo_code.
+func TestPAMPromptAndEcho(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	dir := service(t, module("required", "[prompt=Code from your phone: ]", "echo_code"))
+	c := &conv{answers: []string{code(t, u.secret, 0)}}
+	if err := authenticate(t, dir, u.name, c); err != nil {
+		t.Fatalf("%v (prompts %q)", err, c.prompts)
+	}
+	if len(c.prompts) != 1 || c.prompts[0] != "Code from your phone: " || c.styles[0] != pam.PromptEchoOn {
+		t.Fatalf("prompts %q, styles %v: want one echo-on prompt %q", c.prompts, c.styles, "Code from your phone: ")
+	}
+	plain := service(t, module("required"))
+	c = &conv{answers: []string{"000000"}}
+	authenticate(t, plain, u.name, c)
+	if len(c.styles) != 1 || c.styles[0] != pam.PromptEchoOff {
+		t.Fatalf("without echo_code: styles %v, want echo off", c.styles)
+	}
+}
+
 func TestPAMNullok(t *testing.T) {
 	needRoot(t, "openssl")
 	u := newUser(t) // not enrolled

@@ -107,3 +107,22 @@ func TestFingerprintDependsOnKey(t *testing.T) {
 		t.Fatal("fingerprint looks like the key")
 	}
 }
+
+func TestStateClone(t *testing.T) {
+	tok := &Token{Key: []byte("12345678901234567890")}
+	st := NewState()
+	st.Token(tok).LastStep = 5
+	st.ScratchUsed = []string{"12345678"}
+	st.Failures = 2
+	c := st.Clone()
+	c.Token(tok).LastStep = 9
+	c.ScratchUsed[0] = "87654321"
+	c.ScratchUsed = append(c.ScratchUsed, "11111111")
+	c.Failures = 3
+	if st.Token(tok).LastStep != 5 || st.ScratchUsed[0] != "12345678" || len(st.ScratchUsed) != 1 || st.Failures != 2 {
+		t.Fatalf("changing the clone changed the original: %+v %+v", st, st.Token(tok))
+	}
+	if c.Token(tok).LastStep != 9 || c.Failures != 3 {
+		t.Fatal("the clone lost its changes")
+	}
+}
