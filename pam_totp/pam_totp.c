@@ -54,7 +54,8 @@ struct config {
 	int timeout_ms;
 	int want_authtok;
 	int nodelay;
-	int secret_in_home; /* secret= names a file in the user's home (the default) */
+	int secret_as_user; /* secret= names a file the user owns (the default: in the home) */
+	const char *run_as; /* user=: the account that owns the secret files, or NULL */
 };
 
 /* Who the checker runs as: set in the child before execve. */
@@ -75,7 +76,8 @@ static int parse_config(pam_handle_t *pamh, int argc, const char **argv, struct 
 	c->timeout_ms = DEFAULT_TIMEOUT * 1000;
 	c->want_authtok = 0;
 	c->nodelay = 0;
-	c->secret_in_home = 1;
+	c->secret_as_user = 1;
+	c->run_as = NULL;
 	for (int i = 0; i < argc; i++) {
 		if (strncmp(argv[i], "checker=", 8) == 0) {
 			c->checker = argv[i] + 8;
@@ -94,8 +96,16 @@ static int parse_config(pam_handle_t *pamh, int argc, const char **argv, struct 
 		} else if (strcmp(argv[i], "nodelay") == 0) {
 			c->nodelay = 1;
 		} else if (strncmp(argv[i], "secret=", 7) == 0) {
-			/* The same rule as internal/options.InHome; the last one counts. */
-			c->secret_in_home = argv[i][7] == '~' || strncmp(argv[i] + 7, "%h", 2) == 0;
+			/* The same rule as internal/options.AsUser; the last one counts. */
+			const char *t = argv[i] + 7;
+			c->secret_as_user = t[0] == '~' || strncmp(t, "%h", 2) == 0 || strncmp(t, "${HOME}", 7) == 0 ||
+					    strstr(t, "${USER}") != NULL;
+		} else if (strncmp(argv[i], "user=", 5) == 0) {
+			if (argv[i][5] == '\0') {
+				pam_syslog(pamh, LOG_ERR, "bad option %s: want user=NAME or user=UID", argv[i]);
+				return -1;
+			}
+			c->run_as = argv[i] + 5;
 		}
 		/* Every other option is the checker's to accept or refuse. */
 	}
@@ -172,20 +182,41 @@ static const char *item(pam_handle_t *pamh, int type)
 }
 
 /*
- * The checker never holds more privilege than the file it reads needs: for a
- * secret in the home it runs as the user, for the system store as root (all
- * ids, so that a sudo caller cannot signal it). An unknown user's checker
- * reads no file and keeps the host's credentials.
+ * The checker never holds more privilege than the file it reads needs: as
+ * the account named by user= if given, else as the user for a secret the
+ * user owns, else as root for the system store (all ids, so that a sudo
+ * caller cannot signal it). An unknown user's checker reads no file and
+ * keeps the host's credentials.
  */
-static void choose_identity(const struct config *c, const struct passwd *pw, struct identity *id)
+static int choose_identity(pam_handle_t *pamh, const struct config *c, const struct passwd *pw, struct identity *id)
 {
 	id->change = pw != NULL && geteuid() == 0;
 	id->uid = 0;
 	id->gid = 0;
-	if (id->change && c->secret_in_home) {
+	if (!id->change)
+		return 0;
+	if (c->run_as != NULL) {
+		const struct passwd *as;
+		char *end = NULL;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(c->run_as, &end, 10);
+		if (c->run_as[0] >= '0' && c->run_as[0] <= '9' && errno == 0 && *end == '\0' && n <= UINT_MAX)
+			as = pam_modutil_getpwuid(pamh, (uid_t)n);
+		else
+			as = pam_modutil_getpwnam(pamh, c->run_as);
+		if (as == NULL) {
+			pam_syslog(pamh, LOG_ERR, "option user=%s: no such account", c->run_as);
+			return -1;
+		}
+		id->uid = as->pw_uid;
+		id->gid = as->pw_gid;
+	} else if (c->secret_as_user) {
 		id->uid = pw->pw_uid;
 		id->gid = pw->pw_gid;
 	}
+	return 0;
 }
 
 static int build_request(pam_handle_t *pamh, const struct config *c, const char *user, int argc, const char **argv,
@@ -195,7 +226,8 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 	char num[32];
 	int rc = 0;
 
-	choose_identity(c, pw, id);
+	if (choose_identity(pamh, c, pw, id) != 0)
+		return -2;
 	b->len = 0;
 	rc |= add_field(b, "v", PROTO_VERSION);
 	rc |= add_field(b, "user", user);
@@ -470,7 +502,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	struct identity id;
 	const char *user = NULL;
 	char *checker = NULL;
-	int sock = -1, set_authtok = 0, verdict;
+	int sock = -1, set_authtok = 0, verdict, rc;
 	pid_t pid;
 
 	(void)flags;
@@ -484,9 +516,11 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	}
 	if (!checker_is_safe(pamh, c.checker, &checker))
 		return PAM_AUTH_ERR;
-	if (build_request(pamh, &c, user, argc, argv, &req, &id) != 0) {
+	rc = build_request(pamh, &c, user, argc, argv, &req, &id);
+	if (rc != 0) {
 		explicit_bzero(req.data, sizeof(req.data));
-		pam_syslog(pamh, LOG_ERR, "request for the checker too large (options or items too long)");
+		if (rc != -2)
+			pam_syslog(pamh, LOG_ERR, "request for the checker too large (options or items too long)");
 		free(checker);
 		return PAM_AUTH_ERR;
 	}

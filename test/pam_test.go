@@ -234,7 +234,7 @@ func TestPAMSystemStore(t *testing.T) {
 	if err := authenticate(t, dir, u.name, &conv{answers: []string{code(t, u.secret, 1)}}); !errors.Is(err, pam.ErrAuth) {
 		t.Fatalf("world-writable store: %v, want ErrAuth", err)
 	}
-	expectLog(t, m, `outcome=fail reason=".*writable by root only`)
+	expectLog(t, m, `outcome=fail reason=".*writable by its owner only`)
 	os.Chmod(store, 0o700)
 
 	// A file in the store that the user owns is refused: the store is root's.

@@ -86,14 +86,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	path, err := options.Expand(c.secretFile, target.Username, target.HomeDir)
+	tmpl, err := options.Parse([]string{"secret=" + c.secretFile})
+	if err != nil {
+		return fail(exitUsage, "--secret-file: %v", err)
+	}
+	path, err := options.Expand(tmpl.Secret, target.Username, target.HomeDir)
 	if err != nil {
 		return fail(exitUsage, "--secret-file: %v", err)
 	}
 	uid, _ := strconv.Atoi(target.Uid)
 	gid, _ := strconv.Atoi(target.Gid)
 	owner := 0
-	if options.InHome(c.secretFile) {
+	if tmpl.AsUser() {
 		// Never write a user's home as root: become the user first.
 		owner = uid
 		if err := privilege.Drop(uid, gid); err != nil {
@@ -149,7 +153,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(exitError, "%v", err)
 		}
 	}
-	if err := secret.Replace(path, owner, file, c.force); err != nil {
+	if err := secret.Replace(path, secret.Owner(owner), file, c.force); err != nil {
 		return fail(exitError, "%v", err)
 	}
 	fmt.Fprintf(stdout, "Written: %s\n", path)
@@ -220,7 +224,7 @@ func newToken(c *config) (*secret.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--algorithm: %w", err)
 	}
-	t := &secret.Token{Name: c.name, Params: otp.Params{Algorithm: alg, Digits: c.digits, Period: c.period}, Created: time.Now().Unix()}
+	t := &secret.Token{Name: c.name, Type: secret.TOTP, Params: otp.Params{Algorithm: alg, Digits: c.digits, Period: c.period}, Created: time.Now().Unix()}
 	if err := t.Params.Validate(); err != nil {
 		return nil, err
 	}
@@ -243,7 +247,7 @@ func newToken(c *config) (*secret.Token, error) {
 // shows the right one: anyone at the terminal could read it.
 func confirm(f *secret.File, st *secret.State, stdin io.Reader, stdout io.Writer) bool {
 	in := bufio.NewReader(io.LimitReader(stdin, 4096))
-	p := verify.Policy{Window: 1, InitialWindow: 10, Deny: 0}
+	p := verify.Policy{Behind: 1, Ahead: 1, InitialWindow: 10, HOTPWindow: 10}
 	for try := 0; try < 3; try++ {
 		fmt.Fprint(stdout, "Code from the app, to confirm: ")
 		line, err := in.ReadString('\n')

@@ -53,7 +53,7 @@ func TestEnrollNoConfirm(t *testing.T) {
 	if err != nil || st.Mode().Perm() != 0o600 {
 		t.Fatalf("mode %v, %v", st.Mode(), err)
 	}
-	f, err := secret.Read(paths[0], 0)
+	f, err := secret.Read(paths[0], secret.Owner(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,14 +75,14 @@ func TestEnrollNoConfirm(t *testing.T) {
 	if code != exitError || !strings.Contains(errs, "--force") || strings.Count(errs, "\n") != 1 {
 		t.Fatalf("second enrollment: exit %d, %q", code, errs)
 	}
-	if again, _ := secret.Read(paths[0], 0); string(again.Tokens[0].Key) != string(tok.Key) {
+	if again, _ := secret.Read(paths[0], secret.Owner(0)); string(again.Tokens[0].Key) != string(tok.Key) {
 		t.Fatal("the existing secret was replaced without --force")
 	}
 	code, _, errs = enrollRun(t, failReader{t}, "--secret-file", tmpl, "--no-confirm", "--qr", "none", "--force", "--secret", "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
 	if code != exitOK {
 		t.Fatalf("--force: exit %d, %s", code, errs)
 	}
-	if again, _ := secret.Read(paths[0], 0); otp.EncodeKey(again.Tokens[0].Key) != "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP" {
+	if again, _ := secret.Read(paths[0], secret.Owner(0)); otp.EncodeKey(again.Tokens[0].Key) != "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP" {
 		t.Fatal("--force --secret did not replace the secret")
 	}
 }
@@ -131,7 +131,7 @@ func TestEnrollConfirm(t *testing.T) {
 			secretPath = p
 		}
 	}
-	acct, err := secret.Lock(secretPath, 0)
+	acct, err := secret.Lock(secretPath, secret.Owner(0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,8 +66,9 @@ type session struct {
 	env     *Env
 	req     *protocol.Req
 	opts    *options.Options
-	path    string // the user's secret file, once open has found it
-	authtok bool   // SetAuthtok sent
+	path    string        // the user's secret file, once open has found it
+	acc     secret.Access // who owns it
+	authtok bool          // SetAuthtok sent
 }
 
 // saveFailedMessage is shown when a login cannot be recorded.
@@ -98,6 +101,10 @@ func (s *session) run() byte {
 		return protocol.Ignore
 	}
 	lengths := codeLengths(file)
+	if problem == nil && s.inGrace() {
+		s.logf(s.env.Log.Info, "", "ok", "grace period: a code was accepted from %s less than %d s ago", s.place(), s.opts.GracePeriod)
+		return protocol.Success
+	}
 
 	if opts.UseFirstPass || opts.TryFirstPass {
 		if s.req.Authtok == nil && opts.UseFirstPass {
@@ -151,61 +158,139 @@ func (s *session) run() byte {
 
 // open finds the user's secret file, checks that the checker runs as the
 // identity that file needs, and parses it. The file is parsed again under
-// the lock.
+// the lock. Without secret=, pam_totp's file is looked for first and then
+// pam_google_authenticator's.
 func (s *session) open() (*secret.File, error) {
 	if !s.req.Known {
 		return nil, errors.New("unknown user")
 	}
-	path, err := options.Expand(s.opts.Secret, s.req.User, s.req.Home)
+	acc, err := s.access()
 	if err != nil {
 		return nil, err
 	}
-	s.path = path
-	// pam_totp.so started us as the user for a file in the home, and as
-	// root for the store; anything else is a mistake we refuse to work with.
-	if options.InHome(s.opts.Secret) {
-		if os.Getuid() != s.req.UID || os.Geteuid() != s.req.UID {
-			return nil, fmt.Errorf("checker runs as uid %d, not as the user (uid %d)", os.Geteuid(), s.req.UID)
-		}
-	} else {
-		if os.Geteuid() != 0 {
-			return nil, fmt.Errorf("checker runs as uid %d: the system store needs root", os.Geteuid())
-		}
-		if err := secret.CheckStoreDir(path); err != nil {
+	s.acc = acc
+	// pam_totp.so started us as the account that owns the files; anything
+	// else is a mistake we refuse to work with.
+	if os.Getuid() != acc.Owner || os.Geteuid() != acc.Owner {
+		return nil, fmt.Errorf("checker runs as uid %d, not as the owner of the secret files (uid %d)", os.Geteuid(), acc.Owner)
+	}
+	for _, tmpl := range s.opts.Secrets() {
+		path, err := options.Expand(tmpl, s.req.User, s.req.Home)
+		if err != nil {
 			return nil, err
 		}
+		if !s.opts.AsUser() {
+			if err := secret.CheckStoreDir(path, acc.Owner); err != nil {
+				return nil, err
+			}
+		}
+		s.path = path
+		if s.opts.Debug {
+			s.env.Log.Debug("user=" + quote(s.req.User) + " secret=" + quote(path))
+		}
+		if file, err := secret.Read(path, acc); !errors.Is(err, secret.ErrNotEnrolled) {
+			return file, err
+		}
 	}
-	if s.opts.Debug {
-		s.env.Log.Debug("user=" + quote(s.req.User) + " secret=" + quote(path))
-	}
-	return secret.Read(path, s.owner())
+	return nil, secret.ErrNotEnrolled
 }
 
-// owner is who must own the files: the user in their home, root in the store.
-func (s *session) owner() int {
-	if options.InHome(s.opts.Secret) {
-		return s.req.UID
+// access is who owns the files: the account of user=, else the user for
+// their own files, else root for the system store.
+func (s *session) access() (secret.Access, error) {
+	acc := secret.Access{Perm: s.opts.Perm, AllowRoot: s.opts.AllowRoot}
+	switch {
+	case s.opts.RunAs != "":
+		uid, err := lookupAccount(s.opts.RunAs)
+		if err != nil {
+			return acc, err
+		}
+		acc.Owner = uid
+	case s.opts.AsUser():
+		acc.Owner = s.req.UID
 	}
-	return 0
+	return acc, nil
+}
+
+// lookupAccount resolves user=NAME or user=UID. Names are looked up in
+// /etc/passwd: the checker is a static program without NSS.
+func lookupAccount(v string) (int, error) {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return int(n), nil
+	}
+	if v == "root" {
+		return 0, nil
+	}
+	u, err := user.Lookup(v)
+	if err != nil {
+		return 0, fmt.Errorf("user=%s: %w", v, err)
+	}
+	return strconv.Atoi(u.Uid)
+}
+
+// policy is the module's policy, adjusted for a pam_google_authenticator
+// file to that file's own settings (docs/migrating.md).
+func (s *session) policy(a *secret.Account) verify.Policy {
+	p := s.opts.Policy
+	if g := a.Google; g != nil {
+		p.Behind, p.Ahead = (g.Window-1)/2, g.Window/2
+		p.InitialWindow = 0
+		p.FixedDrift = true
+		p.HOTPWindow, p.HOTPResync, p.HOTPAdvance = g.Window, 0, !s.opts.NoHOTPAdvance
+		if g.RateLimit {
+			p.RateLimit, p.RateSeconds = g.RateN, g.RateSeconds
+		}
+	}
+	return p
+}
+
+// place is where a login comes from, for grace_period: the remote host, or
+// the terminal of a local login.
+func (s *session) place() string {
+	switch {
+	case s.req.RHost != "":
+		return s.req.RHost
+	case s.req.TTY != "":
+		return "tty:" + s.req.TTY
+	}
+	return ""
+}
+
+// inGrace reports whether the user logged in with a code from the same
+// place within grace_period seconds.
+func (s *session) inGrace() bool {
+	place := s.place()
+	if s.opts.GracePeriod == 0 || s.opts.ForwardPass || s.opts.UseFirstPass || !secret.ValidPlace(place) {
+		return false
+	}
+	acct, err := secret.Lock(s.path, s.acc)
+	if err != nil {
+		return false
+	}
+	defer acct.Close()
+	now := s.env.Now().Unix()
+	t := acct.State.GraceFor(place)
+	return t > 0 && t <= now && now-t < s.opts.GracePeriod && acct.State.LockedUntil <= now
 }
 
 // decide checks the candidates under the enrollment's lock and saves the
 // state before returning. One attempt is one failure, however many
 // candidates were tried.
 func (s *session) decide(candidates []candidate) (verify.Result, candidate, error) {
-	acct, err := secret.Lock(s.path, s.owner())
+	acct, err := secret.Lock(s.path, s.acc)
 	if err != nil {
 		return verify.Result{Outcome: verify.BadCode}, candidates[0], err
 	}
 	defer acct.Close()
 	now := s.env.Now().Unix()
+	policy := s.policy(acct)
 	orig := acct.State
 	var r verify.Result
 	chosen := candidates[0]
 	for i, c := range candidates {
 		// Each reading is tried on its own copy; the one kept is saved.
 		st := orig.Clone()
-		res := verify.Check(acct.File, st, c.code, now, s.opts.Policy)
+		res := verify.Check(acct.File, st, c.code, now, policy)
 		if i == 0 || res.Outcome == verify.OK {
 			r, chosen, acct.State = res, c, st
 		}
@@ -213,10 +298,16 @@ func (s *session) decide(candidates []candidate) (verify.Result, candidate, erro
 			break
 		}
 	}
+	if r.Outcome == verify.OK && s.opts.GracePeriod > 0 {
+		acct.State.Remember(s.place(), now)
+	}
 	if err := acct.SaveState(); err != nil {
 		// Without the saved state a code could be used again: refuse. The
 		// user is told why, right code or wrong, so it reveals nothing.
 		protocol.WriteFrame(s.env.Conn, protocol.Error, []byte(saveFailedMessage))
+		if s.opts.AllowReadonly {
+			err = fmt.Errorf("%w (allow_readonly is not honoured: it would allow replay)", err)
+		}
 		return verify.Result{Outcome: verify.BadCode, Token: r.Token}, chosen, fmt.Errorf("cannot save state: %w", err)
 	}
 	return r, chosen, nil

@@ -195,7 +195,7 @@ func TestGarbageFromTheModule(t *testing.T) {
 		})
 	}
 	// None of that counted as a failed code.
-	acct, err := secret.Lock(filepath.Join(h, ".pam_totp"), os.Getuid())
+	acct, err := secret.Lock(filepath.Join(h, ".pam_totp"), secret.Owner(os.Getuid()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,12 @@
 // Package options parses the pam_totp.so module arguments (the words after
 // the module name in /etc/pam.d). The C module reads the few it needs itself
-// (checker=, timeout=, nodelay and the *_pass options) and passes all of them
-// on; the checker parses them all and refuses anything unknown, so a typo
-// fails closed instead of silently weakening the check.
+// (checker=, timeout=, nodelay, secret=, user= and the *_pass options) and
+// passes all of them on; the checker parses them all and refuses anything
+// unknown, so a typo fails closed instead of silently weakening the check.
+//
+// pam_google_authenticator's options are accepted with their meaning, so
+// that its module line can be kept when the module name is changed
+// (docs/migrating.md).
 package options
 
 import (
@@ -14,25 +18,37 @@ import (
 	"pamtotp/internal/verify"
 )
 
-// DefaultSecret is the secret file of a user when secret= is not given.
-const DefaultSecret = "~/.pam_totp"
+// DefaultSecret is the secret file of a user when secret= is not given;
+// without it, a pam_google_authenticator file is used if there is one.
+const (
+	DefaultSecret = "~/.pam_totp"
+	GoogleSecret  = "~/.google_authenticator"
+)
 
 // Options are the module arguments.
 type Options struct {
-	Secret       string // template: %u user, %h or a leading ~ home
-	NullOK       bool
-	Policy       verify.Policy
-	ForwardPass  bool
-	UseFirstPass bool
-	TryFirstPass bool
-	Prompt       string
-	EchoCode     bool
-	Debug        bool
+	Secret        string // template: %u user, %h or a leading ~ home
+	SecretGiven   bool   // secret= was given
+	secretAsUser  bool   // the secret is the user's own file, read as the user
+	RunAs         string // user=: the account that owns the secret files
+	Perm          uint32 // permission bits a secret file may have
+	AllowRoot     bool   // no_strict_owner: root may own the user's file too
+	NullOK        bool
+	Policy        verify.Policy
+	NoHOTPAdvance bool  // no_increment_hotp
+	GracePeriod   int64 // seconds; 0: off
+	ForwardPass   bool
+	UseFirstPass  bool
+	TryFirstPass  bool
+	Prompt        string
+	EchoCode      bool
+	AllowReadonly bool // accepted, never honoured: it would allow replay
+	Debug         bool
 }
 
 // Parse parses module arguments.
 func Parse(args []string) (*Options, error) {
-	o := &Options{Secret: DefaultSecret, Policy: verify.DefaultPolicy, Prompt: "Verification code: "}
+	o := &Options{Secret: DefaultSecret, secretAsUser: true, Perm: 0o600, Policy: verify.DefaultPolicy, Prompt: "Verification code: "}
 	for _, a := range args {
 		name, val, hasVal := strings.Cut(a, "=")
 		flag := func(p *bool) error {
@@ -52,8 +68,37 @@ func Parse(args []string) (*Options, error) {
 			err = flag(&o.UseFirstPass)
 		case "try_first_pass":
 			err = flag(&o.TryFirstPass)
-		case "echo_code":
+		case "echo_code", "echo_verification_code":
 			err = flag(&o.EchoCode)
+		case "noskewadj":
+			var b bool
+			err = flag(&b)
+			o.Policy.ResyncRange, o.Policy.HOTPResync = 0, 0
+		case "no_increment_hotp":
+			err = flag(&o.NoHOTPAdvance)
+		case "no_strict_owner":
+			err = flag(&o.AllowRoot)
+		case "allow_readonly":
+			err = flag(&o.AllowReadonly)
+		case "user":
+			o.RunAs = val
+			err = checkAccount(val, hasVal)
+		case "allowed_perm":
+			var n uint64
+			n, err = strconv.ParseUint(val, 8, 32)
+			switch {
+			case !hasVal || err != nil || n > 0o777 || n&0o400 == 0:
+				err = errors.New("want an octal mode such as 0600")
+			case n&0o022 != 0:
+				err = errors.New("group or other write access would let someone else change the secret")
+			}
+			o.Perm = uint32(n)
+		case "grace_period":
+			var n int
+			n, err = number(val, hasVal, 0, 7*86400)
+			o.GracePeriod = int64(n)
+		case "hotp_window":
+			o.Policy.HOTPWindow, err = number(val, hasVal, 1, 100)
 		case "debug":
 			err = flag(&o.Debug)
 		case "nodelay":
@@ -65,15 +110,16 @@ func Parse(args []string) (*Options, error) {
 				err = errors.New("needs a value")
 			}
 		case "secret":
-			o.Secret = val
-			err = checkTemplate(val)
-		case "prompt":
+			o.Secret, o.secretAsUser, err = template(val)
+			o.SecretGiven = true
+		case "prompt", "authtok_prompt":
 			o.Prompt = val
 			if !hasVal || val == "" {
 				err = errors.New("needs a value")
 			}
 		case "window":
-			o.Policy.Window, err = number(val, hasVal, 0, 10)
+			o.Policy.Behind, err = number(val, hasVal, 0, 10)
+			o.Policy.Ahead = o.Policy.Behind
 		case "deny":
 			o.Policy.Deny, err = number(val, hasVal, 0, 1000)
 		case "unlock_time":
@@ -107,22 +153,56 @@ func number(val string, hasVal bool, min, max int) (int, error) {
 	return n, nil
 }
 
-// InHome reports whether a secret template names a file in the user's home,
-// which the checker reads and writes as that user. Any other template is the
-// root-owned system store.
-func InHome(template string) bool {
-	return strings.HasPrefix(template, "~") || strings.HasPrefix(template, "%h")
+// Secrets returns the templates to look for, in order: the one given, or
+// our own file and then pam_google_authenticator's.
+func (o *Options) Secrets() []string {
+	if o.SecretGiven {
+		return []string{o.Secret}
+	}
+	return []string{DefaultSecret, GoogleSecret}
 }
 
-func checkTemplate(t string) error {
-	if !InHome(t) && !strings.HasPrefix(t, "/") {
-		return errors.New("must be an absolute path or start with ~ or %h")
+// AsUser reports whether the secret files are the user's own, read and
+// written as the user: a file in the home, or a pam_google_authenticator
+// template with ${USER}, which that module reads as the user too. Otherwise
+// they belong to the account of user=, or to root (the system store).
+// pam_totp.c applies the same rule when it starts the checker.
+func (o *Options) AsUser() bool { return o.RunAs == "" && o.secretAsUser }
+
+// template checks a secret= value and turns pam_google_authenticator's
+// ${USER} and ${HOME} into %u and %h.
+func template(t string) (string, bool, error) {
+	asUser := strings.HasPrefix(t, "~") || strings.HasPrefix(t, "%h") || strings.HasPrefix(t, "${HOME}") ||
+		strings.Contains(t, "${USER}")
+	if strings.Contains(t, "${") {
+		t = strings.ReplaceAll(t, "%", "%%")
+		t = strings.ReplaceAll(t, "${USER}", "%u")
+		if strings.HasPrefix(t, "${HOME}") {
+			t = "%h" + t[len("${HOME}"):]
+		}
+		if strings.Contains(t, "${") {
+			return "", false, errors.New("only ${USER} anywhere and ${HOME} at the start are supported")
+		}
+	}
+	if !strings.HasPrefix(t, "~") && !strings.HasPrefix(t, "%h") && !strings.HasPrefix(t, "/") {
+		return "", false, errors.New("must be an absolute path or start with ~, %h or ${HOME}")
 	}
 	if strings.HasPrefix(t, "~") && len(t) > 1 && t[1] != '/' {
-		return errors.New("~user is not supported: use ~/ or %h/")
+		return "", false, errors.New("~user is not supported: use ~/ or %h/")
 	}
 	_, err := Expand(t, "user", "/home/user")
-	return err
+	return t, asUser, err
+}
+
+// checkAccount accepts user=NAME or user=UID.
+func checkAccount(v string, hasVal bool) error {
+	if !hasVal || v == "" {
+		return errors.New("needs an account name or a uid")
+	}
+	if _, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return nil
+	}
+	return ValidUser(v)
 }
 
 // Expand fills in a template for one user. It refuses user names that could

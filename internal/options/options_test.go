@@ -8,12 +8,12 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !o.NullOK || o.Policy.Window != 3 || o.Policy.Deny != 0 || o.Policy.UnlockTime != 60 || o.Secret != "/var/lib/pam-totp/%u" ||
+	if !o.NullOK || o.Policy.Behind != 3 || o.Policy.Ahead != 3 || o.Policy.Deny != 0 || o.Policy.UnlockTime != 60 || o.Secret != "/var/lib/pam-totp/%u" ||
 		o.Prompt != "Code please: " || !o.EchoCode || !o.Debug || !o.ForwardPass {
 		t.Fatalf("%+v", o)
 	}
 	d, err := Parse(nil)
-	if err != nil || d.Secret != DefaultSecret || d.Policy.Window != 1 || d.Policy.Deny != 5 || d.Policy.UnlockTime != 300 || d.NullOK {
+	if err != nil || d.Secret != DefaultSecret || d.Policy.Behind != 1 || d.Policy.Deny != 5 || d.Policy.UnlockTime != 300 || d.NullOK {
 		t.Fatalf("defaults: %+v %v", d, err)
 	}
 }
@@ -48,7 +48,18 @@ func TestExpand(t *testing.T) {
 			t.Errorf("user %q accepted", u)
 		}
 	}
-	if !InHome("~/.x") || !InHome("%h/x") || InHome("/var/lib/x/%u") {
-		t.Error("InHome")
+	for tmpl, asUser := range map[string]bool{"~/.x": true, "%h/x": true, "/var/lib/x/%u": false,
+		"${HOME}/.google_authenticator": true, "/var/unencrypted/${USER}/.ga": true, "/srv/100%/${USER}": true} {
+		o, err := Parse([]string{"secret=" + tmpl})
+		if err != nil || o.AsUser() != asUser {
+			t.Errorf("secret=%s: AsUser %v, %v", tmpl, o != nil && o.AsUser(), err)
+		}
+	}
+	o, err := Parse([]string{"secret=/srv/100%/${USER}", "user=root"})
+	if err != nil || o.AsUser() {
+		t.Fatalf("user=root: %v", err)
+	}
+	if p, err := Expand(o.Secret, "bob", "/home/bob"); err != nil || p != "/srv/100%/bob" {
+		t.Errorf("GA template expanded to %q, %v", p, err)
 	}
 }

@@ -45,12 +45,20 @@ func validName(s string) bool {
 	return true
 }
 
+// Token types.
+const (
+	TOTP = "totp" // time-based, RFC 6238
+	HOTP = "hotp" // counter-based, RFC 4226
+)
+
 // Token is one enrolled authenticator.
 type Token struct {
 	Name    string
+	Type    string // TOTP or HOTP
 	Key     []byte
-	Params  otp.Params
-	Created int64 // Unix time, 0 if unknown
+	Params  otp.Params // Period is 0 for HOTP
+	Counter int64      // HOTP: the first counter the token will show
+	Created int64      // Unix time, 0 if unknown
 }
 
 // Fingerprint identifies a token's key and parameters in the state file
@@ -59,6 +67,10 @@ type Token struct {
 // the same codes, and rightly share one replay state.
 func (t *Token) Fingerprint() string {
 	h := sha256.New()
+	if t.Type == HOTP {
+		// TOTP fingerprints predate HOTP and must not change.
+		h.Write([]byte("hotp\x00"))
+	}
 	fmt.Fprintf(h, "pam_totp state\x00%s\x00%d\x00%d\x00", t.Params.Algorithm, t.Params.Digits, t.Params.Period)
 	h.Write(t.Key)
 	return hex.EncodeToString(h.Sum(nil)[:8])
@@ -116,6 +128,7 @@ func parseToken(s string) (*Token, error) {
 		return nil, errors.New("token needs a name of 1-32 letters, digits, '.', '_' or '-'")
 	}
 	t := &Token{Name: fields[0], Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}}
+	hasPeriod := false
 	seen := map[string]bool{}
 	for _, kv := range fields[1:] {
 		k, v, ok := strings.Cut(kv, "=")
@@ -126,8 +139,14 @@ func parseToken(s string) (*Token, error) {
 		var err error
 		switch k {
 		case "type":
-			if v != "totp" {
+			t.Type = v
+			if v != TOTP && v != HOTP {
 				err = fmt.Errorf("unknown type %q", v)
+			}
+		case "counter":
+			t.Counter, err = strconv.ParseInt(v, 10, 64)
+			if err == nil && t.Counter < 0 {
+				err = errors.New("must not be negative")
 			}
 		case "secret":
 			t.Key, err = otp.DecodeKey(v)
@@ -137,6 +156,7 @@ func parseToken(s string) (*Token, error) {
 			t.Params.Digits, err = strconv.Atoi(v)
 		case "period":
 			t.Params.Period, err = strconv.Atoi(v)
+			hasPeriod = true
 		case "created":
 			t.Created, err = strconv.ParseInt(v, 10, 64)
 		default:
@@ -149,10 +169,28 @@ func parseToken(s string) (*Token, error) {
 	if !seen["type"] || t.Key == nil {
 		return nil, fmt.Errorf("token %s: type and secret are required", t.Name)
 	}
-	if err := t.Params.Validate(); err != nil {
+	if t.Type == HOTP {
+		if hasPeriod {
+			return nil, fmt.Errorf("token %s: a HOTP token has no period", t.Name)
+		}
+		t.Params.Period = 0
+	} else if seen["counter"] {
+		return nil, fmt.Errorf("token %s: a TOTP token has no counter", t.Name)
+	}
+	if err := t.Validate(); err != nil {
 		return nil, fmt.Errorf("token %s: %w", t.Name, err)
 	}
 	return t, nil
+}
+
+// Validate reports whether the token's parameters are usable.
+func (t *Token) Validate() error {
+	if t.Type == HOTP {
+		p := t.Params
+		p.Period = otp.MinPeriod // not used by HOTP
+		return p.Validate()
+	}
+	return t.Params.Validate()
 }
 
 // Token returns the token called name, or nil.
@@ -171,8 +209,13 @@ func (f *File) Marshal() []byte {
 	b.WriteString("# pam_totp secret file. Keep it private: mode 0600. Format: pam_totp docs/file-format.md\n")
 	b.WriteString(secretHeader + "\n")
 	for _, t := range f.Tokens {
-		fmt.Fprintf(&b, "token %s type=totp algorithm=%s digits=%d period=%d secret=%s",
-			t.Name, t.Params.Algorithm, t.Params.Digits, t.Params.Period, otp.EncodeKey(t.Key))
+		if t.Type == HOTP {
+			fmt.Fprintf(&b, "token %s type=hotp algorithm=%s digits=%d counter=%d secret=%s",
+				t.Name, t.Params.Algorithm, t.Params.Digits, t.Counter, otp.EncodeKey(t.Key))
+		} else {
+			fmt.Fprintf(&b, "token %s type=totp algorithm=%s digits=%d period=%d secret=%s",
+				t.Name, t.Params.Algorithm, t.Params.Digits, t.Params.Period, otp.EncodeKey(t.Key))
+		}
 		if t.Created != 0 {
 			fmt.Fprintf(&b, " created=%d", t.Created)
 		}
@@ -200,7 +243,58 @@ type State struct {
 	Tokens      map[string]*TokenState // by Token.Fingerprint
 	ScratchUsed []string
 	Failures    int
-	LockedUntil int64 // Unix time
+	LockedUntil int64   // Unix time
+	FailedAt    []int64 // Unix times of recent failures, for a rate limit
+	Grace       []Grace // recent successful logins, for grace_period
+}
+
+// MaxGrace bounds the remembered logins (pam_google_authenticator keeps 10).
+const MaxGrace = 10
+
+// Grace records a successful login from one place: a remote host, or
+// "tty:" and a terminal for a local login.
+type Grace struct {
+	Place string
+	Time  int64
+}
+
+// ValidPlace reports whether a place can be stored: one word of printable
+// ASCII, so that it cannot break a line of the file.
+func ValidPlace(p string) bool {
+	if p == "" || len(p) > 256 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if p[i] <= ' ' || p[i] >= 0x7f || p[i] == '"' {
+			return false
+		}
+	}
+	return true
+}
+
+// Remember records a successful login from place at now, keeping only the
+// newest MaxGrace places.
+func (s *State) Remember(place string, now int64) {
+	if !ValidPlace(place) {
+		return
+	}
+	out := []Grace{{place, now}}
+	for _, g := range s.Grace {
+		if g.Place != place && len(out) < MaxGrace {
+			out = append(out, g)
+		}
+	}
+	s.Grace = out
+}
+
+// GraceFor returns when place last logged in successfully, or 0.
+func (s *State) GraceFor(place string) int64 {
+	for _, g := range s.Grace {
+		if g.Place == place {
+			return g.Time
+		}
+	}
+	return 0
 }
 
 // NewState returns an empty state.
@@ -215,6 +309,8 @@ func (s *State) Clone() *State {
 		c.Tokens[fp] = &t
 	}
 	c.ScratchUsed = append([]string(nil), s.ScratchUsed...)
+	c.FailedAt = append([]int64(nil), s.FailedAt...)
+	c.Grace = append([]Grace(nil), s.Grace...)
 	return &c
 }
 
@@ -297,6 +393,20 @@ func (s *State) parseLine(fields []string) error {
 			return errors.New("bad failure count")
 		}
 		s.Failures = v
+	case fields[0] == "failed-at" && len(fields) >= 2:
+		for _, f := range fields[1:] {
+			v, err := n(f)
+			if err != nil {
+				return errors.New("bad failure time")
+			}
+			s.FailedAt = append(s.FailedAt, v)
+		}
+	case fields[0] == "grace" && len(fields) == 3 && ValidPlace(fields[1]) && len(s.Grace) < MaxGrace:
+		v, err := n(fields[2])
+		if err != nil {
+			return errors.New("bad grace time")
+		}
+		s.Grace = append(s.Grace, Grace{fields[1], v})
 	case fields[0] == "locked-until" && len(fields) == 2:
 		v, err := n(fields[1])
 		if err != nil {
@@ -348,6 +458,16 @@ func (s *State) Marshal(f *File) []byte {
 	}
 	if s.LockedUntil > 0 {
 		fmt.Fprintf(&b, "locked-until %d\n", s.LockedUntil)
+	}
+	if len(s.FailedAt) > 0 {
+		b.WriteString("failed-at")
+		for _, t := range s.FailedAt {
+			fmt.Fprintf(&b, " %d", t)
+		}
+		b.WriteString("\n")
+	}
+	for _, g := range s.Grace {
+		fmt.Fprintf(&b, "grace %s %d\n", g.Place, g.Time)
 	}
 	return b.Bytes()
 }

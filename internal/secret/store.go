@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"pamtotp/internal/gafile"
 )
 
 // ErrNotEnrolled means the secret file does not exist.
@@ -17,11 +19,22 @@ var ErrNotEnrolled = errors.New("no secret file")
 // StatePath returns the state file that belongs to a secret file.
 func StatePath(secretPath string) string { return secretPath + ".state" }
 
+// Access says who must own a user's files and which permission bits they
+// may have.
+type Access struct {
+	Owner     int    // the uid that owns the files
+	AllowRoot bool   // root may own them too (no_strict_owner)
+	Perm      uint32 // permission bits allowed; group and other write never are
+}
+
+// Owner is the usual access: files owned by uid, mode 0600 or stricter.
+func Owner(uid int) Access { return Access{Owner: uid, Perm: 0o600} }
+
 // openChecked opens path for reading without following a symlink and
-// refuses anything but a small regular file owned by owner with no group or
-// other permission bits. O_NONBLOCK keeps a FIFO planted by a user from
-// hanging the login.
-func openChecked(path string, owner int) (*os.File, error) {
+// refuses anything but a small regular file owned as acc says with no
+// permission bits beyond acc.Perm. O_NONBLOCK keeps a FIFO planted by a
+// user from hanging the login.
+func openChecked(path string, acc Access) (*os.File, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
@@ -33,14 +46,14 @@ func openChecked(path string, owner int) (*os.File, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
-	if err := checkFile(f, owner); err != nil {
+	if err := checkFile(f, acc); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return f, nil
 }
 
-func checkFile(f *os.File, owner int) error {
+func checkFile(f *os.File, acc Access) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return fmt.Errorf("stat %s: %w", f.Name(), err)
@@ -48,10 +61,10 @@ func checkFile(f *os.File, owner int) error {
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return fmt.Errorf("%s is not a regular file", f.Name())
-	case int(st.Uid) != owner:
-		return fmt.Errorf("%s is owned by uid %d, not %d", f.Name(), st.Uid, owner)
-	case st.Mode&0o077 != 0:
-		return fmt.Errorf("%s has mode %04o: group and others must have no access", f.Name(), st.Mode&0o7777)
+	case int(st.Uid) != acc.Owner && !(acc.AllowRoot && st.Uid == 0):
+		return fmt.Errorf("%s is owned by uid %d, not %d", f.Name(), st.Uid, acc.Owner)
+	case st.Mode&^(acc.Perm&^0o022)&0o7777 != 0:
+		return fmt.Errorf("%s has mode %04o: allowed are at most %04o", f.Name(), st.Mode&0o7777, acc.Perm&^0o022)
 	case st.Size > MaxFileSize:
 		return fmt.Errorf("%s is larger than %d bytes", f.Name(), MaxFileSize)
 	}
@@ -69,25 +82,26 @@ func readBounded(f *os.File) ([]byte, error) {
 	return data, nil
 }
 
-// CheckStoreDir refuses a root-owned store whose directory someone other
-// than root could change: there a user could plant a hard link to a root
-// file, or swap files between our checks and our reads.
-func CheckStoreDir(path string) error {
+// CheckStoreDir refuses a store whose directory someone other than its
+// owner (root, or the account of user=) could change: there a user could
+// plant a hard link to a file of the owner, or swap files between our
+// checks and our reads.
+func CheckStoreDir(path string, owner int) error {
 	dir := filepath.Dir(path)
 	var st unix.Stat_t
 	if err := unix.Stat(dir, &st); err != nil {
 		return fmt.Errorf("store directory %s: %w", dir, err)
 	}
-	if st.Uid != 0 || st.Mode&0o022 != 0 {
-		return fmt.Errorf("store directory %s must be owned by root and writable by root only", dir)
+	if (int(st.Uid) != owner && st.Uid != 0) || st.Mode&0o022 != 0 {
+		return fmt.Errorf("store directory %s must be owned by uid %d or root and writable by its owner only", dir, owner)
 	}
 	return nil
 }
 
 // Read opens, checks and parses a secret file without locking it. Logins use
 // it to decide how to prompt; the decision itself is made under Lock.
-func Read(path string, owner int) (*File, error) {
-	f, err := openChecked(path, owner)
+func Read(path string, acc Access) (*File, error) {
+	f, err := openChecked(path, acc)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNotEnrolled
 	}
@@ -95,39 +109,54 @@ func Read(path string, owner int) (*File, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return parseOpen(f, path)
+	file, _, err := parseOpen(f, path)
+	return file, err
 }
 
-// parseOpen reads and parses an opened, checked secret file.
-func parseOpen(f *os.File, path string) (*File, error) {
+// parseOpen reads and parses an opened, checked secret file, in pam_totp's
+// format or pam_google_authenticator's.
+func parseOpen(f *os.File, path string) (*File, *google, error) {
 	data, err := readBounded(f)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	if gafile.Looks(data) {
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, nil, fmt.Errorf("stat %s: %w", path, err)
+		}
+		g, err := parseGoogle(data, fi.Mode().Perm())
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return g.file, g, nil
 	}
 	file, err := ParseFile(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return file, nil
+	return file, nil, nil
 }
 
 // Account is an enrollment opened under an exclusive lock: the secret, the
 // state, and the right to write the state. Close releases the lock.
 type Account struct {
-	Path  string
-	File  *File
-	State *State
-	owner int
-	lock  *os.File
+	Path   string
+	File   *File
+	State  *State
+	Google *gafile.File // the file is pam_google_authenticator's; its state is in it
+	acc    Access
+	lock   *os.File
+	google *google
 }
 
 // Lock opens the secret file at path, takes an exclusive lock on it and reads
 // the secret and the state. The lock is on the secret file, which logins
 // never replace; totp-enroll replaces it only while holding the same lock, and
 // Lock notices a replacement and locks the new file instead.
-func Lock(path string, owner int) (*Account, error) {
+func Lock(path string, acc Access) (*Account, error) {
 	for attempt := 0; attempt < 10; attempt++ {
-		f, err := openChecked(path, owner)
+		f, err := openChecked(path, acc)
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, ErrNotEnrolled
 		}
@@ -142,7 +171,7 @@ func Lock(path string, owner int) (*Account, error) {
 			f.Close() // replaced while we waited: lock the new one
 			continue
 		}
-		a, err := load(f, path, owner)
+		a, err := load(f, path, acc)
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -160,13 +189,16 @@ func samePath(f *os.File, path string) bool {
 	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
-func load(f *os.File, path string, owner int) (*Account, error) {
-	file, err := parseOpen(f, path)
+func load(f *os.File, path string, acc Access) (*Account, error) {
+	file, g, err := parseOpen(f, path)
 	if err != nil {
 		return nil, err
 	}
+	if g != nil {
+		return &Account{Path: path, File: file, State: g.state, Google: g.ga, acc: acc, lock: f, google: g}, nil
+	}
 	state := NewState()
-	sf, err := openChecked(StatePath(path), owner)
+	sf, err := openChecked(StatePath(path), acc)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -181,15 +213,27 @@ func load(f *os.File, path string, owner int) (*Account, error) {
 			return nil, fmt.Errorf("%s: %w", StatePath(path), err)
 		}
 	}
-	return &Account{Path: path, File: file, State: state, owner: owner, lock: f}, nil
+	return &Account{Path: path, File: file, State: state, acc: acc, lock: f}, nil
 }
 
 // SaveState writes the state durably; the login may only succeed after it returns nil.
 func (a *Account) SaveState() error {
-	// Under the lock no one else writes the state, so the temporary file can
-	// have a fixed name: a checker killed mid-write leaves at most that one
-	// file behind, and the next login replaces it.
-	path := StatePath(a.Path)
+	if a.google != nil {
+		data, changed := a.google.update(a.State)
+		if !changed {
+			return nil
+		}
+		// The state is in the secret file itself: it is replaced, under the
+		// lock, and keeps its mode (pam_google_authenticator does the same).
+		return writeLocked(a.Path, data, a.google.mode)
+	}
+	return writeLocked(StatePath(a.Path), a.State.Marshal(a.File), 0o600)
+}
+
+// writeLocked replaces path while its lock is held. No one else writes then,
+// so the temporary file can have a fixed name: a checker killed mid-write
+// leaves at most that one file behind, and the next login replaces it.
+func writeLocked(path string, data []byte, mode os.FileMode) error {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing %s: %w", tmp, err)
@@ -198,7 +242,15 @@ func (a *Account) SaveState() error {
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", tmp, err)
 	}
-	return commit(f, path, a.State.Marshal(a.File), true)
+	if mode != 0o600 {
+		// After creation, so the umask does not narrow it.
+		if err := f.Chmod(mode); err != nil {
+			f.Close()
+			os.Remove(tmp)
+			return fmt.Errorf("chmod %s: %w", tmp, err)
+		}
+	}
+	return commit(f, path, data, true)
 }
 
 // Close releases the lock.
@@ -262,8 +314,8 @@ func commit(tmp *os.File, path string, data []byte, replace bool) (err error) {
 // Replace writes a new secret file at path while holding the lock that logins
 // take, so that no login decides on a half-replaced enrollment. With force
 // false it refuses to replace an existing file.
-func Replace(path string, owner int, f *File, force bool) error {
-	old, err := Lock(path, owner)
+func Replace(path string, acc Access, f *File, force bool) error {
+	old, err := Lock(path, acc)
 	switch {
 	case errors.Is(err, ErrNotEnrolled):
 		return WriteAtomic(path, f.Marshal(), false)

@@ -1,8 +1,9 @@
 // Package verify decides whether a typed code opens an enrollment, and
 // updates its state: window around the learned drift, a wider window on a
 // token's first use, resynchronisation from two consecutive far-off codes,
-// replay refusal (RFC 6238 section 5.2), single-use scratch codes and the
-// failure lockout. It does no I/O; the caller holds the lock and saves the
+// replay refusal (RFC 6238 section 5.2; RFC 4226 counters only move
+// forward), single-use scratch codes, the failure lockout and an optional
+// rate limit. It does no I/O; the caller holds the lock and saves the
 // state before it reports success.
 package verify
 
@@ -11,17 +12,25 @@ import (
 	"pamtotp/internal/secret"
 )
 
-// Policy is the part of the module options that verification needs.
+// Policy is the part of the module options (and, for a
+// pam_google_authenticator file, of the file) that verification needs.
 type Policy struct {
-	Window        int   // steps accepted each side of now+drift
-	InitialWindow int   // the same for a token never used before
-	ResyncRange   int   // steps searched each side of now for a far-off clock
+	Behind, Ahead int   // TOTP steps accepted before and after now+drift
+	InitialWindow int   // steps each side for a TOTP token never used before
+	FixedDrift    bool  // an accepted code does not move the drift; only a resync does
+	ResyncRange   int   // TOTP steps searched each side of now for a far-off clock; 0: none
+	HOTPWindow    int   // HOTP counters accepted, from the next expected one
+	HOTPResync    int   // HOTP counters searched beyond the window for a resync; 0: none
+	HOTPAdvance   bool  // a wrong code moves the HOTP counter on by one
 	Deny          int   // failures that lock the user; 0 never locks
 	UnlockTime    int64 // seconds a lock lasts
+	RateLimit     int   // failures allowed within RateSeconds; 0: no rate limit
+	RateSeconds   int64
 }
 
 // DefaultPolicy is used where the module options say nothing.
-var DefaultPolicy = Policy{Window: 1, InitialWindow: 10, ResyncRange: 1500, Deny: 5, UnlockTime: 300}
+var DefaultPolicy = Policy{Behind: 1, Ahead: 1, InitialWindow: 10, ResyncRange: 1500,
+	HOTPWindow: 10, HOTPResync: 1000, Deny: 5, UnlockTime: 300}
 
 // Outcome is what a check decided.
 type Outcome string
@@ -32,6 +41,7 @@ const (
 	Malformed     Outcome = "malformed code"
 	Replay        Outcome = "replay"
 	Locked        Outcome = "locked"
+	RateLimited   Outcome = "rate limited"
 	ResyncPending Outcome = "resync pending"
 )
 
@@ -50,19 +60,38 @@ func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) R
 	if st.LockedUntil > now {
 		return Result{Outcome: Locked}
 	}
+	if p.RateLimit > 0 {
+		recent := st.FailedAt[:0:0]
+		for _, t := range st.FailedAt {
+			if t > now-p.RateSeconds && t <= now {
+				recent = append(recent, t)
+			}
+		}
+		st.FailedAt = recent
+		if len(recent) >= p.RateLimit {
+			// Refused unchecked and not recorded: the limit is a rate,
+			// so the user gets in again once the old failures age out.
+			return Result{Outcome: RateLimited}
+		}
+	}
 	if !wellFormed(f, code) {
 		// It cannot match anything, so it is no guess and does not count:
 		// garbage must not lock a user out. sshd's password method, for
 		// one, answers the code prompt with the password.
 		return Result{Outcome: Malformed}
 	}
-	r := checkTokens(f, st, code, now, p)
-	if r.Outcome != OK && checkScratch(f, st, code) {
-		r = Result{Outcome: OK, Token: "scratch"}
+	// Scratch codes first, as pam_google_authenticator does, so that using
+	// one does not move a HOTP counter.
+	r := Result{Outcome: OK, Token: "scratch"}
+	if !checkScratch(f, st, code) {
+		r = checkTokens(f, st, code, now, p)
 	}
 	if r.Outcome == OK {
 		st.Failures, st.LockedUntil = 0, 0
 		return r
+	}
+	if p.RateLimit > 0 {
+		st.FailedAt = append(st.FailedAt, now)
 	}
 	st.Failures++
 	if p.Deny > 0 && st.Failures >= p.Deny {
@@ -93,7 +122,12 @@ func checkTokens(f *secret.File, st *secret.State, code string, now int64, p Pol
 		if !otp.IsDigits(code, t.Params.Digits) {
 			continue
 		}
-		r := checkToken(t, st.Token(t), code, now, p)
+		var r Result
+		if t.Type == secret.HOTP {
+			r = checkHOTP(t, st.Token(t), code, p)
+		} else {
+			r = checkToken(t, st.Token(t), code, now, p)
+		}
 		if r.Outcome == OK {
 			return r
 		}
@@ -118,15 +152,15 @@ func rank(o Outcome) int {
 func checkToken(t *secret.Token, ts *secret.TokenState, code string, now int64, p Policy) Result {
 	r := Result{Outcome: BadCode, Token: t.Name, Drift: ts.Drift}
 	T := otp.Step(now, t.Params.Period)
-	w := int64(p.Window)
-	if !ts.Used && int64(p.InitialWindow) > w {
-		w = int64(p.InitialWindow)
+	behind, ahead := int64(p.Behind), int64(p.Ahead)
+	if !ts.Used {
+		behind, ahead = max(behind, int64(p.InitialWindow)), max(ahead, int64(p.InitialWindow))
 	}
 	matched, replay := false, false
 	var step int64
 	// Every step in the window is computed and compared: no early exit, so
 	// the time taken does not tell where (or whether) a code matched.
-	for o := -w; o <= w; o++ {
+	for o := -behind; o <= ahead; o++ {
 		s := T + ts.Drift + o
 		if s < 0 || !matches(t, s, code) {
 			continue
@@ -139,14 +173,73 @@ func checkToken(t *secret.Token, ts *secret.TokenState, code string, now int64, 
 		}
 	}
 	if matched {
-		accept(ts, &r, step, step-T)
+		off := step - T
+		if p.FixedDrift {
+			off = ts.Drift
+		}
+		accept(ts, &r, step, off)
 		return r
 	}
 	if replay {
 		r.Outcome = Replay
 		return r
 	}
+	if p.ResyncRange == 0 {
+		return r
+	}
 	return resync(t, ts, code, T, p, r)
+}
+
+// checkHOTP looks at the counters from the next expected one. The counter
+// only moves forward, so a code is never accepted twice.
+func checkHOTP(t *secret.Token, ts *secret.TokenState, code string, p Policy) Result {
+	r := Result{Outcome: BadCode, Token: t.Name}
+	next := t.Counter
+	if ts.Used {
+		next = ts.LastStep + 1
+	}
+	matched, replay := false, false
+	var counter int64
+	for c := next; c < next+int64(p.HOTPWindow); c++ {
+		if !matched && matches(t, c, code) {
+			matched, counter = true, c
+		}
+	}
+	for c := max(next-int64(p.HOTPWindow), 0); c < next; c++ {
+		if matches(t, c, code) {
+			replay = true
+		}
+	}
+	switch {
+	case matched:
+		ts.Used, ts.LastStep = true, counter
+		ts.Pending, ts.PendingStep, ts.PendingOffset = false, 0, 0
+		r.Outcome = OK
+		return r
+	case replay:
+		r.Outcome = Replay
+		return r
+	}
+	// A far-off counter is remembered; the code of the counter after it
+	// completes the resync.
+	for c := next + int64(p.HOTPWindow); c < next+int64(p.HOTPWindow)+int64(p.HOTPResync); c++ {
+		if !matches(t, c, code) {
+			continue
+		}
+		if ts.Pending && c == ts.PendingStep+1 {
+			ts.Used, ts.LastStep = true, c
+			ts.Pending, ts.PendingStep, ts.PendingOffset = false, 0, 0
+			r.Outcome, r.DriftAdjusted = OK, true
+			return r
+		}
+		ts.Pending, ts.PendingStep, ts.PendingOffset = true, c, 0
+		r.Outcome = ResyncPending
+		return r
+	}
+	if p.HOTPAdvance {
+		ts.Used, ts.LastStep = true, next
+	}
+	return r
 }
 
 // resync searches a wide range around now. A first far-off match is only

@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"os"
+	"strings"
 	"testing"
 
 	"pamtotp/internal/otp"
@@ -99,7 +101,7 @@ func TestCheck(t *testing.T) {
 			{now: t0 + 30, phoneOffset: 200, want: ResyncPending},
 			{now: t0 + 30, phoneOffset: 205, want: ResyncPending}}},
 		{"wrong code", p, []login{{now: t0, code: "000000", want: BadCode}}},
-		{"malformed input never locks", Policy{Window: 1, Deny: 2, UnlockTime: 300}, []login{
+		{"malformed input never locks", Policy{Behind: 1, Ahead: 1, Deny: 2, UnlockTime: 300}, []login{
 			{now: t0, typed: true, want: Malformed}, {now: t0, code: "12345", want: Malformed},
 			{now: t0, code: "1234567", want: Malformed}, {now: t0, code: "12 456", want: Malformed},
 			{now: t0, code: "abcdef", want: Malformed}, {now: t0, code: "hunter2", want: Malformed},
@@ -108,13 +110,13 @@ func TestCheck(t *testing.T) {
 			{now: t0, code: "11111111", want: OK},
 			{now: t0, code: "11111111", want: BadCode},
 			{now: t0, code: "22222222", want: OK}}},
-		{"lockout after deny failures, then unlock", Policy{Window: 1, Deny: 3, UnlockTime: 300}, []login{
+		{"lockout after deny failures, then unlock", Policy{Behind: 1, Ahead: 1, Deny: 3, UnlockTime: 300}, []login{
 			{now: t0, code: "000000", want: BadCode},
 			{now: t0, code: "000000", want: BadCode},
 			{now: t0, code: "000000", want: BadCode},
 			{now: t0 + 10, want: Locked},
 			{now: t0 + 301, want: OK}}},
-		{"success resets the failure count", Policy{Window: 1, Deny: 2, UnlockTime: 300}, []login{
+		{"success resets the failure count", Policy{Behind: 1, Ahead: 1, Deny: 2, UnlockTime: 300}, []login{
 			{now: t0, code: "000000", want: BadCode},
 			{now: t0, want: OK},
 			{now: t0 + 30, code: "000000", want: BadCode},
@@ -148,5 +150,109 @@ func TestSeveralTokensKeepTheirOwnState(t *testing.T) {
 	}
 	if r := Check(f, st, codeAt(t, f, t0, 0), t0, DefaultPolicy); r.Outcome != OK || r.Token != "phone" {
 		t.Fatalf("phone after tablet: %+v", r)
+	}
+}
+
+func TestGoogleStylePolicy(t *testing.T) {
+	// pam_google_authenticator's WINDOW_SIZE 3 with TIME_SKEW fixed.
+	p := Policy{Behind: 1, Ahead: 1, FixedDrift: true, ResyncRange: 1500}
+	run(t, p, []login{
+		{now: t0, phoneOffset: 1, want: OK, wantDrift: 0},
+		{now: t0 + 90, phoneOffset: -1, want: OK, wantDrift: 0}, // drift did not move to +1
+		{now: t0 + 120, phoneOffset: 2, want: ResyncPending},
+		{now: t0 + 150, phoneOffset: 2, want: OK, wantDrift: 2}, // only a resync moves it
+	})
+	// An even WINDOW_SIZE (4) reaches one step further ahead than behind.
+	p4 := Policy{Behind: 1, Ahead: 2, FixedDrift: true}
+	run(t, p4, []login{{now: t0, phoneOffset: 2, want: OK}})
+	run(t, p4, []login{{now: t0, phoneOffset: -2, want: BadCode}})
+	run(t, Policy{Behind: 1, Ahead: 1, FixedDrift: true}, []login{{now: t0, phoneOffset: 3, want: BadCode}})
+}
+
+func TestRateLimit(t *testing.T) {
+	p := Policy{Behind: 1, Ahead: 1, RateLimit: 2, RateSeconds: 30}
+	run(t, p, []login{
+		{now: t0, code: "000000", want: BadCode},
+		{now: t0 + 1, want: OK}, // successes do not count
+		{now: t0 + 2, code: "000000", want: BadCode},
+		{now: t0 + 3, phoneOffset: 1, want: RateLimited}, // even the right code is not checked
+		{now: t0 + 3, code: "junk", want: RateLimited},
+		{now: t0 + 31, phoneOffset: 1, want: OK, wantDrift: 1}, // the first failure aged out
+	})
+}
+
+// hotpFile is RFC 4226's test key, counter-based, starting at counter 0.
+func hotpFile() *secret.File {
+	return &secret.File{Tokens: []secret.Token{{Name: "key", Type: secret.HOTP, Key: []byte("12345678901234567890"),
+		Params: otp.Params{Algorithm: otp.SHA1, Digits: 6}}}}
+}
+
+func TestHOTPVectors(t *testing.T) {
+	data, err := os.ReadFile("../../../shared/fixtures/rfc4226-vectors.tsv")
+	if err != nil {
+		t.Skipf("RFC 4226 vectors not beside the checkout: %v", err)
+	}
+	f, st := hotpFile(), secret.NewState()
+	p := DefaultPolicy
+	n := 0
+	for _, l := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(l)
+		if len(fields) < 2 || !otp.IsDigits(fields[len(fields)-1], 6) {
+			continue
+		}
+		// Each vector in order is the next counter: every one is accepted once.
+		code := fields[len(fields)-1]
+		if r := Check(f, st, code, t0, p); r.Outcome != OK {
+			t.Fatalf("vector %s: %+v", l, r)
+		}
+		if r := Check(f, st, code, t0, p); r.Outcome != Replay {
+			t.Fatalf("vector %s reused: %+v", l, r)
+		}
+		n++
+	}
+	if n != 10 {
+		t.Fatalf("read %d vectors, want 10", n)
+	}
+}
+
+func TestHOTP(t *testing.T) {
+	code := func(c int64) string {
+		f := hotpFile()
+		s, _ := otp.Code(f.Tokens[0].Key, uint64(c), f.Tokens[0].Params)
+		return s
+	}
+	type step struct {
+		counter int64
+		want    Outcome
+	}
+	tests := []struct {
+		name  string
+		p     Policy
+		steps []step
+	}{
+		{"look-ahead window", Policy{HOTPWindow: 10}, []step{{9, OK}, {10, OK}, {21, BadCode}, {20, OK}}},
+		{"older counters are refused", Policy{HOTPWindow: 10}, []step{{5, OK}, {3, Replay}, {5, Replay}, {6, OK}}},
+		{"resync from two consecutive codes", Policy{HOTPWindow: 3, HOTPResync: 100}, []step{
+			{50, ResyncPending}, {52, ResyncPending}, {53, OK}, {53, Replay}, {54, OK}}},
+		{"no resync without a range", Policy{HOTPWindow: 3}, []step{{50, BadCode}, {51, BadCode}}},
+		{"a miss moves the counter on (google)", Policy{HOTPWindow: 3, HOTPAdvance: true}, []step{
+			{-1, BadCode}, {0, Replay}, {1, OK}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, st := hotpFile(), secret.NewState()
+			for i, s := range tt.steps {
+				c := "000000"
+				if s.counter >= 0 {
+					c = code(s.counter)
+				}
+				if c == "000000" && s.counter >= 0 {
+					t.Fatal("test key gives 000000")
+				}
+				if r := Check(f, st, c, t0, tt.p); r.Outcome != s.want {
+					t.Fatalf("step %d (counter %d): %q, want %q", i, s.counter, r.Outcome, s.want)
+				}
+			}
+		})
 	}
 }

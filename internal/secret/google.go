@@ -1,0 +1,158 @@
+package secret
+
+import (
+	"fmt"
+	"os"
+	"slices"
+
+	"pamtotp/internal/gafile"
+	"pamtotp/internal/otp"
+)
+
+// GoogleToken is the name a pam_google_authenticator file's token goes by
+// in logs and in totp-enroll.
+const GoogleToken = "google-authenticator"
+
+// google is a pam_google_authenticator file seen as an enrollment: one
+// token, its scratch codes, and a State built from the file's own lines.
+// update writes a changed State back into those lines.
+type google struct {
+	ga    *gafile.File
+	file  *File
+	state *State
+	mode  os.FileMode
+	orig  []byte
+}
+
+func parseGoogle(data []byte, mode os.FileMode) (*google, error) {
+	ga, err := gafile.Parse(data)
+	if err != nil {
+		return nil, err
+	}
+	return fromGoogle(ga, data, mode), nil
+}
+
+func fromGoogle(ga *gafile.File, data []byte, mode os.FileMode) *google {
+	t := Token{Name: GoogleToken, Type: TOTP, Key: ga.Key,
+		Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: ga.Step}}
+	if ga.HOTP {
+		t.Type, t.Params.Period, t.Counter = HOTP, 0, ga.Counter
+	}
+	f := &File{Tokens: []Token{t}, Scratch: append([]string(nil), ga.Scratch...)}
+	st := NewState()
+	ts := st.Token(&t)
+	if !ga.HOTP {
+		if len(ga.Used) > 0 {
+			ts.Used, ts.LastStep = true, slices.Max(ga.Used)
+		}
+		ts.Drift = ga.Skew
+		if n := len(ga.Resetting); n > 0 {
+			p := ga.Resetting[n-1]
+			ts.Pending, ts.PendingStep, ts.PendingOffset = true, p.Step+p.Skew, p.Skew
+		}
+	}
+	st.Failures, st.LockedUntil = ga.Failures, ga.LockedUntil
+	st.FailedAt = append([]int64(nil), ga.RateTimes...)
+	for _, l := range ga.Last {
+		if ValidPlace(l.Host) && len(st.Grace) < MaxGrace {
+			st.Grace = append(st.Grace, Grace{l.Host, l.Time})
+		}
+	}
+	return &google{ga: ga, file: f, state: st.Clone(), mode: mode, orig: data}
+}
+
+// update writes st into the file's lines and returns the new text, and
+// whether it differs from what was read.
+func (g *google) update(st *State) ([]byte, bool) {
+	ga := g.ga
+	t := &g.file.Tokens[0]
+	if ts := st.Tokens[t.Fingerprint()]; ts != nil {
+		if ga.HOTP {
+			if ts.Used && ts.LastStep+1 != ga.Counter {
+				ga.Set("HOTP_COUNTER", fmt.Sprint(ts.LastStep+1))
+			}
+		} else {
+			g.updateTOTP(ts)
+		}
+	}
+	for _, u := range st.ScratchUsed {
+		ga.RemoveScratch(u)
+	}
+	if st.Failures > 0 || st.LockedUntil > 0 {
+		if st.Failures != ga.Failures || st.LockedUntil != ga.LockedUntil {
+			ga.Set(gafile.LockoutKey, fmt.Sprintf("%d %d", st.Failures, st.LockedUntil))
+		}
+	} else if ga.Failures > 0 || ga.LockedUntil > 0 {
+		ga.Delete(gafile.LockoutKey)
+	}
+	if ga.RateLimit && !slices.Equal(st.FailedAt, ga.RateTimes) {
+		v := fmt.Sprintf("%d %d", ga.RateN, ga.RateSeconds)
+		if len(st.FailedAt) > 0 {
+			v += " " + gafile.Ints(st.FailedAt)
+		}
+		ga.Set("RATE_LIMIT", v)
+	}
+	if !sameGrace(st.Grace, ga.Last) {
+		for i := 0; i <= 9; i++ {
+			ga.Delete(fmt.Sprintf("LAST%d", i))
+		}
+		// Set puts each new line right after line 1: the last set comes first.
+		for i := len(st.Grace) - 1; i >= 0; i-- {
+			ga.Set(fmt.Sprintf("LAST%d", i), fmt.Sprintf("%s %d", st.Grace[i].Place, st.Grace[i].Time))
+		}
+	}
+	data := ga.Marshal()
+	return data, string(data) != string(g.orig)
+}
+
+func (g *google) updateTOTP(ts *TokenState) {
+	ga := g.ga
+	newest := int64(-1)
+	if len(ga.Used) > 0 {
+		newest = slices.Max(ga.Used)
+	}
+	if ts.Used && ts.LastStep > newest {
+		// pam_google_authenticator's list: the steps of accepted codes,
+		// without those a window or more before the newest. pam_totp refuses
+		// every step up to the newest; the list stays for the old module.
+		keep := []int64{}
+		for _, u := range ga.Used {
+			if ts.LastStep-u < int64(ga.Window) {
+				keep = append(keep, u)
+			}
+		}
+		ga.Set("DISALLOW_REUSE", gafile.Ints(append(keep, ts.LastStep)))
+	}
+	if ts.Drift != ga.Skew {
+		ga.Set("TIME_SKEW", fmt.Sprint(ts.Drift))
+	}
+	var want []gafile.Pair
+	if ts.Pending {
+		want = []gafile.Pair{{Step: ts.PendingStep - ts.PendingOffset, Skew: ts.PendingOffset}}
+	}
+	n := len(ga.Resetting)
+	switch {
+	case want == nil && n > 0:
+		ga.Delete("RESETTING_TIME_SKEW")
+	case want != nil && (n == 0 || ga.Resetting[n-1] != want[0]):
+		ga.Set("RESETTING_TIME_SKEW", fmt.Sprintf("%d%+d", want[0].Step, want[0].Skew))
+	}
+}
+
+func sameGrace(a []Grace, b []gafile.Last) bool {
+	var valid []gafile.Last
+	for _, l := range b {
+		if ValidPlace(l.Host) && len(valid) < MaxGrace {
+			valid = append(valid, l)
+		}
+	}
+	if len(a) != len(valid) {
+		return false
+	}
+	for i := range a {
+		if a[i].Place != valid[i].Host || a[i].Time != valid[i].Time {
+			return false
+		}
+	}
+	return true
+}
