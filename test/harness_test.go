@@ -353,12 +353,24 @@ func (c *conv) RespondPAM(s pam.Style, msg string) (string, error) {
 // test if it takes longer than a login may.
 func authenticate(t testing.TB, confDir, userName string, c *conv) error {
 	t.Helper()
+	return authenticateFrom(t, confDir, userName, c, nil)
+}
+
+// authenticateFrom is authenticate with PAM items such as PAM_RHOST set.
+func authenticateFrom(t testing.TB, confDir, userName string, c *conv, items map[pam.Item]string) error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		tx, err := pam.StartConfDir("pamtotp-test", userName, c, confDir)
 		if err != nil {
 			done <- fmt.Errorf("pam_start: %w", err)
 			return
+		}
+		for k, v := range items {
+			if err := tx.SetItem(k, v); err != nil {
+				done <- fmt.Errorf("pam_set_item: %w", err)
+				return
+			}
 		}
 		err = tx.Authenticate(0)
 		tx.End()

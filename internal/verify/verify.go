@@ -217,6 +217,9 @@ func checkHOTP(t *secret.Token, ts *secret.TokenState, code string, p Policy) Re
 		r.Outcome = OK
 		return r
 	case replay:
+		if p.HOTPAdvance {
+			ts.Used, ts.LastStep = true, next
+		}
 		r.Outcome = Replay
 		return r
 	}
