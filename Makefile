@@ -61,7 +61,8 @@ test:
 FUZZTIME ?= 60s
 FUZZ_TARGETS = internal/secret:FuzzParseFile internal/secret:FuzzParseState \
 	internal/protocol:FuzzReadFrame internal/protocol:FuzzParseReq \
-	internal/options:FuzzParseAndExpand internal/verify:FuzzCheck
+	internal/options:FuzzParseAndExpand internal/verify:FuzzCheck \
+	internal/gafile:FuzzParse
 fuzz: sanitizers
 	@mkdir -p build/fuzz-corpus && cp pam_totp/fuzz/corpus/* build/fuzz-corpus/
 	build/fuzz-frames -max_total_time=$(patsubst %s,%,$(FUZZTIME)) -max_len=9000 -timeout=5 build/fuzz-corpus

@@ -33,10 +33,16 @@ const (
 )
 
 const usage = `Usage: totp-enroll [options]
+       totp-enroll migrate [--user NAME | --all] [--dry-run] ...
+       totp-enroll import oath FILE [--user NAME] [--skip-bad] [--dry-run] ...
 
 Enrolls a user for pam_totp: makes a 160-bit secret, shows it as a QR code
 and as text, asks for a code from the authenticator app to confirm, writes
 the secret file and prints single-use scratch codes.
+
+Commands (each has --help):
+  migrate                convert pam_google_authenticator files
+  import oath FILE       import pam_oath's users file
 
 Options:
   --user NAME            enroll NAME instead of yourself (root only)
@@ -73,6 +79,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "totp-enroll: "+format+"\n", a...)
 		return code
+	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate":
+			return runMigrate(args[1:], stdout, stderr)
+		case "import":
+			if len(args) > 1 && args[1] == "oath" {
+				return runImportOath(args[2:], stdout, stderr)
+			}
+			return fail(exitUsage, "import: want oath FILE (see --help)")
+		}
 	}
 	c, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {

@@ -331,3 +331,45 @@ func Replace(path string, acc Access, f *File, force bool) error {
 	}
 	return WriteAtomic(path, f.Marshal(), true)
 }
+
+// Create writes a new enrollment: the state first (it is ignored until a
+// secret with the same keys exists), then the secret file. With force false
+// it refuses to replace an existing enrollment.
+func Create(path string, acc Access, f *File, st *State, force bool) error {
+	if _, err := ParseFile(f.Marshal()); err != nil {
+		return fmt.Errorf("refusing to write an invalid file: %w", err)
+	}
+	if !force {
+		if _, err := os.Lstat(path); err == nil {
+			return fmt.Errorf("%s exists (use --force to replace it)", path)
+		}
+	}
+	if err := WriteAtomic(StatePath(path), st.Marshal(f), true); err != nil {
+		return err
+	}
+	return Replace(path, acc, f, force)
+}
+
+// Update changes an existing enrollment under the lock that logins take,
+// and writes the state and then the secret file.
+func Update(path string, acc Access, change func(*File, *State) error) error {
+	a, err := Lock(path, acc)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	if a.Google != nil {
+		return fmt.Errorf("%s is a pam_google_authenticator file: convert it with totp-enroll migrate first", path)
+	}
+	if err := change(a.File, a.State); err != nil {
+		return err
+	}
+	data := a.File.Marshal()
+	if _, err := ParseFile(data); err != nil {
+		return fmt.Errorf("refusing to write an invalid file: %w", err)
+	}
+	if err := writeLocked(StatePath(path), a.State.Marshal(a.File), 0o600); err != nil {
+		return err
+	}
+	return WriteAtomic(path, data, true)
+}

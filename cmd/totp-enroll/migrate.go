@@ -1,0 +1,204 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"pamtotp/internal/options"
+	"pamtotp/internal/secret"
+)
+
+const migrateUsage = `Usage: totp-enroll migrate [--user NAME | --all] [options]
+
+Converts pam_google_authenticator files to pam_totp's format, keeping the
+secret, the scratch codes, the clock skew and the replay state. The old
+file is left as it is; pam_totp reads ~/.pam_totp first.
+
+Options:
+  --user NAME            migrate NAME (root only; default: yourself)
+  --all                  every account in /etc/passwd that has a file (root only)
+  --from TEMPLATE        the old file (default ~/.google_authenticator)
+  --secret-file TEMPLATE the new file (default ~/.pam_totp; may be the
+                         root-owned store, e.g. /var/lib/pam-totp/%u)
+  --dry-run              say what would be done; write nothing
+  --force                replace an existing pam_totp file
+`
+
+type migrateConfig struct {
+	user       string
+	all        bool
+	from, to   *location
+	dry, force bool
+}
+
+func runMigrate(args []string, stdout, stderr io.Writer) int {
+	c := &migrateConfig{}
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	from := fs.String("from", options.GoogleSecret, "")
+	to := fs.String("secret-file", options.DefaultSecret, "")
+	fs.StringVar(&c.user, "user", "", "")
+	fs.BoolVar(&c.all, "all", false, "")
+	fs.BoolVar(&c.dry, "dry-run", false, "")
+	fs.BoolVar(&c.force, "force", false, "")
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, migrateUsage)
+		return exitOK
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err == nil && c.all && c.user != "" {
+		err = errors.New("--user and --all exclude each other")
+	}
+	if err == nil {
+		c.from, err = parseLocation("--from", *from)
+	}
+	if err == nil {
+		c.to, err = parseLocation("--secret-file", *to)
+	}
+	if err == nil && c.to.opts.AsUser() && !c.from.opts.AsUser() {
+		err = errors.New("cannot migrate from the root-owned store into users' homes")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll migrate: %v (see migrate --help)\n", err)
+		return exitUsage
+	}
+
+	var accounts []*account
+	if c.all {
+		accounts, err = localAccounts()
+	} else {
+		var a *account
+		a, err = lookupAccount(c.user)
+		accounts = []*account{a}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll migrate: %v\n", err)
+		return exitUsage
+	}
+	failed, done := 0, 0
+	for _, a := range accounts {
+		ok, err := migrateAccount(c, a, stdout)
+		switch {
+		case err != nil:
+			fmt.Fprintf(stderr, "totp-enroll migrate: %s: %v\n", a.name, err)
+			failed++
+		case ok:
+			done++
+		case !c.all:
+			fmt.Fprintf(stderr, "totp-enroll migrate: %s has no pam_google_authenticator file\n", a.name)
+			failed++
+		}
+	}
+	verb := "migrated"
+	if c.dry {
+		verb = "would migrate"
+	}
+	fmt.Fprintf(stdout, "%s %d, failed %d\n", verb, done, failed)
+	if failed > 0 {
+		return exitError
+	}
+	return exitOK
+}
+
+// migrateAccount converts one user's file. It reports false without an
+// error when there is nothing to convert.
+func migrateAccount(c *migrateConfig, a *account, stdout io.Writer) (bool, error) {
+	src, err := c.from.path(a)
+	if err != nil {
+		return false, err
+	}
+	dst, err := c.to.path(a)
+	if err != nil {
+		return false, err
+	}
+	found := false
+	err = c.to.as(a, func() error {
+		// The old file is locked as logins lock it, so none changes it
+		// while it is read; root reads a home only with the owner checks.
+		old, err := secret.Lock(src, c.from.access(a))
+		if errors.Is(err, secret.ErrNotEnrolled) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		defer old.Close()
+		if old.Google == nil {
+			return fmt.Errorf("%s is not a pam_google_authenticator file", src)
+		}
+		found = true
+		file, state, notes, err := convertGoogle(old)
+		if err != nil {
+			return err
+		}
+		t := file.Tokens[0]
+		kind := fmt.Sprintf("time-based, %d s", t.Params.Period)
+		if t.Type == secret.HOTP {
+			kind = fmt.Sprintf("counter-based, next counter %d", t.Counter)
+		}
+		fmt.Fprintf(stdout, "%s: %s -> %s: %s, %d scratch codes, drift %d steps\n",
+			a.name, src, dst, kind, len(file.Scratch), state.Token(&t).Drift)
+		for _, n := range notes {
+			fmt.Fprintf(stdout, "  note: %s\n", n)
+		}
+		if c.dry {
+			return nil
+		}
+		if !c.to.opts.AsUser() {
+			if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+				return err
+			}
+			if err := secret.CheckStoreDir(dst, 0); err != nil {
+				return err
+			}
+		}
+		return secret.Create(dst, c.to.access(a), file, state, c.force)
+	})
+	return found, err
+}
+
+// convertGoogle turns an opened pam_google_authenticator file into a
+// pam_totp enrollment, and says what does not carry over.
+func convertGoogle(old *secret.Account) (*secret.File, *secret.State, []string, error) {
+	g := old.Google
+	t := old.File.Tokens[0]
+	oldState := old.State.Token(&t)
+	t.Name, t.Created = "default", time.Now().Unix()
+	if err := t.Validate(); err != nil {
+		return nil, nil, nil, fmt.Errorf("cannot convert: %w (keep this user on the old file)", err)
+	}
+	file := &secret.File{Tokens: []secret.Token{t}, Scratch: append([]string(nil), old.File.Scratch...)}
+	state := secret.NewState()
+	ts := state.Token(&t)
+	ts.Used, ts.LastStep, ts.Drift = oldState.Used, oldState.LastStep, oldState.Drift
+	state.Failures, state.LockedUntil = old.State.Failures, old.State.LockedUntil
+
+	var notes []string
+	if t.Type == secret.TOTP && g.Window != 3 {
+		notes = append(notes, fmt.Sprintf("WINDOW_SIZE %d: pam_totp uses the module's window= (steps each side, default 1)", g.Window))
+	}
+	if t.Type == secret.HOTP && g.Window != 3 {
+		notes = append(notes, fmt.Sprintf("WINDOW_SIZE %d: pam_totp uses the module's hotp_window= (default 10)", g.Window))
+	}
+	if g.RateLimit {
+		notes = append(notes, fmt.Sprintf("RATE_LIMIT %d per %d s: pam_totp's deny= and unlock_time= apply instead", g.RateN, g.RateSeconds))
+	}
+	if !g.DisallowReuse && t.Type == secret.TOTP {
+		notes = append(notes, "reuse was allowed: pam_totp refuses every reused code")
+	}
+	if len(g.Resetting) > 0 {
+		notes = append(notes, "a clock resync in progress is dropped")
+	}
+	if len(g.Last) > 0 {
+		notes = append(notes, "grace_period's record of recent logins is dropped")
+	}
+	return file, state, notes, nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+
+	"pamtotp/internal/options"
+	"pamtotp/internal/privilege"
+	"pamtotp/internal/secret"
+)
+
+// account is a user and where their enrollment lives.
+type account struct {
+	name     string
+	uid, gid int
+	home     string
+}
+
+func accountOf(u *user.User) (*account, error) {
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return nil, fmt.Errorf("user %s has a non-numeric uid or gid", u.Username)
+	}
+	return &account{name: u.Username, uid: uid, gid: gid, home: u.HomeDir}, nil
+}
+
+// lookupAccount finds a user by name; only root may name another user.
+func lookupAccount(name string) (*account, error) {
+	u, err := lookupTarget(name)
+	if err != nil {
+		return nil, err
+	}
+	return accountOf(u)
+}
+
+// localAccounts lists /etc/passwd, for --all. Accounts only known to NSS
+// services (LDAP, sssd) must be named one by one with --user.
+func localAccounts() ([]*account, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("--all is for root")
+	}
+	f, err := os.Open("/etc/passwd")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []*account
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.Split(sc.Text(), ":")
+		if len(p) < 7 || strings.HasPrefix(p[0], "#") {
+			continue
+		}
+		uid, err1 := strconv.Atoi(p[2])
+		gid, err2 := strconv.Atoi(p[3])
+		if err1 != nil || err2 != nil || options.ValidUser(p[0]) != nil {
+			continue
+		}
+		out = append(out, &account{name: p[0], uid: uid, gid: gid, home: p[5]})
+	}
+	return out, sc.Err()
+}
+
+// location is a secret file template as the module's secret= reads it.
+type location struct {
+	opts *options.Options
+}
+
+func parseLocation(flagName, tmpl string) (*location, error) {
+	o, err := options.Parse([]string{"secret=" + tmpl})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flagName, err)
+	}
+	return &location{o}, nil
+}
+
+// path is the file of a for this template.
+func (l *location) path(a *account) (string, error) {
+	return options.Expand(l.opts.Secret, a.name, a.home)
+}
+
+// access is who must own a's file: a itself, or root in the store.
+func (l *location) access(a *account) secret.Access {
+	if l.opts.AsUser() {
+		return secret.Owner(a.uid)
+	}
+	return secret.Owner(0)
+}
+
+// as runs fn with the identity that a's files at l need: as the user for
+// their own files (never root in a user's home), as root for the store.
+func (l *location) as(a *account, fn func() error) error {
+	if l.opts.AsUser() {
+		return privilege.As(a.uid, a.gid, fn)
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("the root-owned store needs root")
+	}
+	return fn()
+}
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments, and returns those.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
