@@ -377,3 +377,37 @@ func TestGoogleFileConcurrentLogins(t *testing.T) {
 		t.Fatalf("used scratch codes left in the file:\n%s", data)
 	}
 }
+
+// A file made with -D (reuse allowed): the old module takes the same code
+// twice; pam_totp refuses the second and records reuse protection.
+func TestGoogleSideBySideReuseAllowed(t *testing.T) {
+	needGoogle(t)
+	s := newSideBySide(t, []string{"-t", "-D", "-u", "-w", "3", "-e", "1"})
+	waitForFreshStep(30, 10)
+	c := code(t, s.ga.secret, 0)
+	s.login("right code", c, true, true)
+	s.login("the same code again", c, true, false)
+	data, _ := os.ReadFile(filepath.Join(s.totp.home, ".google_authenticator"))
+	if !strings.Contains(string(data), `" DISALLOW_REUSE `) {
+		t.Fatalf("no DISALLOW_REUSE written:\n%s", data)
+	}
+}
+
+// grace_period for a local login: keyed by the terminal.
+func TestGoogleGracePeriodTerminal(t *testing.T) {
+	needGoogle(t)
+	u := newUser(t)
+	gaEnroll(t, u, "-t", "-d", "-u", "-w", "3", "-e", "1")
+	dir := service(t, module("required", "grace_period=300"))
+	tty := func(n string) map[pam.Item]string { return map[pam.Item]string{pam.Tty: n} }
+	if err := authenticateFrom(t, dir, u.name, &conv{answers: []string{u.scratch[0]}}, tty("/dev/pts/3")); err != nil {
+		t.Fatal(err)
+	}
+	c := &conv{}
+	if err := authenticateFrom(t, dir, u.name, c, tty("/dev/pts/3")); err != nil || len(c.prompts) != 0 {
+		t.Fatalf("same terminal within the grace period: %v, prompts %q", err, c.prompts)
+	}
+	if err := authenticateFrom(t, dir, u.name, &conv{}, tty("/dev/pts/4")); err == nil {
+		t.Fatal("another terminal got in without a code")
+	}
+}
