@@ -34,12 +34,14 @@ Options:
   --dry-run              say what would be done; write nothing
 `
 
-// oathEntry is one line of a pam_oath users file.
-type oathEntry struct {
+// importEntry is one token to import: from a line of a users file, or a
+// key package.
+type importEntry struct {
 	line  int
 	user  string
+	base  string // the token's name, or the start of it if taken
 	token secret.Token
-	last  int64 // TOTP: the step of the last code used, -1 if none
+	last  int64 // the step or counter of the last code used, -1 if none
 }
 
 func runImportOath(args []string, stdout, stderr io.Writer) int {
@@ -71,13 +73,23 @@ func runImportOath(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	entries, bad := parseOath(data, time.Now())
+	var keep []importEntry
+	for _, e := range entries {
+		if *only == "" || e.user == *only {
+			keep = append(keep, e)
+		}
+	}
+	return importEntries("import oath", pos[0], loc, keep, bad, *skipBad, *dry, stdout, stderr)
+}
+
+// importEntries writes the entries into their users' files, each user's at
+// once. A bad entry (or an unknown user) refuses the whole import unless
+// skipBad; then bad entries are reported and left out.
+func importEntries(cmd, file string, loc *location, entries []importEntry, bad []error, skipBad, dry bool, stdout, stderr io.Writer) int {
 	accounts := map[string]*account{}
 	var users []string
-	var keep []oathEntry
+	var keep []importEntry
 	for _, e := range entries {
-		if *only != "" && e.user != *only {
-			continue
-		}
 		if accounts[e.user] == nil {
 			a, err := lookupAccount(e.user)
 			if err != nil {
@@ -89,23 +101,23 @@ func runImportOath(args []string, stdout, stderr io.Writer) int {
 		}
 		keep = append(keep, e)
 	}
-	if len(bad) > 0 && !*skipBad {
-		fmt.Fprintf(stderr, "totp-enroll import oath: %s: %v; nothing was imported\n", pos[0], bad[0])
+	if len(bad) > 0 && !skipBad {
+		fmt.Fprintf(stderr, "totp-enroll %s: %s: %v; nothing was imported\n", cmd, file, bad[0])
 		return exitError
 	}
 	for _, e := range bad {
-		fmt.Fprintf(stderr, "totp-enroll import oath: skipped %v\n", e)
+		fmt.Fprintf(stderr, "totp-enroll %s: skipped %v\n", cmd, e)
 	}
 	failed := 0
 	for _, name := range users {
-		var mine []oathEntry
+		var mine []importEntry
 		for _, e := range keep {
 			if e.user == name {
 				mine = append(mine, e)
 			}
 		}
-		if err := importFor(loc, accounts[name], mine, *dry, stdout); err != nil {
-			fmt.Fprintf(stderr, "totp-enroll import oath: %s: %v\n", name, err)
+		if err := importFor(loc, accounts[name], mine, dry, stdout); err != nil {
+			fmt.Fprintf(stderr, "totp-enroll %s: %s: %v\n", cmd, name, err)
 			failed++
 		}
 	}
@@ -139,7 +151,7 @@ func readInput(name string) ([]byte, error) {
 }
 
 // importFor adds a user's tokens to their file, creating it if need be.
-func importFor(loc *location, a *account, entries []oathEntry, dry bool, stdout io.Writer) error {
+func importFor(loc *location, a *account, entries []importEntry, dry bool, stdout io.Writer) error {
 	path, err := loc.path(a)
 	if err != nil {
 		return err
@@ -148,7 +160,7 @@ func importFor(loc *location, a *account, entries []oathEntry, dry bool, stdout 
 		add := func(f *secret.File, st *secret.State) error {
 			for _, e := range entries {
 				t := e.token
-				t.Name = freeName(f, "oath")
+				t.Name = freeName(f, e.base)
 				f.Tokens = append(f.Tokens, t)
 				if e.last >= 0 {
 					ts := st.Token(&t)
@@ -202,8 +214,8 @@ func describe(t *secret.Token) string {
 
 // parseOath reads a users file; it returns the good lines and one error
 // per bad line.
-func parseOath(data []byte, now time.Time) ([]oathEntry, []error) {
-	var out []oathEntry
+func parseOath(data []byte, now time.Time) ([]importEntry, []error) {
+	var out []importEntry
 	var bad []error
 	for i, l := range strings.Split(string(data), "\n") {
 		l = strings.TrimSpace(l)
@@ -221,7 +233,7 @@ func parseOath(data []byte, now time.Time) ([]oathEntry, []error) {
 	return out, bad
 }
 
-func parseOathLine(l string, now time.Time) (*oathEntry, error) {
+func parseOathLine(l string, now time.Time) (*importEntry, error) {
 	f := strings.Fields(l)
 	if len(f) < 4 || len(f) > 7 {
 		return nil, errors.New("want TYPE USER PIN HEXKEY [COUNTER [LASTOTP [TIME]]]")
@@ -262,7 +274,7 @@ func parseOathLine(l string, now time.Time) (*oathEntry, error) {
 		return nil, fmt.Errorf("the key must be %d to %d bytes, not %d", otp.MinKeyBytes, otp.MaxKeyBytes, len(key))
 	}
 	t.Key = key
-	e := &oathEntry{user: f[1], token: t, last: -1}
+	e := &importEntry{user: f[1], base: "oath", token: t, last: -1}
 	if len(f) >= 5 && e.token.Type == secret.HOTP {
 		// pam_oath stores the next counter to try.
 		if e.token.Counter, err = strconv.ParseInt(f[4], 10, 64); err != nil || e.token.Counter < 0 {

@@ -67,8 +67,10 @@ line; 3 the confirmation code was wrong three times (nothing was written).
 type config struct {
 	user, secretFile, name, issuer, label, qr, secret string
 	digits, period, scratch                           int
-	algorithm                                         string
+	algorithm, kind, comment                          string
+	counter                                           int64
 	noConfirm, force                                  bool
+	add                                               bool // add a token to an enrollment
 }
 
 func main() {
@@ -80,16 +82,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "totp-enroll: "+format+"\n", a...)
 		return code
 	}
-	if len(args) > 0 {
-		switch args[0] {
-		case "migrate":
-			return runMigrate(args[1:], stdout, stderr)
-		case "import":
-			if len(args) > 1 && args[1] == "oath" {
-				return runImportOath(args[2:], stdout, stderr)
-			}
-			return fail(exitUsage, "import: want oath FILE (see --help)")
-		}
+	if name, rest, ok := splitCommand(args); ok && name != "add" {
+		return commands[name](rest, stdin, stdout, stderr)
+	} else if ok {
+		args = append(rest, "--add")
 	}
 	c, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -125,15 +121,20 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fail(exitError, "%v", err)
 	}
-	if !c.force {
-		if _, err := os.Lstat(path); err == nil {
-			return fail(exitError, "%s exists: %s is enrolled (use --force to replace)", path, target.Username)
-		}
+	_, statErr := os.Lstat(path)
+	switch {
+	case c.add && statErr != nil:
+		return fail(exitError, "%s is not enrolled yet: run totp-enroll without add first", target.Username)
+	case !c.add && !c.force && statErr == nil:
+		return fail(exitError, "%s exists: %s is enrolled (use --force to replace)", path, target.Username)
 	}
 
 	tok, err := newToken(c)
 	if err != nil {
 		return fail(exitUsage, "%v", err)
+	}
+	if c.add {
+		c.scratch = 0 // the enrollment keeps its scratch codes
 	}
 	scratch, err := enroll.ScratchCodes(c.scratch)
 	if err != nil {
@@ -147,14 +148,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if label == "" {
 		label = target.Username + "@" + host
 	}
-	uri := enroll.URI(issuer, label, tok.Key, tok.Params)
-
 	fmt.Fprintf(stdout, "Enrolling %s (token %q). Scan this QR code with an authenticator app:\n\n", target.Username, tok.Name)
-	if err := enroll.WriteQR(stdout, uri, c.qr); err != nil {
+	if err := showToken(stdout, issuer, label, tok, c.qr); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	fmt.Fprintf(stdout, "\nOr type the secret: %s\n(time-based, %s, %d digits, %d seconds)\n%s\n\n",
-		enroll.Grouped(tok.Key), tok.Params.Algorithm, tok.Params.Digits, tok.Params.Period, uri)
 
 	file := &secret.File{Tokens: []secret.Token{*tok}, Scratch: scratch}
 	state := secret.NewState()
@@ -162,6 +159,23 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if !confirm(file, state, stdin, stdout) {
 			return fail(exitNoConfirm, "the code was wrong three times; nothing was written (check the phone's clock)")
 		}
+	}
+	if c.add {
+		err := secret.Update(path, secret.Owner(owner), func(f *secret.File, st *secret.State) error {
+			if f.Token(tok.Name) != nil {
+				return fmt.Errorf("%s already has a token %q (choose another --name)", target.Username, tok.Name)
+			}
+			f.Tokens = append(f.Tokens, *tok)
+			if ts := state.Tokens[tok.Fingerprint()]; ts != nil {
+				st.Tokens[tok.Fingerprint()] = ts
+			}
+			return nil
+		})
+		if err != nil {
+			return fail(exitError, "%v", err)
+		}
+		fmt.Fprintf(stdout, "Added token %q to %s\n", tok.Name, path)
+		return exitOK
 	}
 	// The state first: it records the confirmation code as used, and is
 	// ignored until a secret with the same key exists.
@@ -200,6 +214,10 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.secret, "secret", "", "")
 	fs.BoolVar(&c.noConfirm, "no-confirm", false, "")
 	fs.BoolVar(&c.force, "force", false, "")
+	fs.BoolVar(&c.add, "add", false, "")
+	fs.StringVar(&c.kind, "type", secret.TOTP, "")
+	fs.Int64Var(&c.counter, "counter", 0, "")
+	fs.StringVar(&c.comment, "comment", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -222,6 +240,20 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	return c, nil
 }
 
+// showToken prints a token's QR code, its secret for typing and its URI.
+func showToken(w io.Writer, issuer, label string, t *secret.Token, qr string) error {
+	uri := enroll.URI(issuer, label, t)
+	if err := enroll.WriteQR(w, uri, qr); err != nil {
+		return err
+	}
+	kind := fmt.Sprintf("time-based, %s, %d digits, %d seconds", t.Params.Algorithm, t.Params.Digits, t.Params.Period)
+	if t.Type == secret.HOTP {
+		kind = fmt.Sprintf("counter-based, %s, %d digits, counter %d", t.Params.Algorithm, t.Params.Digits, t.Counter)
+	}
+	fmt.Fprintf(w, "\nOr type the secret: %s\n(%s)\n%s\n\n", enroll.Grouped(t.Key), kind, uri)
+	return nil
+}
+
 func lookupTarget(name string) (*user.User, error) {
 	if name == "" {
 		return user.LookupId(strconv.Itoa(os.Getuid()))
@@ -241,9 +273,22 @@ func newToken(c *config) (*secret.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--algorithm: %w", err)
 	}
-	t := &secret.Token{Name: c.name, Type: secret.TOTP, Params: otp.Params{Algorithm: alg, Digits: c.digits, Period: c.period}, Created: time.Now().Unix()}
-	if err := t.Params.Validate(); err != nil {
+	if c.kind != secret.TOTP && c.kind != secret.HOTP {
+		return nil, fmt.Errorf("--type must be totp or hotp, not %q", c.kind)
+	}
+	t := &secret.Token{Name: c.name, Type: c.kind, Params: otp.Params{Algorithm: alg, Digits: c.digits, Period: c.period},
+		Created: time.Now().Unix(), Comment: c.comment}
+	if t.Type == secret.HOTP {
+		t.Params.Period, t.Counter = 0, c.counter
+		if c.counter < 0 {
+			return nil, errors.New("--counter must not be negative")
+		}
+	}
+	if err := t.Validate(); err != nil {
 		return nil, err
+	}
+	if err := secret.CheckComment(c.comment); err != nil {
+		return nil, fmt.Errorf("--comment: %w", err)
 	}
 	if c.secret != "" {
 		t.Key, err = otp.DecodeKey(c.secret)

@@ -397,7 +397,7 @@ func quote(v string) string {
 func codeLengths(f *secret.File) []int {
 	set := map[int]bool{otp.DefaultDigit: true, otp.ScratchLen: true}
 	if f != nil {
-		set = map[int]bool{otp.ScratchLen: len(f.Scratch) > 0}
+		set = map[int]bool{otp.ScratchLen: len(f.Scratch)+len(f.Passcodes) > 0}
 		for _, t := range f.Tokens {
 			set[t.Params.Digits] = true
 		}

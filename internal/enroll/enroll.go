@@ -14,6 +14,7 @@ import (
 	"github.com/mdp/qrterminal/v3"
 
 	"pamtotp/internal/otp"
+	"pamtotp/internal/secret"
 )
 
 // KeyBytes is the size of a new key: 160 bits, as RFC 4226 recommends.
@@ -47,16 +48,22 @@ func ScratchCodes(n int) ([]string, error) {
 }
 
 // URI is the otpauth:// URI an authenticator app reads. It carries the
-// algorithm, digits and period, so a non-default token reaches the phone
-// intact (pam_google_authenticator's leaves the period out).
-func URI(issuer, account string, key []byte, p otp.Params) string {
+// algorithm, digits and period (or counter), so a non-default token reaches
+// the phone intact (pam_google_authenticator's leaves the period out).
+func URI(issuer, account string, t *secret.Token) string {
 	q := url.Values{}
-	q.Set("secret", otp.EncodeKey(key))
+	q.Set("secret", otp.EncodeKey(t.Key))
 	q.Set("issuer", issuer)
-	q.Set("algorithm", string(p.Algorithm))
-	q.Set("digits", strconv.Itoa(p.Digits))
-	q.Set("period", strconv.Itoa(p.Period))
-	u := url.URL{Scheme: "otpauth", Host: "totp", Path: "/" + issuer + ":" + account, RawQuery: q.Encode()}
+	q.Set("algorithm", string(t.Params.Algorithm))
+	q.Set("digits", strconv.Itoa(t.Params.Digits))
+	kind := "totp"
+	if t.Type == secret.HOTP {
+		kind = "hotp"
+		q.Set("counter", strconv.FormatInt(t.Counter, 10))
+	} else {
+		q.Set("period", strconv.Itoa(t.Params.Period))
+	}
+	u := url.URL{Scheme: "otpauth", Host: kind, Path: "/" + issuer + ":" + account, RawQuery: q.Encode()}
 	return u.String()
 }
 

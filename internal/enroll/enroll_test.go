@@ -11,11 +11,12 @@ import (
 	"testing"
 
 	"pamtotp/internal/otp"
+	"pamtotp/internal/secret"
 )
 
 func TestURI(t *testing.T) {
 	key := []byte("12345678901234567890")
-	u, err := url.Parse(URI("My Host", "alice@host", key, otp.Params{Algorithm: otp.SHA256, Digits: 8, Period: 60}))
+	u, err := url.Parse(URI("My Host", "alice@host", &secret.Token{Key: key, Params: otp.Params{Algorithm: otp.SHA256, Digits: 8, Period: 60}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +54,7 @@ func TestQRDecodes(t *testing.T) {
 	if _, err := exec.LookPath("zbarimg"); err != nil {
 		t.Skip("needs zbarimg (Debian package zbar-tools; scripts/deps installs it as root)")
 	}
-	uri := URI("host.example", "alice@host.example", []byte("12345678901234567890"), otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30})
+	uri := URI("host.example", "alice@host.example", &secret.Token{Key: []byte("12345678901234567890"), Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}})
 	for _, mode := range []string{QRUTF8, QRANSI} {
 		var b bytes.Buffer
 		if err := WriteQR(&b, uri, mode); err != nil {

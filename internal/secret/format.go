@@ -12,6 +12,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -28,6 +30,9 @@ const (
 
 // MaxFileSize bounds what a login reads from a file a user may control.
 const MaxFileSize = 64 << 10
+
+// ValidTokenName reports whether s can name a token.
+func ValidTokenName(s string) bool { return validName(s) }
 
 // validName accepts 1 to 32 letters, digits, '.', '_' and '-', starting
 // with a letter or digit. (Not a regexp: compiling one costs every login.)
@@ -53,12 +58,14 @@ const (
 
 // Token is one enrolled authenticator.
 type Token struct {
-	Name    string
-	Type    string // TOTP or HOTP
-	Key     []byte
-	Params  otp.Params // Period is 0 for HOTP
-	Counter int64      // HOTP: the first counter the token will show
-	Created int64      // Unix time, 0 if unknown
+	Name     string
+	Type     string // TOTP or HOTP
+	Key      []byte
+	Params   otp.Params // Period is 0 for HOTP
+	Counter  int64      // HOTP: the first counter the token will show
+	Created  int64      // Unix time, 0 if unknown
+	Comment  string     // free text for the admin, at most 200 bytes
+	Disabled bool       // kept, but its codes are not accepted (a lost device)
 }
 
 // Fingerprint identifies a token's key and parameters in the state file
@@ -78,8 +85,9 @@ func (t *Token) Fingerprint() string {
 
 // File is the content of a secret file.
 type File struct {
-	Tokens  []Token
-	Scratch []string // 8-digit single-use codes
+	Tokens    []Token
+	Scratch   []string // 8-digit single-use codes for the user
+	Passcodes []string // 8-digit single-use codes an admin handed out
 }
 
 // ParseFile parses a secret file strictly: anything unknown is an error,
@@ -103,15 +111,19 @@ func ParseFile(data []byte) (*File, error) {
 				return nil, fmt.Errorf("line %d: duplicate token %q", l.no, t.Name)
 			}
 			f.Tokens = append(f.Tokens, *t)
-		case "scratch":
+		case "scratch", "passcode":
 			if !otp.IsDigits(rest, otp.ScratchLen) {
-				return nil, fmt.Errorf("line %d: a scratch code is %d digits", l.no, otp.ScratchLen)
+				return nil, fmt.Errorf("line %d: a %s code is %d digits", l.no, keyword, otp.ScratchLen)
 			}
 			if seenScratch[rest] {
-				return nil, fmt.Errorf("line %d: duplicate scratch code", l.no)
+				return nil, fmt.Errorf("line %d: duplicate single-use code", l.no)
 			}
 			seenScratch[rest] = true
-			f.Scratch = append(f.Scratch, rest)
+			if keyword == "scratch" {
+				f.Scratch = append(f.Scratch, rest)
+			} else {
+				f.Passcodes = append(f.Passcodes, rest)
+			}
 		default:
 			return nil, fmt.Errorf("line %d: unknown keyword %q", l.no, keyword)
 		}
@@ -159,6 +171,16 @@ func parseToken(s string) (*Token, error) {
 			hasPeriod = true
 		case "created":
 			t.Created, err = strconv.ParseInt(v, 10, 64)
+		case "comment":
+			t.Comment, err = url.QueryUnescape(v)
+			if err == nil {
+				err = CheckComment(t.Comment)
+			}
+		case "disabled":
+			t.Disabled = true
+			if v != "1" {
+				err = errors.New("want disabled=1")
+			}
 		default:
 			err = errors.New("unknown field")
 		}
@@ -181,6 +203,19 @@ func parseToken(s string) (*Token, error) {
 		return nil, fmt.Errorf("token %s: %w", t.Name, err)
 	}
 	return t, nil
+}
+
+// CheckComment accepts printable text of at most 200 bytes.
+func CheckComment(c string) error {
+	if len(c) > 200 {
+		return errors.New("a comment has at most 200 bytes")
+	}
+	for _, r := range c {
+		if r < ' ' || r == 0x7f {
+			return errors.New("a comment has no control characters")
+		}
+	}
+	return nil
 }
 
 // Validate reports whether the token's parameters are usable.
@@ -219,10 +254,19 @@ func (f *File) Marshal() []byte {
 		if t.Created != 0 {
 			fmt.Fprintf(&b, " created=%d", t.Created)
 		}
+		if t.Comment != "" {
+			fmt.Fprintf(&b, " comment=%s", url.QueryEscape(t.Comment))
+		}
+		if t.Disabled {
+			b.WriteString(" disabled=1")
+		}
 		b.WriteString("\n")
 	}
 	for _, s := range f.Scratch {
 		fmt.Fprintf(&b, "scratch %s\n", s)
+	}
+	for _, s := range f.Passcodes {
+		fmt.Fprintf(&b, "passcode %s\n", s)
 	}
 	return b.Bytes()
 }
@@ -230,7 +274,8 @@ func (f *File) Marshal() []byte {
 // TokenState is what logins have learned about one token.
 type TokenState struct {
 	Used     bool  // a code of this token was accepted at least once
-	LastStep int64 // the last accepted time step (valid when Used)
+	LastStep int64 // the last accepted time step or HOTP counter (valid when Used)
+	At       int64 // Unix time of the last accepted code, 0 if unknown
 	Drift    int64 // steps the token's clock is ahead (+) or behind (-)
 	// A far-off code waiting for the next consecutive one to resynchronise.
 	PendingStep   int64
@@ -241,7 +286,7 @@ type TokenState struct {
 // State is the content of a state file.
 type State struct {
 	Tokens      map[string]*TokenState // by Token.Fingerprint
-	ScratchUsed []string
+	ScratchUsed []string               // scratch codes and admin passcodes that were used
 	Failures    int
 	LockedUntil int64   // Unix time
 	FailedAt    []int64 // Unix times of recent failures, for a rate limit
@@ -368,6 +413,8 @@ func (s *State) parseLine(fields []string) error {
 				ts.Used = true
 			case "drift":
 				ts.Drift, err = n(v)
+			case "at":
+				ts.At, err = n(v)
 			case "pending":
 				a, b, ok := strings.Cut(v, ":")
 				if !ok {
@@ -440,6 +487,9 @@ func (s *State) Marshal(f *File) []byte {
 		if ts.Used {
 			fmt.Fprintf(&b, " last=%d", ts.LastStep)
 		}
+		if ts.At != 0 {
+			fmt.Fprintf(&b, " at=%d", ts.At)
+		}
 		fmt.Fprintf(&b, " drift=%d", ts.Drift)
 		if ts.Pending {
 			fmt.Fprintf(&b, " pending=%d:%d", ts.PendingStep, ts.PendingOffset)
@@ -447,10 +497,8 @@ func (s *State) Marshal(f *File) []byte {
 		b.WriteString("\n")
 	}
 	for _, u := range s.ScratchUsed {
-		for _, c := range f.Scratch {
-			if c == u {
-				fmt.Fprintf(&b, "scratch-used %s\n", u)
-			}
+		if slices.Contains(f.Scratch, u) || slices.Contains(f.Passcodes, u) {
+			fmt.Fprintf(&b, "scratch-used %s\n", u)
 		}
 	}
 	if s.Failures > 0 {

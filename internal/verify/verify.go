@@ -83,7 +83,11 @@ func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) R
 	// Scratch codes first, as pam_google_authenticator does, so that using
 	// one does not move a HOTP counter.
 	r := Result{Outcome: OK, Token: "scratch"}
-	if !checkScratch(f, st, code) {
+	switch {
+	case checkOnce(f.Scratch, st, code):
+	case checkOnce(f.Passcodes, st, code):
+		r.Token = "passcode"
+	default:
 		r = checkTokens(f, st, code, now, p)
 	}
 	if r.Outcome == OK {
@@ -104,11 +108,11 @@ func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) R
 // wellFormed reports whether code has the form of some token's code or of a
 // scratch code.
 func wellFormed(f *secret.File, code string) bool {
-	if len(f.Scratch) > 0 && otp.IsDigits(code, otp.ScratchLen) {
+	if len(f.Scratch)+len(f.Passcodes) > 0 && otp.IsDigits(code, otp.ScratchLen) {
 		return true
 	}
 	for _, t := range f.Tokens {
-		if otp.IsDigits(code, t.Params.Digits) {
+		if !t.Disabled && otp.IsDigits(code, t.Params.Digits) {
 			return true
 		}
 	}
@@ -119,12 +123,12 @@ func checkTokens(f *secret.File, st *secret.State, code string, now int64, p Pol
 	best := Result{Outcome: BadCode}
 	for i := range f.Tokens {
 		t := &f.Tokens[i]
-		if !otp.IsDigits(code, t.Params.Digits) {
+		if t.Disabled || !otp.IsDigits(code, t.Params.Digits) {
 			continue
 		}
 		var r Result
 		if t.Type == secret.HOTP {
-			r = checkHOTP(t, st.Token(t), code, p)
+			r = checkHOTP(t, st.Token(t), code, now, p)
 		} else {
 			r = checkToken(t, st.Token(t), code, now, p)
 		}
@@ -177,7 +181,7 @@ func checkToken(t *secret.Token, ts *secret.TokenState, code string, now int64, 
 		if p.FixedDrift {
 			off = ts.Drift
 		}
-		accept(ts, &r, step, off)
+		accept(ts, &r, step, off, now)
 		return r
 	}
 	if replay {
@@ -187,12 +191,12 @@ func checkToken(t *secret.Token, ts *secret.TokenState, code string, now int64, 
 	if p.ResyncRange == 0 {
 		return r
 	}
-	return resync(t, ts, code, T, p, r)
+	return resync(t, ts, code, T, now, p, r)
 }
 
 // checkHOTP looks at the counters from the next expected one. The counter
 // only moves forward, so a code is never accepted twice.
-func checkHOTP(t *secret.Token, ts *secret.TokenState, code string, p Policy) Result {
+func checkHOTP(t *secret.Token, ts *secret.TokenState, code string, now int64, p Policy) Result {
 	r := Result{Outcome: BadCode, Token: t.Name}
 	next := t.Counter
 	if ts.Used {
@@ -212,7 +216,7 @@ func checkHOTP(t *secret.Token, ts *secret.TokenState, code string, p Policy) Re
 	}
 	switch {
 	case matched:
-		ts.Used, ts.LastStep = true, counter
+		ts.Used, ts.LastStep, ts.At = true, counter, now
 		ts.Pending, ts.PendingStep, ts.PendingOffset = false, 0, 0
 		r.Outcome = OK
 		return r
@@ -230,7 +234,7 @@ func checkHOTP(t *secret.Token, ts *secret.TokenState, code string, p Policy) Re
 			continue
 		}
 		if ts.Pending && c == ts.PendingStep+1 {
-			ts.Used, ts.LastStep = true, c
+			ts.Used, ts.LastStep, ts.At = true, c, now
 			ts.Pending, ts.PendingStep, ts.PendingOffset = false, 0, 0
 			r.Outcome, r.DriftAdjusted = OK, true
 			return r
@@ -249,7 +253,7 @@ func checkHOTP(t *secret.Token, ts *secret.TokenState, code string, p Policy) Re
 // remembered; the next consecutive code (the following step, entered within
 // a step of the same offset) completes it and is accepted and recorded, so
 // it cannot be replayed.
-func resync(t *secret.Token, ts *secret.TokenState, code string, T int64, p Policy, r Result) Result {
+func resync(t *secret.Token, ts *secret.TokenState, code string, T, now int64, p Policy, r Result) Result {
 	var far []int64
 	for s := T - int64(p.ResyncRange); s <= T+int64(p.ResyncRange); s++ {
 		if s >= 0 && (!ts.Used || s > ts.LastStep) && matches(t, s, code) {
@@ -263,7 +267,7 @@ func resync(t *secret.Token, ts *secret.TokenState, code string, T int64, p Poli
 		for _, s := range far {
 			off := s - T
 			if s > ts.PendingStep && s <= ts.PendingStep+2 && abs(off-ts.PendingOffset) <= 1 {
-				accept(ts, &r, s, off)
+				accept(ts, &r, s, off, now)
 				return r
 			}
 		}
@@ -279,9 +283,9 @@ func resync(t *secret.Token, ts *secret.TokenState, code string, T int64, p Poli
 	return r
 }
 
-func accept(ts *secret.TokenState, r *Result, step, offset int64) {
+func accept(ts *secret.TokenState, r *Result, step, offset, now int64) {
 	r.DriftAdjusted = offset != ts.Drift
-	ts.Used, ts.LastStep, ts.Drift = true, step, offset
+	ts.Used, ts.LastStep, ts.Drift, ts.At = true, step, offset, now
 	ts.Pending, ts.PendingStep, ts.PendingOffset = false, 0, 0
 	r.Outcome, r.Drift = OK, offset
 }
@@ -291,12 +295,13 @@ func matches(t *secret.Token, step int64, code string) bool {
 	return err == nil && otp.Equal(code, want)
 }
 
-func checkScratch(f *secret.File, st *secret.State, code string) bool {
+// checkOnce accepts an unused single-use code from codes and records it.
+func checkOnce(codes []string, st *secret.State, code string) bool {
 	if !otp.IsDigits(code, otp.ScratchLen) {
 		return false
 	}
 	found := false
-	for _, s := range f.Scratch {
+	for _, s := range codes {
 		if otp.Equal(code, s) && !st.ScratchIsUsed(s) {
 			found = true
 		}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"pamtotp/internal/options"
+	"pamtotp/internal/otp"
+	"pamtotp/internal/pskc"
+	"pamtotp/internal/secret"
+)
+
+const importPSKCUsage = `Usage: totp-enroll --user NAME import pskc FILE [options]
+
+Imports the key packages of a PSKC file (RFC 6030) from a token vendor:
+plaintext secrets, AES-CBC with a pre-shared key (--key), or a key derived
+from a password with PBKDF2 (--password-file, or --password, which other
+users can see in the process list). The HMAC-SHA1 ValueMAC of an encrypted
+secret is always checked. HOTP and TOTP; digits, counter and time step are
+taken from the file. Each key becomes a token named after its serial number
+(token-SERIAL), or pskc. A wrong key or password, or a changed file, is
+refused and nothing is written.
+
+Options:
+  --user NAME            the user the tokens are for
+  --key HEX              the pre-shared AES key
+  --password PW          the password of a PBKDF2-derived key
+  --password-file FILE   read the password from the first line of FILE
+  --secret-file TEMPLATE where to write (default ~/.pam_totp)
+  --skip-bad             report key packages that cannot be used and import the rest
+  --dry-run              say what would be done; write nothing
+`
+
+func runImportPSKC(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("import pskc", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	userName := fs.String("user", "", "")
+	keyHex := fs.String("key", "", "")
+	password := fs.String("password", "", "")
+	passwordFile := fs.String("password-file", "", "")
+	to := fs.String("secret-file", options.DefaultSecret, "")
+	skipBad := fs.Bool("skip-bad", false, "")
+	dry := fs.Bool("dry-run", false, "")
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, importPSKCUsage)
+		return exitOK
+	}
+	var cred pskc.Credentials
+	switch {
+	case err != nil:
+	case len(pos) != 1:
+		err = errors.New("want exactly one FILE")
+	case *userName == "" && os.Geteuid() == 0:
+		err = errors.New("--user NAME is required")
+	case *password != "" && *passwordFile != "":
+		err = errors.New("--password and --password-file exclude each other")
+	case *keyHex != "":
+		if cred.PSK, err = hex.DecodeString(*keyHex); err != nil {
+			err = errors.New("--key: not hexadecimal")
+		}
+	}
+	cred.Password = *password
+	if err == nil && *passwordFile != "" {
+		var data []byte
+		if data, err = readInput(*passwordFile); err == nil {
+			cred.Password, _, _ = strings.Cut(strings.TrimRight(string(data), "\r\n"), "\n")
+		}
+	}
+	var loc *location
+	var acct *account
+	if err == nil {
+		loc, err = parseLocation("--secret-file", *to)
+	}
+	if err == nil {
+		acct, err = lookupAccount(*userName)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll import pskc: %v (see import pskc --help)\n", err)
+		return exitUsage
+	}
+	data, err := readInput(pos[0])
+	var keys []pskc.Key
+	if err == nil {
+		keys, err = pskc.Parse(data, cred)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", pos[0], err)
+		return exitError
+	}
+	var entries []importEntry
+	var bad []error
+	now := time.Now()
+	for i, k := range keys {
+		e, err := pskcEntry(k, acct.name, now)
+		if err != nil {
+			bad = append(bad, fmt.Errorf("key package %d: %w", i+1, err))
+			continue
+		}
+		e.line = i + 1
+		entries = append(entries, *e)
+	}
+	return importEntries("import pskc", pos[0], loc, entries, bad, *skipBad, *dry, stdout, stderr)
+}
+
+func pskcEntry(k pskc.Key, user string, now time.Time) (*importEntry, error) {
+	t := secret.Token{Type: secret.TOTP, Key: k.Secret, Params: otp.Params{Algorithm: otp.SHA1, Digits: k.Digits, Period: k.Period},
+		Created: now.Unix(), Comment: strings.TrimSpace(k.Issuer + " " + k.Serial)}
+	if k.HOTP {
+		t.Type, t.Params.Period, t.Counter = secret.HOTP, 0, k.Counter
+	}
+	if len(t.Key) < otp.MinKeyBytes || len(t.Key) > otp.MaxKeyBytes {
+		return nil, fmt.Errorf("the secret must be %d to %d bytes, not %d", otp.MinKeyBytes, otp.MaxKeyBytes, len(t.Key))
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if secret.CheckComment(t.Comment) != nil {
+		t.Comment = ""
+	}
+	base := "pskc"
+	if name := "token-" + k.Serial; k.Serial != "" && secret.ValidTokenName(name) {
+		base = name
+	}
+	return &importEntry{user: user, base: base, token: t, last: -1}, nil
+}

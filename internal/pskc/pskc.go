@@ -1,0 +1,334 @@
+// Package pskc reads key packages of the Portable Symmetric Key Container
+// (RFC 6030), the file hardware token vendors ship with their tokens:
+// plaintext secrets, secrets encrypted with AES-CBC under a pre-shared key,
+// and under a key derived from a password with PBKDF2. An encrypted secret
+// is used only after its HMAC-SHA1 ValueMAC matched.
+package pskc
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/pbkdf2"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// MaxSize bounds the file.
+const MaxSize = 4 << 20
+
+// Key is one token's key package.
+type Key struct {
+	ID, Serial, Issuer string
+	HOTP               bool // counter-based; else time-based
+	Secret             []byte
+	Digits             int
+	Counter            int64 // HOTP
+	Period             int   // TOTP, seconds
+}
+
+// Credentials decrypt encrypted secrets: a pre-shared AES key, or the
+// password of a PBKDF2-derived key.
+type Credentials struct {
+	PSK      []byte
+	Password string
+}
+
+// ErrMAC is returned when a ValueMAC does not match: a wrong key or password,
+// or a changed file.
+var ErrMAC = errors.New("the ValueMAC does not match: wrong key or password, or the file was changed")
+
+const (
+	nsAES128 = "http://www.w3.org/2001/04/xmlenc#aes128-cbc"
+	nsAES192 = "http://www.w3.org/2001/04/xmlenc#aes192-cbc"
+	nsAES256 = "http://www.w3.org/2001/04/xmlenc#aes256-cbc"
+	nsHMAC   = "http://www.w3.org/2000/09/xmldsig#hmac-sha1"
+	nsPBKDF2 = "http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#pbkdf2"
+)
+
+type encrypted struct {
+	Method struct {
+		Algorithm string `xml:"Algorithm,attr"`
+	} `xml:"EncryptionMethod"`
+	CipherValue string `xml:"CipherData>CipherValue"`
+}
+
+type value struct {
+	PlainValue     *string    `xml:"PlainValue"`
+	EncryptedValue *encrypted `xml:"EncryptedValue"`
+	ValueMAC       string     `xml:"ValueMAC"`
+}
+
+type container struct {
+	XMLName       xml.Name `xml:"KeyContainer"`
+	Version       string   `xml:"Version,attr"`
+	EncryptionKey *struct {
+		KeyName    string `xml:"KeyName"`
+		DerivedKey *struct {
+			Method struct {
+				Algorithm string `xml:"Algorithm,attr"`
+				Params    struct {
+					Salt       string `xml:"Salt>Specified"`
+					Iterations int    `xml:"IterationCount"`
+					KeyLength  int    `xml:"KeyLength"`
+					PRF        struct {
+						Algorithm string `xml:"Algorithm,attr"`
+					} `xml:"PRF"`
+				} `xml:"PBKDF2-params"`
+			} `xml:"KeyDerivationMethod"`
+		} `xml:"DerivedKey"`
+	} `xml:"EncryptionKey"`
+	MACMethod *struct {
+		Algorithm string    `xml:"Algorithm,attr"`
+		MACKey    encrypted `xml:"MACKey"`
+	} `xml:"MACMethod"`
+	Packages []struct {
+		Serial string `xml:"DeviceInfo>SerialNo"`
+		Key    struct {
+			ID        string `xml:"Id,attr"`
+			Algorithm string `xml:"Algorithm,attr"`
+			Issuer    string `xml:"Issuer"`
+			Format    struct {
+				Length   int    `xml:"Length,attr"`
+				Encoding string `xml:"Encoding,attr"`
+			} `xml:"AlgorithmParameters>ResponseFormat"`
+			Secret       value  `xml:"Data>Secret"`
+			Counter      *value `xml:"Data>Counter"`
+			TimeInterval *value `xml:"Data>TimeInterval"`
+		} `xml:"Key"`
+	} `xml:"KeyPackage"`
+}
+
+// Parse reads every key package; any problem refuses the whole file.
+func Parse(data []byte, cred Credentials) ([]Key, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("file larger than %d bytes", MaxSize)
+	}
+	var c container
+	d := xml.NewDecoder(bytes.NewReader(data))
+	d.Strict = true
+	d.Entity = map[string]string{} // no entity expansion beyond XML's own
+	if err := d.Decode(&c); err != nil {
+		return nil, fmt.Errorf("not a PSKC file: %w", err)
+	}
+	if c.Version != "1.0" {
+		return nil, fmt.Errorf("PSKC version %q, want 1.0", c.Version)
+	}
+	if len(c.Packages) == 0 {
+		return nil, errors.New("no key package")
+	}
+	dec := &decrypter{c: &c, cred: cred}
+	var out []Key
+	for i, p := range c.Packages {
+		k := Key{ID: p.Key.ID, Serial: strings.TrimSpace(p.Serial), Issuer: strings.TrimSpace(p.Key.Issuer), Digits: 6}
+		fail := func(err error) ([]Key, error) { return nil, fmt.Errorf("key package %d (Id %q): %w", i+1, k.ID, err) }
+		switch a := p.Key.Algorithm; {
+		case strings.HasSuffix(a, "pskc:hotp") || strings.HasSuffix(a, "pskc#hotp"):
+			k.HOTP = true
+		case strings.HasSuffix(a, "pskc:totp") || strings.HasSuffix(a, "pskc#totp"):
+		default:
+			return fail(fmt.Errorf("unsupported algorithm %q (want HOTP or TOTP)", a))
+		}
+		if f := p.Key.Format; f.Length != 0 || f.Encoding != "" {
+			if f.Encoding != "DECIMAL" || (f.Length != 6 && f.Length != 8) {
+				return fail(fmt.Errorf("response format %d %s: want 6 or 8 DECIMAL digits", f.Length, f.Encoding))
+			}
+			k.Digits = f.Length
+		}
+		secret, err := dec.value(&p.Key.Secret)
+		if err != nil {
+			return fail(fmt.Errorf("secret: %w", err))
+		}
+		k.Secret = secret
+		if k.Counter, err = dec.number(p.Key.Counter, 0); err != nil {
+			return fail(fmt.Errorf("counter: %w", err))
+		}
+		period, err := dec.number(p.Key.TimeInterval, 30)
+		if err != nil {
+			return fail(fmt.Errorf("time interval: %w", err))
+		}
+		k.Period = int(period)
+		out = append(out, k)
+	}
+	return out, nil
+}
+
+type decrypter struct {
+	c    *container
+	cred Credentials
+	key  []byte // the encryption key, once derived
+	mac  []byte // the MAC key, once decrypted
+}
+
+// number reads an integer value (plain, or encrypted as 8 bytes big-endian).
+func (d *decrypter) number(v *value, def int64) (int64, error) {
+	if v == nil {
+		return def, nil
+	}
+	if v.PlainValue != nil {
+		n, err := strconv.ParseInt(strings.TrimSpace(*v.PlainValue), 10, 64)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%q is not a whole number", *v.PlainValue)
+		}
+		return n, nil
+	}
+	b, err := d.value(v)
+	if err != nil {
+		return 0, err
+	}
+	if len(b) == 0 || len(b) > 8 {
+		return 0, errors.New("bad encrypted number")
+	}
+	var n int64
+	for _, x := range b {
+		n = n<<8 | int64(x)
+	}
+	if n < 0 {
+		return 0, errors.New("bad encrypted number")
+	}
+	return n, nil
+}
+
+// value returns a plaintext value, or decrypts one after checking its MAC.
+func (d *decrypter) value(v *value) ([]byte, error) {
+	switch {
+	case v.PlainValue != nil:
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(*v.PlainValue))
+		if err != nil {
+			return nil, errors.New("the plain value is not base64")
+		}
+		return b, nil
+	case v.EncryptedValue == nil:
+		return nil, errors.New("no value")
+	}
+	key, err := d.encryptionKey()
+	if err != nil {
+		return nil, err
+	}
+	macKey, err := d.macKey()
+	if err != nil {
+		return nil, err
+	}
+	ct, err := cipherValue(v.EncryptedValue)
+	if err != nil {
+		return nil, err
+	}
+	want, err := base64.StdEncoding.Strict().DecodeString(strings.TrimSpace(v.ValueMAC))
+	if err != nil || len(want) == 0 {
+		return nil, errors.New("an encrypted value needs a ValueMAC")
+	}
+	m := hmac.New(sha1.New, macKey)
+	m.Write(ct)
+	if !hmac.Equal(m.Sum(nil), want) {
+		return nil, ErrMAC
+	}
+	return decryptCBC(key, v.EncryptedValue.Method.Algorithm, ct)
+}
+
+func (d *decrypter) encryptionKey() ([]byte, error) {
+	if d.key != nil {
+		return d.key, nil
+	}
+	ek := d.c.EncryptionKey
+	switch {
+	case ek == nil:
+		return nil, errors.New("encrypted value without an EncryptionKey")
+	case ek.DerivedKey != nil:
+		m := ek.DerivedKey.Method
+		if m.Algorithm != nsPBKDF2 {
+			return nil, fmt.Errorf("unsupported key derivation %q", m.Algorithm)
+		}
+		if d.cred.Password == "" {
+			return nil, errors.New("the key is derived from a password: give --password or --password-file")
+		}
+		salt, err := base64.StdEncoding.DecodeString(strings.TrimSpace(m.Params.Salt))
+		p := m.Params
+		if err != nil || len(salt) == 0 || p.Iterations < 1 || p.Iterations > 10_000_000 || (p.KeyLength != 16 && p.KeyLength != 24 && p.KeyLength != 32) {
+			return nil, errors.New("bad PBKDF2 parameters")
+		}
+		if p.PRF.Algorithm != "" && !strings.HasSuffix(p.PRF.Algorithm, "hmac-sha1") && !strings.HasSuffix(p.PRF.Algorithm, "hmac-sha256") {
+			return nil, fmt.Errorf("unsupported PBKDF2 PRF %q", p.PRF.Algorithm)
+		}
+		if strings.HasSuffix(p.PRF.Algorithm, "hmac-sha256") {
+			d.key, err = pbkdf2.Key(sha256.New, d.cred.Password, salt, p.Iterations, p.KeyLength)
+		} else {
+			d.key, err = pbkdf2.Key(sha1.New, d.cred.Password, salt, p.Iterations, p.KeyLength)
+		}
+		return d.key, err
+	default:
+		if d.cred.PSK == nil {
+			return nil, fmt.Errorf("the file is encrypted with a pre-shared key (%q): give --key HEX", strings.TrimSpace(ek.KeyName))
+		}
+		d.key = d.cred.PSK
+		return d.key, nil
+	}
+}
+
+// macKey is the MAC key of the container, which the encryption key protects.
+func (d *decrypter) macKey() ([]byte, error) {
+	if d.mac != nil {
+		return d.mac, nil
+	}
+	mm := d.c.MACMethod
+	if mm == nil {
+		return nil, errors.New("encrypted values without a MACMethod cannot be checked; refused")
+	}
+	if mm.Algorithm != nsHMAC {
+		return nil, fmt.Errorf("unsupported MAC %q (want HMAC-SHA1)", mm.Algorithm)
+	}
+	ct, err := cipherValue(&mm.MACKey)
+	if err != nil {
+		return nil, fmt.Errorf("MAC key: %w", err)
+	}
+	key, err := d.encryptionKey()
+	if err != nil {
+		return nil, err
+	}
+	// A wrong key garbles the padding here first: decryptCBC says ErrMAC.
+	mk, err := decryptCBC(key, mm.MACKey.Method.Algorithm, ct)
+	if err != nil {
+		return nil, err
+	}
+	d.mac = mk
+	return mk, nil
+}
+
+func cipherValue(e *encrypted) ([]byte, error) {
+	ct, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(e.CipherValue), ""))
+	if err != nil {
+		return nil, errors.New("the cipher value is not base64")
+	}
+	if len(ct) < 2*aes.BlockSize || len(ct)%aes.BlockSize != 0 {
+		return nil, errors.New("the cipher value is not an IV and whole AES blocks")
+	}
+	return ct, nil
+}
+
+// decryptCBC decrypts IV || ciphertext and removes the PKCS#7 padding.
+func decryptCBC(key []byte, alg string, ct []byte) ([]byte, error) {
+	want := map[string]int{nsAES128: 16, nsAES192: 24, nsAES256: 32}[alg]
+	if want == 0 {
+		return nil, fmt.Errorf("unsupported encryption %q (want AES-CBC)", alg)
+	}
+	if len(key) != want {
+		return nil, fmt.Errorf("the key has %d bytes; %s needs %d", len(key), alg, want)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	pt := make([]byte, len(ct)-aes.BlockSize)
+	cipher.NewCBCDecrypter(block, ct[:aes.BlockSize]).CryptBlocks(pt, ct[aes.BlockSize:])
+	n := int(pt[len(pt)-1])
+	if n < 1 || n > aes.BlockSize || !bytes.Equal(pt[len(pt)-n:], bytes.Repeat([]byte{byte(n)}, n)) {
+		return nil, ErrMAC
+	}
+	return pt[:len(pt)-n], nil
+}

@@ -1,0 +1,116 @@
+package pskc
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+)
+
+// The RFC's figures 6 and 7 (copied from ../shared/fixtures): both hold the
+// key ASCII "12345678901234567890", HOTP, 8 digits.
+func read(t testing.TB, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile("testdata/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestDecrypt(t *testing.T) {
+	psk, _ := hex.DecodeString("12345678901234567890123456789012")
+	tests := []struct {
+		file string
+		cred Credentials
+	}{
+		{"rfc6030-figure6.xml", Credentials{PSK: psk}},
+		{"rfc6030-figure7.xml", Credentials{Password: "qwerty"}},
+	}
+	for _, tt := range tests {
+		keys, err := Parse(read(t, tt.file), tt.cred)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.file, err)
+		}
+		k := keys[0]
+		if len(keys) != 1 || string(k.Secret) != "12345678901234567890" || !k.HOTP || k.Digits != 8 || k.Counter != 0 || k.Serial != "987654321" {
+			t.Fatalf("%s: %+v", tt.file, keys)
+		}
+	}
+}
+
+func TestRefused(t *testing.T) {
+	psk, _ := hex.DecodeString("12345678901234567890123456789012")
+	wrongPSK, _ := hex.DecodeString("12345678901234567890123456789013")
+	fig6, fig7 := read(t, "rfc6030-figure6.xml"), read(t, "rfc6030-figure7.xml")
+	changedMAC := bytes.Replace(fig6, []byte("Su+NvtQfmvfJzF6bmQiJqoLRExc="), []byte("Tu+NvtQfmvfJzF6bmQiJqoLRExc="), 1)
+	changedSecret := bytes.Replace(fig6, []byte("AAECAwQFBgcICQoLDA0OD+cIHItlB3Wra1DU"), []byte("AAECAwQFBgcICQoLDA0OD+cIHItlB3Wra1DV"), 1)
+	noMAC := bytes.Replace(fig6, []byte("<MACMethod"), []byte("<NoMACMethod"), 1)
+	noMAC = bytes.Replace(noMAC, []byte("</MACMethod>"), []byte("</NoMACMethod>"), 1)
+	for name, tc := range map[string]struct {
+		data    []byte
+		cred    Credentials
+		wantMAC bool
+	}{
+		"wrong key":       {fig6, Credentials{PSK: wrongPSK}, true},
+		"wrong password":  {fig7, Credentials{Password: "qwertz"}, true},
+		"changed MAC":     {changedMAC, Credentials{PSK: psk}, true},
+		"changed secret":  {changedSecret, Credentials{PSK: psk}, true},
+		"no key given":    {fig6, Credentials{}, false},
+		"no password":     {fig7, Credentials{PSK: psk}, false},
+		"no MAC method":   {noMAC, Credentials{PSK: psk}, false},
+		"short key":       {fig6, Credentials{PSK: psk[:8]}, false},
+		"not XML":         {[]byte("hello"), Credentials{}, false},
+		"no key packages": {[]byte(`<KeyContainer Version="1.0"></KeyContainer>`), Credentials{}, false},
+		"unknown version": {bytes.Replace(fig6, []byte(`Version="1.0"`), []byte(`Version="2.0"`), 1), Credentials{PSK: psk}, false},
+		"other algorithm": {bytes.Replace(fig6, []byte("pskc:hotp"), []byte("pskc:ocra"), 1), Credentials{PSK: psk}, false},
+		"7 digits":        {bytes.Replace(fig6, []byte(`Length="8"`), []byte(`Length="7"`), 1), Credentials{PSK: psk}, false},
+	} {
+		_, err := Parse(tc.data, tc.cred)
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if tc.wantMAC != errors.Is(err, ErrMAC) {
+			t.Errorf("%s: %v", name, err)
+		}
+		if strings.Contains(err.Error(), "1234567890") {
+			t.Errorf("%s: the error shows the secret: %v", name, err)
+		}
+	}
+}
+
+func TestPlainTOTP(t *testing.T) {
+	in := `<?xml version="1.0"?>
+<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">
+ <KeyPackage><DeviceInfo><SerialNo>A1</SerialNo></DeviceInfo>
+  <Key Id="1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:totp">
+   <AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters>
+   <Data><Secret><PlainValue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTA=</PlainValue></Secret>
+    <TimeInterval><PlainValue>60</PlainValue></TimeInterval></Data>
+  </Key></KeyPackage>
+</KeyContainer>`
+	keys, err := Parse([]byte(in), Credentials{})
+	if err != nil || len(keys) != 1 || keys[0].HOTP || keys[0].Period != 60 || keys[0].Digits != 6 || string(keys[0].Secret) != "12345678901234567890" {
+		t.Fatalf("%+v %v", keys, err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	psk, _ := hex.DecodeString("12345678901234567890123456789012")
+	f.Add(read(f, "rfc6030-figure6.xml"))
+	f.Add(read(f, "rfc6030-figure7.xml"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := Parse(data, Credentials{PSK: psk, Password: "qwerty"})
+		if err != nil {
+			return
+		}
+		for _, k := range keys {
+			if k.Digits != 6 && k.Digits != 8 || k.Counter < 0 {
+				t.Fatalf("accepted %+v", k)
+			}
+		}
+	})
+}
