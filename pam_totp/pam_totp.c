@@ -56,6 +56,8 @@ struct config {
 	int nodelay;
 	int secret_as_user; /* secret= names a file the user owns (the default: in the home) */
 	const char *run_as; /* user=: the account that owns the secret files, or NULL */
+	const char *require_group; /* only its members are asked for a code */
+	const char *exempt_group;  /* its members are never asked */
 };
 
 /* Who the checker runs as: set in the child before execve. */
@@ -78,6 +80,8 @@ static int parse_config(pam_handle_t *pamh, int argc, const char **argv, struct 
 	c->nodelay = 0;
 	c->secret_as_user = 1;
 	c->run_as = NULL;
+	c->require_group = NULL;
+	c->exempt_group = NULL;
 	for (int i = 0; i < argc; i++) {
 		if (strncmp(argv[i], "checker=", 8) == 0) {
 			c->checker = argv[i] + 8;
@@ -106,6 +110,10 @@ static int parse_config(pam_handle_t *pamh, int argc, const char **argv, struct 
 				return -1;
 			}
 			c->run_as = argv[i] + 5;
+		} else if (strncmp(argv[i], "require_group=", 14) == 0) {
+			c->require_group = argv[i] + 14;
+		} else if (strncmp(argv[i], "exempt_group=", 13) == 0) {
+			c->exempt_group = argv[i] + 13;
 		}
 		/* Every other option is the checker's to accept or refuse. */
 	}
@@ -495,6 +503,34 @@ static int reap(pam_handle_t *pamh, int sock, pid_t pid, int kill_now)
 	return !kill_now;
 }
 
+/*
+ * Group policies are decided here, with the host's NSS, before any checker
+ * is started: a user they exempt gets PAM_IGNORE without a prompt. Returns
+ * 1 to ask for a code, 0 to ignore the user, -1 on a configuration error.
+ */
+static int group_policy(pam_handle_t *pamh, const struct config *c, const char *user)
+{
+	const char *groups[2] = {c->exempt_group, c->require_group};
+
+	for (int i = 0; i < 2; i++) {
+		if (groups[i] != NULL && pam_modutil_getgrnam(pamh, groups[i]) == NULL) {
+			pam_syslog(pamh, LOG_ERR, "option %s=%s: no such group", i == 0 ? "exempt_group" : "require_group",
+				   groups[i]);
+			return -1;
+		}
+	}
+	if (c->exempt_group != NULL && pam_modutil_user_in_group_nam_nam(pamh, user, c->exempt_group)) {
+		pam_syslog(pamh, LOG_INFO, "user %s is in exempt_group %s: not asked for a code", user, c->exempt_group);
+		return 0;
+	}
+	if (c->require_group != NULL && !pam_modutil_user_in_group_nam_nam(pamh, user, c->require_group)) {
+		pam_syslog(pamh, LOG_INFO, "user %s is not in require_group %s: not asked for a code", user,
+			   c->require_group);
+		return 0;
+	}
+	return 1;
+}
+
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct config c;
@@ -514,6 +550,11 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 		pam_syslog(pamh, LOG_ERR, "cannot get the user name");
 		return PAM_AUTH_ERR;
 	}
+	rc = group_policy(pamh, &c, user);
+	if (rc < 0)
+		return PAM_AUTH_ERR;
+	if (rc == 0)
+		return PAM_IGNORE;
 	if (!checker_is_safe(pamh, c.checker, &checker))
 		return PAM_AUTH_ERR;
 	rc = build_request(pamh, &c, user, argc, argv, &req, &id);

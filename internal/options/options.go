@@ -104,6 +104,11 @@ func Parse(args []string) (*Options, error) {
 		case "nodelay":
 			// read by the C module
 			err = flag(new(bool))
+		case "require_group", "exempt_group":
+			// decided by the C module with the host's NSS; checked here too
+			if !hasVal || ValidUser(val) != nil {
+				err = errors.New("needs a group name")
+			}
 		case "checker", "timeout":
 			// read and checked by the C module, which refuses bad values
 			if !hasVal {

@@ -1,0 +1,399 @@
+package test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/msteinert/pam/v2"
+)
+
+// enrollAs runs totp-enroll as u (not root).
+func enrollAs(t *testing.T, u *user, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(libDir, "totp-enroll"), args...)
+	cmd.Env = []string{"HOME=" + u.home, "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}}
+	out, err := cmd.CombinedOutput()
+	return string(out), exitCode(err)
+}
+
+func mustEnroll(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := enrollCmd(t, args...)
+	if err != nil {
+		t.Fatalf("totp-enroll %q: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+func login(t *testing.T, dir string, u *user, code string) error {
+	t.Helper()
+	err := authenticate(t, dir, u.name, &conv{answers: []string{code}})
+	if err != nil && !errors.Is(err, pam.ErrAuth) {
+		t.Fatalf("unexpected PAM error: %v", err)
+	}
+	return err
+}
+
+func hotpCode(t *testing.T, secret string, counter int, digits int) string {
+	t.Helper()
+	out, err := exec.Command("oathtool", "--hotp", "-b", secret, "-c", strconv.Itoa(counter), "-d", strconv.Itoa(digits)).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestTokensSeveralPerUser(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u) // token "default"
+	tablet := newSecret(t)
+	mustEnroll(t, "--user", u.name, "add", "--name", "tablet", "--secret", tablet, "--no-confirm", "--qr", "none",
+		"--digits", "8", "--algorithm", "SHA256", "--period", "60", "--comment", "iPad in the safe")
+	dir := service(t, module("required"))
+	tab := func(offset int) string { return code(t, tablet, offset*2, "--totp=sha256", "--digits=8", "--time-step-size=60s") }
+
+	waitForFreshStep(60, 10)
+	m := syslogs.mark()
+	if err := login(t, dir, u, tab(0)); err != nil {
+		t.Fatalf("tablet: %v", err)
+	}
+	expectLog(t, m, `token=tablet outcome=ok`)
+	if err := login(t, dir, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("phone after tablet (each token has its own replay state): %v", err)
+	}
+	if err := login(t, dir, u, tab(0)); err == nil {
+		t.Fatal("tablet code replayed")
+	}
+
+	// Users manage their own tokens.
+	out, rc := enrollAs(t, u, "list")
+	if rc != 0 || !regexp.MustCompile(`tablet +enabled +totp SHA256 8 digits 60 s +last used 20\d\d-.*# iPad in the safe`).MatchString(out) ||
+		!strings.Contains(out, "scratch codes left: 2") {
+		t.Fatalf("list as the user: %d\n%s", rc, out)
+	}
+	if out, rc := enrollAs(t, u, "disable", "tablet"); rc != 0 {
+		t.Fatalf("disable: %d %s", rc, out)
+	}
+	m = syslogs.mark()
+	if err := login(t, dir, u, tab(1)); err == nil {
+		t.Fatal("a disabled token's code was accepted")
+	}
+	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="bad code"`)
+	if err := login(t, dir, u, code(t, u.secret, 1)); err != nil {
+		t.Fatalf("the other token while one is disabled: %v", err)
+	}
+	mustEnroll(t, "--user", u.name, "enable", "tablet")
+	if err := login(t, dir, u, tab(1)); err != nil {
+		t.Fatalf("enabled again: %v", err)
+	}
+	mustEnroll(t, "--user", u.name, "remove", "tablet")
+	if err := login(t, dir, u, tab(2)); err == nil {
+		t.Fatal("a removed token's code was accepted")
+	}
+	if out, rc := enrollAs(t, u, "remove", "default"); rc != 1 || !strings.Contains(out, "last token") {
+		t.Fatalf("removing the last token: %d %s", rc, out)
+	}
+	// Admin commands are root's; show is root's.
+	for _, cmd := range [][]string{{"show", "default"}, {"status"}, {"unlock"}, {"reset"}, {"passcodes", "--generate", "1"}} {
+		if out, rc := enrollAs(t, u, cmd...); rc != 2 || !strings.Contains(out, "run it as root") {
+			t.Fatalf("%v as the user: %d %s", cmd, rc, out)
+		}
+	}
+	out = mustEnroll(t, "--user", u.name, "show", "default", "--qr", "none", "--issuer", "ex")
+	if !strings.Contains(out, "otpauth://totp/ex:"+u.name) || !strings.Contains(out, "secret="+strings.TrimRight(u.secret, "=")) {
+		t.Fatalf("show:\n%s", out)
+	}
+	if out, err := enrollCmd(t, "--user", u.name, "show", "nosuch"); exitCode(err) != 1 || !strings.Contains(out, `no token "nosuch"`) {
+		t.Fatalf("show an unknown token: %v %s", err, out)
+	}
+}
+
+// Every kind, algorithm, digit count and period through real libpam.
+func TestTokensEveryKind(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	type tok struct {
+		name string
+		args []string
+		code func(key string) string
+	}
+	toks := []tok{
+		{"sha1-6-10", []string{"--period", "10"}, func(k string) string { return code(t, k, 0, "--totp", "--time-step-size=10s") }},
+		{"sha256-8-30", []string{"--algorithm", "SHA256", "--digits", "8"}, func(k string) string { return code(t, k, 0, "--totp=sha256", "--digits=8") }},
+		{"sha512-6-120", []string{"--algorithm", "SHA512", "--period", "120"}, func(k string) string {
+			return code(t, k, 0, "--totp=sha512", "--time-step-size=120s")
+		}},
+		{"sha512-8-45", []string{"--algorithm", "SHA512", "--digits", "8", "--period", "45"}, func(k string) string {
+			return code(t, k, 0, "--totp=sha512", "--digits=8", "--time-step-size=45s")
+		}},
+		{"hotp-6", []string{"--type", "hotp", "--counter", "3"}, func(k string) string { return hotpCode(t, k, 3, 6) }},
+		{"hotp-8", []string{"--type", "hotp", "--digits", "8"}, func(k string) string { return hotpCode(t, k, 0, 8) }},
+	}
+	dir := service(t, module("required"))
+	for _, tk := range toks {
+		key := newSecret(t)
+		args := append([]string{"--user", u.name, "add", "--name", tk.name, "--secret", key, "--no-confirm", "--qr", "none"}, tk.args...)
+		mustEnroll(t, args...)
+		waitForFreshStep(10, 3)
+		m := syslogs.mark()
+		c := tk.code(key)
+		if err := login(t, dir, u, c); err != nil {
+			t.Fatalf("%s: %v", tk.name, err)
+		}
+		expectLog(t, m, `token=`+tk.name+` outcome=ok`)
+		if err := login(t, dir, u, c); err == nil {
+			t.Fatalf("%s: replay accepted", tk.name)
+		}
+	}
+}
+
+func TestTokensHOTPWindowAndResync(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	u.secret = newSecret(t)
+	mustEnroll(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--type", "hotp", "--counter", "5")
+	dir := service(t, module("required", "hotp_window=3"))
+	h := func(c int) string { return hotpCode(t, u.secret, c, 6) }
+	steps := []struct {
+		counter int
+		ok      bool
+		log     string
+	}{
+		{5, true, "code accepted"}, {5, false, "replay"}, {4, false, "replay"},
+		{8, true, "code accepted"}, // 6..8 is the window after 5
+		{12, false, "resync pending"}, {13, true, "drift adjusted"}, {14, true, "code accepted"},
+	}
+	for _, s := range steps {
+		m := syslogs.mark()
+		if err := login(t, dir, u, h(s.counter)); (err == nil) != s.ok {
+			t.Fatalf("counter %d: %v, want ok=%v", s.counter, err, s.ok)
+		}
+		expectLog(t, m, `user=`+u.name+`.*reason="?`+s.log)
+	}
+}
+
+func TestAdminCommands(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	dir := service(t, module("required", "deny=3"))
+	waitForFreshStep(30, 12)
+	wrong := fmt.Sprintf("%06d", (atoi(code(t, u.secret, 0))+5)%1000000)
+	for i := 0; i < 3; i++ {
+		login(t, dir, u, wrong)
+	}
+	out := mustEnroll(t, "--user", u.name, "status")
+	if !strings.Contains(out, "token default: totp SHA1 6 digits 30 s, enabled") || !regexp.MustCompile(`failures 0, locked until 20`).MatchString(out) {
+		t.Fatalf("status of a locked user:\n%s", out)
+	}
+	if err := login(t, dir, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("a locked user got in")
+	}
+	mustEnroll(t, "--user", u.name, "unlock")
+	if err := login(t, dir, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("after unlock: %v", err)
+	}
+	dir = service(t, module("required", "deny=0")) // the failures below must not lock
+	out = mustEnroll(t, "--user", u.name, "status")
+	if !strings.Contains(out, "failures 0, not locked") || !strings.Contains(out, "drift +0 steps (+0 s)") || strings.Contains(out, "last used never") {
+		t.Fatalf("status after a login:\n%s", out)
+	}
+
+	// sync: the phone's clock runs 50 steps (25 minutes) ahead.
+	if err := login(t, dir, u, code(t, u.secret, 50)); err == nil {
+		t.Fatal("a code 50 steps ahead was accepted")
+	}
+	if out, err := enrollCmd(t, "--user", u.name, "sync", "default", code(t, u.secret, 50), code(t, u.secret, 51), "--range", "10"); exitCode(err) != 1 ||
+		!strings.Contains(out, "no two consecutive codes") {
+		t.Fatalf("sync outside --range: %v\n%s", err, out)
+	}
+	out = mustEnroll(t, "--user", u.name, "sync", "default", code(t, u.secret, 50), code(t, u.secret, 51))
+	if !strings.Contains(out, "drift set to +51 steps") {
+		t.Fatalf("sync:\n%s", out)
+	}
+	if err := login(t, dir, u, code(t, u.secret, 51)); err == nil {
+		t.Fatal("a code used for sync was accepted")
+	}
+	if err := login(t, dir, u, code(t, u.secret, 52)); err != nil {
+		t.Fatalf("after sync: %v", err)
+	}
+
+	// Admin passcodes: single use, shown once, cleared.
+	out = mustEnroll(t, "--user", u.name, "passcodes", "--generate", "2")
+	pcs := regexp.MustCompile(`(?m)^  (\d{8})$`).FindAllStringSubmatch(out, -1)
+	if len(pcs) != 2 {
+		t.Fatalf("passcodes:\n%s", out)
+	}
+	m := syslogs.mark()
+	if err := login(t, dir, u, pcs[0][1]); err != nil {
+		t.Fatalf("passcode: %v", err)
+	}
+	expectLog(t, m, `token=passcode outcome=ok`, pcs[0][1])
+	if err := login(t, dir, u, pcs[0][1]); err == nil {
+		t.Fatal("passcode used twice")
+	}
+	mustEnroll(t, "--user", u.name, "passcodes", "--clear")
+	if err := login(t, dir, u, pcs[1][1]); err == nil {
+		t.Fatal("a cleared passcode was accepted")
+	}
+
+	// New scratch codes: the old ones stop working.
+	out = mustEnroll(t, "--user", u.name, "scratch", "--regenerate", "--count", "3")
+	fresh := regexp.MustCompile(`(?m)^  (\d{8})$`).FindAllStringSubmatch(out, -1)
+	if len(fresh) != 3 {
+		t.Fatalf("scratch --regenerate:\n%s", out)
+	}
+	if err := login(t, dir, u, u.scratch[0]); err == nil {
+		t.Fatal("an old scratch code still works")
+	}
+	if err := login(t, dir, u, fresh[0][1]); err != nil {
+		t.Fatalf("a new scratch code: %v", err)
+	}
+
+	// reset: the enrollment is gone; with nullok the user is not asked.
+	mustEnroll(t, "--user", u.name, "reset")
+	for _, f := range []string{".pam_totp", ".pam_totp.state"} {
+		if _, err := os.Lstat(filepath.Join(u.home, f)); err == nil {
+			t.Fatalf("%s left after reset", f)
+		}
+	}
+	if err := login(t, dir, u, fresh[1][1]); err == nil {
+		t.Fatal("a login after reset got in")
+	}
+	c := &conv{}
+	if err := authenticate(t, service(t, module("required", "nullok"), "auth required pam_permit.so"), u.name, c); err != nil || len(c.prompts) > 0 {
+		t.Fatalf("nullok after reset: %v, prompts %q; want the module ignored", err, c.prompts)
+	}
+}
+
+func TestImportCSV(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	a, b := newUser(t), newUser(t)
+	k1, k2, k3 := hexKey(t), hexKey(t), hexKey(t)
+	file := filepath.Join(t.TempDir(), "tokens.csv")
+	os.WriteFile(file, []byte(k1+";;Feitian c200 #1\n"+k2+";60;Feitian c100 ünïcode\n"), 0o600)
+	out, err := enrollCmd(t, "--user", a.name, "import", "csv", file)
+	if err != nil || !strings.Contains(out, "line 1: token hw (time-based, 6 digits, 30 s)") || !strings.Contains(out, "line 2: token hw-2 (time-based, 6 digits, 60 s)") {
+		t.Fatalf("import csv: %v\n%s", err, out)
+	}
+	dir := service(t, module("required"))
+	oath := func(args ...string) string {
+		out, _ := exec.Command("oathtool", args...).Output()
+		return strings.TrimSpace(string(out))
+	}
+	waitForFreshStep(60, 8)
+	if err := login(t, dir, a, oath("--totp", k1)); err != nil {
+		t.Fatalf("csv token, 30 s: %v", err)
+	}
+	if err := login(t, dir, a, oath("--totp", "--time-step-size=60s", k2)); err != nil {
+		t.Fatalf("csv token, 60 s: %v", err)
+	}
+	data, _ := os.ReadFile(filepath.Join(a.home, ".pam_totp"))
+	if !strings.Contains(string(data), "comment=Feitian+c100+%C3%BCn%C3%AFcode") {
+		t.Fatalf("comment not kept:\n%s", data)
+	}
+
+	// --users: a bad line refuses the file (naming it); --skip-bad imports the rest.
+	users := filepath.Join(t.TempDir(), "users.csv")
+	os.WriteFile(users, []byte(b.name+";"+k3+";30;x\n"+b.name+";00112233;30;short key\n"), 0o600)
+	out, err = enrollCmd(t, "import", "csv", "--users", users)
+	if exitCode(err) != 1 || !strings.Contains(out, "line 2: the key must be 16") {
+		t.Fatalf("bad line: %v\n%s", err, out)
+	}
+	if _, err := os.Lstat(filepath.Join(b.home, ".pam_totp")); err == nil {
+		t.Fatal("written although refused")
+	}
+	if out, err := enrollCmd(t, "import", "csv", "--users", users, "--skip-bad"); err != nil || !strings.Contains(out, "tokens 1, bad lines 1") {
+		t.Fatalf("--skip-bad: %v\n%s", err, out)
+	}
+	if err := login(t, dir, b, oath("--totp", k3)); err != nil {
+		t.Fatalf("--users token: %v", err)
+	}
+}
+
+func TestImportPSKC(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	// The RFC's figures, copied from ../shared/fixtures.
+	fig6, _ := filepath.Abs("../internal/pskc/testdata/rfc6030-figure6.xml")
+	fig7, _ := filepath.Abs("../internal/pskc/testdata/rfc6030-figure7.xml")
+	u := newUser(t)
+	dir := service(t, module("required"))
+
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("qwertz\n"), 0o600)
+	out, err := enrollCmd(t, "--user", u.name, "import", "pskc", fig7, "--password-file", pw)
+	if exitCode(err) != 1 || !strings.Contains(out, "ValueMAC does not match") || !strings.Contains(out, "nothing was imported") {
+		t.Fatalf("wrong password: %v\n%s", err, out)
+	}
+	if out, err := enrollCmd(t, "--user", u.name, "import", "pskc", fig6, "--key", "12345678901234567890123456789013"); exitCode(err) != 1 ||
+		!strings.Contains(out, "ValueMAC does not match") {
+		t.Fatalf("wrong key: %v\n%s", err, out)
+	}
+	if _, err := os.Lstat(filepath.Join(u.home, ".pam_totp")); err == nil {
+		t.Fatal("written although refused")
+	}
+	out = mustEnroll(t, "--user", u.name, "import", "pskc", fig6, "--key", "12345678901234567890123456789012")
+	if !strings.Contains(out, "token token-987654321 (counter-based, 8 digits, next counter 0)") {
+		t.Fatalf("import pskc:\n%s", out)
+	}
+	// The codes for counters 0 and 1 that the fixtures' README gives.
+	for _, c := range []string{"84755224", "94287082"} {
+		if err := login(t, dir, u, c); err != nil {
+			t.Fatalf("PSKC token code %s: %v", c, err)
+		}
+	}
+	os.WriteFile(pw, []byte("qwerty\n"), 0o600)
+	out = mustEnroll(t, "--user", u.name, "import", "pskc", fig7, "--password-file", pw)
+	if !strings.Contains(out, "token token-987654321-2") {
+		t.Fatalf("import pskc with a password:\n%s", out)
+	}
+}
+
+func TestGroupPolicies(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	member, other := newUser(t), newUser(t)
+	enroll(t, member)
+	enroll(t, other)
+	grp := fmt.Sprintf("pttg%d", member.uid)
+	appendLine(t, "/etc/group", fmt.Sprintf("%s:x:%d:%s", grp, member.uid+1000, member.name))
+
+	// pam_permit after the module: a user the module ignores gets in.
+	req := service(t, module("required", "require_group="+grp), "auth required pam_permit.so")
+	c := &conv{}
+	if err := authenticate(t, req, other.name, c); err != nil || len(c.prompts) != 0 {
+		t.Fatalf("require_group, not a member: %v, prompts %q; want the module ignored without a prompt", err, c.prompts)
+	}
+	if err := login(t, req, member, code(t, member.secret, 0)); err != nil {
+		t.Fatalf("require_group, member: %v", err)
+	}
+	if err := authenticate(t, req, member.name, &conv{}); err == nil {
+		t.Fatal("require_group: a member got in without a code")
+	}
+
+	ex := service(t, module("required", "exempt_group="+grp), "auth required pam_permit.so")
+	c = &conv{}
+	if err := authenticate(t, ex, member.name, c); err != nil || len(c.prompts) != 0 {
+		t.Fatalf("exempt_group, member: %v, prompts %q", err, c.prompts)
+	}
+	if err := login(t, ex, other, code(t, other.secret, 0)); err != nil {
+		t.Fatalf("exempt_group, not a member: %v", err)
+	}
+	// A group that does not exist is a configuration error: fail closed.
+	m := syslogs.mark()
+	bad := service(t, module("required", "require_group=nosuchgroup42"))
+	if err := login(t, bad, member, code(t, member.secret, 1)); err == nil {
+		t.Fatal("require_group with an unknown group let a user in")
+	}
+	expectLog(t, m, `require_group=nosuchgroup42: no such group`)
+}
