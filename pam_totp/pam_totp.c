@@ -95,7 +95,9 @@ static int parse_config(pam_handle_t *pamh, int argc, const char **argv, struct 
 				return -1;
 			}
 			c->timeout_ms = (int)t * 1000;
-		} else if (strcmp(argv[i], "use_first_pass") == 0 || strcmp(argv[i], "try_first_pass") == 0) {
+		} else if (strcmp(argv[i], "use_first_pass") == 0 || strcmp(argv[i], "try_first_pass") == 0 ||
+			   strcmp(argv[i], "enroll=login") == 0) {
+			/* enroll=login only checks that an earlier module set one */
 			c->want_authtok = 1;
 		} else if (strcmp(argv[i], "nodelay") == 0) {
 			c->nodelay = 1;

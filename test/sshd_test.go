@@ -153,6 +153,11 @@ func (s *sshd) login(userName, password, code string, order int) (string, error)
 	case passwordOnly:
 		methods = []ssh.AuthMethod{ssh.Password(password + code)}
 	}
+	return s.dial(userName, methods)
+}
+
+// dial logs in with the given methods and runs a command that names the user.
+func (s *sshd) dial(userName string, methods []ssh.AuthMethod) (string, error) {
 	cfg := &ssh.ClientConfig{User: userName, Auth: methods, HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}
 
 	conn, err := net.DialTimeout("tcp", s.addr, 10*time.Second)

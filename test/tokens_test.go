@@ -60,7 +60,9 @@ func TestTokensSeveralPerUser(t *testing.T) {
 	mustEnroll(t, "--user", u.name, "add", "--name", "tablet", "--secret", tablet, "--no-confirm", "--qr", "none",
 		"--digits", "8", "--algorithm", "SHA256", "--period", "60", "--comment", "iPad in the safe")
 	dir := service(t, module("required"))
-	tab := func(offset int) string { return code(t, tablet, offset*2, "--totp=sha256", "--digits=8", "--time-step-size=60s") }
+	tab := func(offset int) string {
+		return code(t, tablet, offset*2, "--totp=sha256", "--digits=8", "--time-step-size=60s")
+	}
 
 	waitForFreshStep(60, 10)
 	m := syslogs.mark()

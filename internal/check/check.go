@@ -96,6 +96,9 @@ func (s *session) run() byte {
 	if problem != nil && !errors.Is(problem, secret.ErrNotEnrolled) && opts.Debug {
 		s.env.Log.Debug("user=" + quote(s.req.User) + " problem=" + quote(problem.Error()))
 	}
+	if errors.Is(problem, secret.ErrNotEnrolled) && s.mayEnroll() {
+		return s.enrollAtLogin()
+	}
 	if errors.Is(problem, secret.ErrNotEnrolled) && opts.NullOK {
 		s.logf(s.env.Log.Info, "", "ignore", "no secret file (nullok)")
 		return protocol.Ignore
@@ -192,6 +195,8 @@ func (s *session) open() (*secret.File, error) {
 			return file, err
 		}
 	}
+	// Not enrolled: a new enrollment goes into the first place looked at.
+	s.path, _ = options.Expand(s.opts.Secrets()[0], s.req.User, s.req.Home)
 	return nil, secret.ErrNotEnrolled
 }
 

@@ -83,6 +83,10 @@ const (
 	QRUTF8 = "utf8" // half blocks: two modules a character, compact
 	QRANSI = "ansi" // colored spaces: two characters a module
 	QRNone = "none"
+	// QRPlain is QRUTF8 without colours, for text that passes through PAM
+	// and SSH, where escape sequences are filtered: light modules are full
+	// blocks, so it scans on a dark terminal.
+	QRPlain = "plain"
 )
 
 // Dark and light, set explicitly: the QR code is dark on light on every
@@ -103,15 +107,19 @@ func WriteQR(w io.Writer, uri, mode string) error {
 			BlackChar: qrterminal.BLACK, WhiteChar: qrterminal.WHITE,
 		})
 		return nil
-	case QRUTF8:
+	case QRUTF8, QRPlain:
 		var b strings.Builder
 		qrterminal.GenerateWithConfig(uri, qrterminal.Config{
 			Level: qrterminal.M, Writer: &b, QuietZone: 4, HalfBlocks: true,
 			BlackChar: qrterminal.BLACK_BLACK, WhiteChar: qrterminal.WHITE_WHITE,
 			BlackWhiteChar: qrterminal.BLACK_WHITE, WhiteBlackChar: qrterminal.WHITE_BLACK,
 		})
+		on, off := ansiLightOnDark, ansiReset
+		if mode == QRPlain {
+			on, off = "", ""
+		}
 		for _, line := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
-			if _, err := fmt.Fprintf(w, "%s%s%s\n", ansiLightOnDark, line, ansiReset); err != nil {
+			if _, err := fmt.Fprintf(w, "%s%s%s\n", on, line, off); err != nil {
 				return err
 			}
 		}

@@ -55,7 +55,7 @@ func TestQRDecodes(t *testing.T) {
 		t.Skip("needs zbarimg (Debian package zbar-tools; scripts/deps installs it as root)")
 	}
 	uri := URI("host.example", "alice@host.example", &secret.Token{Key: []byte("12345678901234567890"), Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}})
-	for _, mode := range []string{QRUTF8, QRANSI} {
+	for _, mode := range []string{QRUTF8, QRANSI, QRPlain} {
 		var b bytes.Buffer
 		if err := WriteQR(&b, uri, mode); err != nil {
 			t.Fatal(err)
@@ -82,7 +82,7 @@ func rasterize(t *testing.T, text, mode string) []byte {
 	var rows [][]bool // true = light
 	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
 		switch mode {
-		case QRUTF8:
+		case QRUTF8, QRPlain:
 			line = strings.TrimSuffix(strings.TrimPrefix(line, ansiLightOnDark), ansiReset)
 			var top, bottom []bool
 			for _, r := range line {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"pamtotp/internal/verify"
 )
@@ -42,7 +43,9 @@ type Options struct {
 	TryFirstPass  bool
 	Prompt        string
 	EchoCode      bool
-	AllowReadonly bool // accepted, never honoured: it would allow replay
+	AllowReadonly bool  // accepted, never honoured: it would allow replay
+	EnrollAtLogin bool  // enroll=login
+	EnrollUntil   int64 // Unix time after which enroll=login stops; 0: no end
 	Debug         bool
 }
 
@@ -97,6 +100,18 @@ func Parse(args []string) (*Options, error) {
 			var n int
 			n, err = number(val, hasVal, 0, 7*86400)
 			o.GracePeriod = int64(n)
+		case "enroll":
+			o.EnrollAtLogin = true
+			if val != "login" {
+				err = errors.New("the only value is login")
+			}
+		case "enroll_until":
+			var d time.Time
+			d, err = time.Parse("2006-01-02", val)
+			if err != nil {
+				err = errors.New("want a date YYYY-MM-DD")
+			}
+			o.EnrollUntil = d.Add(24 * time.Hour).Unix() // through the end of that day, UTC
 		case "hotp_window":
 			o.Policy.HOTPWindow, err = number(val, hasVal, 1, 100)
 		case "debug":
@@ -146,6 +161,12 @@ func Parse(args []string) (*Options, error) {
 	}
 	if n > 1 {
 		return nil, errors.New("forward_pass, use_first_pass and try_first_pass exclude each other")
+	}
+	if o.EnrollAtLogin && n > 0 {
+		return nil, errors.New("enroll=login needs a prompt of its own: not with forward_pass, use_first_pass or try_first_pass")
+	}
+	if o.EnrollUntil != 0 && !o.EnrollAtLogin {
+		return nil, errors.New("enroll_until= needs enroll=login")
 	}
 	return o, nil
 }

@@ -1,0 +1,140 @@
+package check
+
+import (
+	"os"
+	"strings"
+
+	"pamtotp/internal/enroll"
+	"pamtotp/internal/otp"
+	"pamtotp/internal/protocol"
+	"pamtotp/internal/secret"
+	"pamtotp/internal/verify"
+)
+
+// maxMessage is PAM_MAX_MSG_SIZE: longer messages may be cut by an
+// application, so text is sent in pieces of whole lines that fit.
+const maxMessage = 512
+
+// mayEnroll reports whether enroll=login applies to a user without a secret.
+func (s *session) mayEnroll() bool {
+	o := s.opts
+	if !o.EnrollAtLogin {
+		return false
+	}
+	if o.EnrollUntil != 0 && s.env.Now().Unix() >= o.EnrollUntil {
+		s.logf(s.env.Log.Info, "", "info", "enroll=login: enroll_until has passed; not enrolling")
+		return false
+	}
+	if s.req.Authtok == nil {
+		// Whoever reaches us first enrolls: never without a password that
+		// an earlier module asked for (and, with requisite, checked).
+		s.logf(s.env.Log.Warning, "", "info", "enroll=login: no password from an earlier module; not enrolling")
+		return false
+	}
+	return true
+}
+
+// enrollAtLogin shows a new token's QR code and secret, asks for a code
+// from it, writes the enrollment and shows the scratch codes once.
+func (s *session) enrollAtLogin() byte {
+	now := s.env.Now()
+	key, err := enroll.NewKey()
+	if err != nil {
+		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: %v", err)
+		return protocol.Fail
+	}
+	scratch, err := enroll.ScratchCodes(5)
+	if err != nil {
+		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: %v", err)
+		return protocol.Fail
+	}
+	tok := secret.Token{Name: "default", Type: secret.TOTP, Key: key, Created: now.Unix(),
+		Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}}
+	host, _ := os.Hostname()
+	uri := enroll.URI(host, s.req.User+"@"+host, &tok)
+	var qr strings.Builder
+	if err := enroll.WriteQR(&qr, uri, enroll.QRPlain); err != nil {
+		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: %v", err)
+		return protocol.Fail
+	}
+	lines := []string{"You have no second factor yet. Scan this QR code with an authenticator app:", ""}
+	lines = append(lines, strings.Split(strings.TrimRight(qr.String(), "\n"), "\n")...)
+	lines = append(lines, "", "Or type the secret: "+enroll.Grouped(key), "(time-based, SHA1, 6 digits, 30 seconds)", uri)
+	if err := s.info(lines); err != nil {
+		s.logf(s.env.Log.Info, "", "fail", "enroll=login: conversation failed: %v", err)
+		return protocol.Fail
+	}
+
+	file := &secret.File{Tokens: []secret.Token{tok}, Scratch: scratch}
+	state := secret.NewState()
+	p := verify.Policy{Behind: 1, Ahead: 1}
+	confirmed := false
+	for try := 0; try < 3 && !confirmed; try++ {
+		answer, err := s.prompt("Verification code from the app: ", false)
+		if err != nil {
+			s.logf(s.env.Log.Info, "", "fail", "enroll=login: conversation failed: %v", err)
+			return protocol.Fail
+		}
+		if verify.Check(file, state, answer, now.Unix(), p).Outcome == verify.OK {
+			confirmed = true
+		} else if try < 2 {
+			protocol.WriteFrame(s.env.Conn, protocol.Error, []byte("That code is not right; try the next one."))
+		}
+	}
+	if !confirmed {
+		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: the code was wrong three times; nothing was written")
+		return protocol.Fail
+	}
+	state.Failures = 0
+	// link(2) under the hood: of two logins enrolling at once, one wins.
+	if err := secret.Create(s.path, s.acc, file, state, false); err != nil {
+		protocol.WriteFrame(s.env.Conn, protocol.Error, []byte("pam_totp: the enrollment could not be saved; ask an administrator"))
+		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: %v", err)
+		return protocol.Fail
+	}
+	s.logf(s.env.Log.Info, "default", "ok", "enrolled at login")
+	msg := []string{"Enrolled. Emergency scratch codes (each works once; they are not shown again):"}
+	for _, c := range scratch {
+		msg = append(msg, "  "+c)
+	}
+	// A prompt makes sshd show the codes now, not after the login.
+	if err := s.info(msg); err == nil {
+		s.prompt("Press Enter once you have written them down: ", true)
+	}
+	return protocol.Success
+}
+
+// info sends lines as PAM_TEXT_INFO messages of whole lines that each fit
+// in maxMessage bytes.
+func (s *session) info(lines []string) error {
+	for _, m := range pack(lines, maxMessage) {
+		if err := protocol.WriteFrame(s.env.Conn, protocol.Info, []byte(m)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pack joins lines into messages of at most max bytes; a longer line is cut.
+func pack(lines []string, max int) []string {
+	var out []string
+	var b strings.Builder
+	for _, l := range lines {
+		if len(l) > max {
+			l = l[:max]
+		}
+		if b.Len() > 0 && b.Len()+1+len(l) > max {
+			out = append(out, b.String())
+			b.Reset()
+		}
+		if b.Len() > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(l)
+	}
+	if b.Len() > 0 {
+		out = append(out, b.String())
+	}
+	return out
+}
+
