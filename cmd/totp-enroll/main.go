@@ -32,23 +32,21 @@ const (
 	exitNoConfirm = 3 // the confirmation code was wrong three times
 )
 
-const usage = `Usage: totp-enroll [options]
-       totp-enroll migrate [--user NAME | --all] [--dry-run] ...
-       totp-enroll import oath FILE [--user NAME] [--skip-bad] [--dry-run] ...
+const usage = `Usage: totp-enroll [--user NAME] [--secret-file TEMPLATE] [options]
+       totp-enroll [--user NAME] [--secret-file TEMPLATE] COMMAND [arguments]
 
-Enrolls a user for pam_totp: makes a 160-bit secret, shows it as a QR code
-and as text, asks for a code from the authenticator app to confirm, writes
-the secret file and prints single-use scratch codes.
+Without a command, enrolls a user for pam_totp: makes a 160-bit secret,
+shows it as a QR code and as text, asks for a code from the authenticator
+app to confirm, writes the secret file and prints single-use scratch codes.
 
-Commands (each has --help):
-  migrate                convert pam_google_authenticator files
-  import oath FILE       import pam_oath's users file
-
-Options:
-  --user NAME            enroll NAME instead of yourself (root only)
+Options (enrollment and add):
+  --user NAME            work on NAME instead of yourself (root only)
   --secret-file TEMPLATE the secret file, as the module's secret= option
                          (default ~/.pam_totp; %u user, %h or ~ home)
   --name NAME            the token's name (default "default")
+  --type totp|hotp       time-based (default) or counter-based
+  --counter N            hotp: the token's first counter (default 0)
+  --comment TEXT         a note about the token, e.g. the device
   --issuer TEXT          issuer shown by the app (default: this host's name)
   --label TEXT           account shown by the app (default: user@host)
   --digits 6|8           code length (default 6)
@@ -60,8 +58,29 @@ Options:
   --no-confirm           do not ask for a code; never reads standard input
   --force                replace an existing enrollment
 
-Exit status: 0 enrolled; 1 failed (nothing was written); 2 bad command
-line; 3 the confirmation code was wrong three times (nothing was written).
+Commands for your own tokens (root: for anyone's, with --user):
+  add --name NAME [options]  add a token (phone, tablet, hardware token)
+  list                       list the tokens
+  remove NAME                remove a token
+  disable NAME, enable NAME  stop or resume accepting a token's codes
+
+Admin commands (root):
+  show NAME                  show a token's QR code again
+  status                     tokens, last use, drift, failures and lock
+  unlock                     clear the failures and the lock
+  sync NAME CODE1 CODE2 [--range STEPS]   resynchronise from two consecutive codes
+  passcodes --generate N | --clear        one-time admin passcodes
+  scratch --regenerate [--count N]        new scratch codes
+  reset                      remove the enrollment
+  import csv FILE [--users] [--skip-bad] [--dry-run]
+  import pskc FILE [--key HEX | --password-file FILE] [--skip-bad]
+  import oath FILE [--skip-bad] [--dry-run]
+  migrate [--all] [--dry-run]             convert pam_google_authenticator files
+
+Each command has --help. docs/admin-guide.md has an example session.
+
+Exit status: 0 done; 1 failed (nothing was written); 2 bad command line;
+3 the confirmation code was wrong three times (nothing was written).
 `
 
 type config struct {
@@ -148,7 +167,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if label == "" {
 		label = target.Username + "@" + host
 	}
-	fmt.Fprintf(stdout, "Enrolling %s (token %q). Scan this QR code with an authenticator app:\n\n", target.Username, tok.Name)
+	verb := "Enrolling"
+	if c.add {
+		verb = "Adding a token for"
+	}
+	fmt.Fprintf(stdout, "%s %s (token %q). Scan this QR code with an authenticator app:\n\n", verb, target.Username, tok.Name)
 	if err := showToken(stdout, issuer, label, tok, c.qr); err != nil {
 		return fail(exitUsage, "%v", err)
 	}

@@ -137,4 +137,3 @@ func pack(lines []string, max int) []string {
 	}
 	return out
 }
-
