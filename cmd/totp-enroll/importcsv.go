@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -34,43 +33,23 @@ Options:
 `
 
 func runImportCSV(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("import csv", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	userName := fs.String("user", "", "")
-	users := fs.Bool("users", false, "")
-	to := fs.String("secret-file", options.DefaultSecret, "")
-	skipBad := fs.Bool("skip-bad", false, "")
-	dry := fs.Bool("dry-run", false, "")
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, importCSVUsage)
-		return exitOK
+	c := newImportCommand("import csv", importCSVUsage)
+	users := c.fs.Bool("users", false, "")
+	loc, data, file, exit := c.start(args, stdout, stderr, func() error {
+		if *users == (*c.user != "") {
+			return errors.New("want either --user NAME or --users")
+		}
+		if *c.user != "" {
+			_, err := lookupAccount(*c.user)
+			return err
+		}
+		return nil
+	})
+	if exit >= 0 {
+		return exit
 	}
-	switch {
-	case err != nil:
-	case len(pos) != 1:
-		err = errors.New("want exactly one FILE")
-	case *users == (*userName != ""):
-		err = errors.New("want either --user NAME or --users")
-	}
-	var loc *location
-	if err == nil {
-		loc, err = parseLocation("--secret-file", *to)
-	}
-	if err == nil && *userName != "" {
-		_, err = lookupAccount(*userName)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "totp-enroll import csv: %v (see import csv --help)\n", err)
-		return exitUsage
-	}
-	data, err := readInput(pos[0])
-	if err != nil {
-		fmt.Fprintf(stderr, "totp-enroll import csv: %v\n", err)
-		return exitError
-	}
-	entries, bad := parseCSV(data, *userName, time.Now())
-	return importEntries("import csv", pos[0], loc, entries, bad, *skipBad, *dry, stdout, stderr)
+	entries, bad := parseCSV(data, *c.user, time.Now())
+	return c.finish(loc, file, entries, bad, stdout, stderr)
 }
 
 // parseCSV reads the lines; with user "" the first field names the user.

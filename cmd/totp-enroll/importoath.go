@@ -45,41 +45,70 @@ type importEntry struct {
 }
 
 func runImportOath(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("import oath", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	only := fs.String("user", "", "")
-	to := fs.String("secret-file", options.DefaultSecret, "")
-	skipBad := fs.Bool("skip-bad", false, "")
-	dry := fs.Bool("dry-run", false, "")
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, importOathUsage)
-		return exitOK
-	}
-	if err == nil && len(pos) != 1 {
-		err = errors.New("want exactly one FILE")
-	}
-	var loc *location
-	if err == nil {
-		loc, err = parseLocation("--secret-file", *to)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "totp-enroll import oath: %v (see import oath --help)\n", err)
-		return exitUsage
-	}
-	data, err := readInput(pos[0])
-	if err != nil {
-		fmt.Fprintf(stderr, "totp-enroll import oath: %v\n", err)
-		return exitError
+	c := newImportCommand("import oath", importOathUsage)
+	loc, data, file, exit := c.start(args, stdout, stderr, func() error { return nil })
+	if exit >= 0 {
+		return exit
 	}
 	entries, bad := parseOath(data, time.Now())
 	var keep []importEntry
 	for _, e := range entries {
-		if *only == "" || e.user == *only {
+		if *c.user == "" || e.user == *c.user {
 			keep = append(keep, e)
 		}
 	}
-	return importEntries("import oath", pos[0], loc, keep, bad, *skipBad, *dry, stdout, stderr)
+	return c.finish(loc, file, keep, bad, stdout, stderr)
+}
+
+// importCommand is what the import commands share: their common flags,
+// reading FILE, and writing and reporting the tokens.
+type importCommand struct {
+	name, usage  string
+	fs           *flag.FlagSet
+	user, to     *string
+	skipBad, dry *bool
+}
+
+func newImportCommand(name, usage string) *importCommand {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return &importCommand{name: name, usage: usage, fs: fs,
+		user: fs.String("user", "", ""), to: fs.String("secret-file", options.DefaultSecret, ""),
+		skipBad: fs.Bool("skip-bad", false, ""), dry: fs.Bool("dry-run", false, "")}
+}
+
+// start parses the flags (check judges the command's own), and reads FILE.
+// An exit status of 0 or more means: stop with it.
+func (c *importCommand) start(args []string, stdout, stderr io.Writer, check func() error) (*location, []byte, string, int) {
+	pos, err := parseInterspersed(c.fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, c.usage)
+		return nil, nil, "", exitOK
+	}
+	if err == nil && len(pos) != 1 {
+		err = errors.New("want exactly one FILE")
+	}
+	if err == nil {
+		err = check()
+	}
+	var loc *location
+	if err == nil {
+		loc, err = parseLocation("--secret-file", *c.to)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll %s: %v (see %s --help)\n", c.name, err, c.name)
+		return nil, nil, "", exitUsage
+	}
+	data, err := readInput(pos[0])
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll %s: %v\n", c.name, err)
+		return nil, nil, "", exitError
+	}
+	return loc, data, pos[0], -1
+}
+
+func (c *importCommand) finish(loc *location, file string, entries []importEntry, bad []error, stdout, stderr io.Writer) int {
+	return importEntries(c.name, file, loc, entries, bad, *c.skipBad, *c.dry, stdout, stderr)
 }
 
 // importEntries writes the entries into their users' files, each user's at

@@ -3,14 +3,12 @@ package main
 import (
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"time"
 
-	"pamtotp/internal/options"
 	"pamtotp/internal/otp"
 	"pamtotp/internal/pskc"
 	"pamtotp/internal/secret"
@@ -38,60 +36,41 @@ Options:
 `
 
 func runImportPSKC(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("import pskc", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	userName := fs.String("user", "", "")
-	keyHex := fs.String("key", "", "")
-	password := fs.String("password", "", "")
-	passwordFile := fs.String("password-file", "", "")
-	to := fs.String("secret-file", options.DefaultSecret, "")
-	skipBad := fs.Bool("skip-bad", false, "")
-	dry := fs.Bool("dry-run", false, "")
-	pos, err := parseInterspersed(fs, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, importPSKCUsage)
-		return exitOK
-	}
+	c := newImportCommand("import pskc", importPSKCUsage)
+	keyHex := c.fs.String("key", "", "")
+	password := c.fs.String("password", "", "")
+	passwordFile := c.fs.String("password-file", "", "")
 	var cred pskc.Credentials
-	switch {
-	case err != nil:
-	case len(pos) != 1:
-		err = errors.New("want exactly one FILE")
-	case *userName == "" && os.Geteuid() == 0:
-		err = errors.New("--user NAME is required")
-	case *password != "" && *passwordFile != "":
-		err = errors.New("--password and --password-file exclude each other")
-	case *keyHex != "":
-		if cred.PSK, err = hex.DecodeString(*keyHex); err != nil {
-			err = errors.New("--key: not hexadecimal")
-		}
-	}
-	cred.Password = *password
-	if err == nil && *passwordFile != "" {
-		var data []byte
-		if data, err = readInput(*passwordFile); err == nil {
-			cred.Password, _, _ = strings.Cut(strings.TrimRight(string(data), "\r\n"), "\n")
-		}
-	}
-	var loc *location
 	var acct *account
-	if err == nil {
-		loc, err = parseLocation("--secret-file", *to)
+	loc, data, file, exit := c.start(args, stdout, stderr, func() error {
+		var err error
+		switch {
+		case *c.user == "" && os.Geteuid() == 0:
+			return errors.New("--user NAME is required")
+		case *password != "" && *passwordFile != "":
+			return errors.New("--password and --password-file exclude each other")
+		case *keyHex != "":
+			if cred.PSK, err = hex.DecodeString(*keyHex); err != nil {
+				return errors.New("--key: not hexadecimal")
+			}
+		}
+		cred.Password = *password
+		if *passwordFile != "" {
+			pw, err := readInput(*passwordFile)
+			if err != nil {
+				return err
+			}
+			cred.Password, _, _ = strings.Cut(strings.TrimRight(string(pw), "\r\n"), "\n")
+		}
+		acct, err = lookupAccount(*c.user)
+		return err
+	})
+	if exit >= 0 {
+		return exit
 	}
-	if err == nil {
-		acct, err = lookupAccount(*userName)
-	}
+	keys, err := pskc.Parse(data, cred)
 	if err != nil {
-		fmt.Fprintf(stderr, "totp-enroll import pskc: %v (see import pskc --help)\n", err)
-		return exitUsage
-	}
-	data, err := readInput(pos[0])
-	var keys []pskc.Key
-	if err == nil {
-		keys, err = pskc.Parse(data, cred)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", pos[0], err)
+		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", file, err)
 		return exitError
 	}
 	var entries []importEntry
@@ -106,7 +85,7 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		e.line = i + 1
 		entries = append(entries, *e)
 	}
-	return importEntries("import pskc", pos[0], loc, entries, bad, *skipBad, *dry, stdout, stderr)
+	return c.finish(loc, file, entries, bad, stdout, stderr)
 }
 
 func pskcEntry(k pskc.Key, user string, now time.Time) (*importEntry, error) {
