@@ -399,3 +399,48 @@ func TestGroupPolicies(t *testing.T) {
 	}
 	expectLog(t, m, `require_group=nosuchgroup42: no such group`)
 }
+
+// grace_period on a native file: kept in the state file.
+func TestGracePeriodNative(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	dir := service(t, module("required", "grace_period=60"))
+	host := map[pam.Item]string{pam.Rhost: "198.51.100.4"}
+	if err := authenticateFrom(t, dir, u.name, &conv{answers: []string{u.scratch[0]}}, host); err != nil {
+		t.Fatal(err)
+	}
+	c := &conv{}
+	if err := authenticateFrom(t, dir, u.name, c, host); err != nil || len(c.prompts) != 0 {
+		t.Fatalf("same host within the grace period: %v, prompts %q", err, c.prompts)
+	}
+	data, _ := os.ReadFile(filepath.Join(u.home, ".pam_totp.state"))
+	if !regexp.MustCompile(`(?m)^grace 198\.51\.100\.4 \d+$`).Match(data) {
+		t.Fatalf("no grace line in the state:\n%s", data)
+	}
+	if err := authenticateFrom(t, dir, u.name, &conv{}, map[pam.Item]string{pam.Rhost: "198.51.100.5"}); err == nil {
+		t.Fatal("another host got in without a code")
+	}
+	if err := authenticateFrom(t, service(t, module("required")), u.name, &conv{}, host); err == nil {
+		t.Fatal("without grace_period the same host got in without a code")
+	}
+}
+
+func TestSyncHOTP(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	u.secret = newSecret(t)
+	mustEnroll(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--type", "hotp", "--digits", "8")
+	dir := service(t, module("required"))
+	h := func(c int) string { return hotpCode(t, u.secret, c, 8) }
+	out := mustEnroll(t, "--user", u.name, "sync", "default", h(500), h(501))
+	if !strings.Contains(out, "is at counter 501") {
+		t.Fatalf("sync:\n%s", out)
+	}
+	if err := login(t, dir, u, h(501)); err == nil {
+		t.Fatal("a counter used for sync was accepted")
+	}
+	if err := login(t, dir, u, h(502)); err != nil {
+		t.Fatalf("after sync: %v", err)
+	}
+}
