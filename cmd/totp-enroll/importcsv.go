@@ -20,6 +20,7 @@ const importCSVUsage = `Usage: totp-enroll --user NAME import csv FILE [options]
 
 Imports hardware tokens from a semicolon-separated UTF-8 file, one token a
 line:  hex key;time step;comment   (with --users: user;hex key;time step;comment)
+Blank lines and lines starting with # are skipped.
 The key has at least 128 bits; an empty time step means 30 seconds. Each
 token is added as hw (hw-2, ...) to the user's file, which is created if
 need be. The whole file is refused on the first bad line unless --skip-bad.
@@ -54,25 +55,11 @@ func runImportCSV(args []string, stdout, stderr io.Writer) int {
 
 // parseCSV reads the lines; with user "" the first field names the user.
 func parseCSV(data []byte, user string, now time.Time) ([]importEntry, []error) {
-	var out []importEntry
-	var bad []error
 	if !utf8.Valid(data) {
 		return nil, []error{errors.New("the file is not UTF-8")}
 	}
-	for i, l := range strings.Split(strings.TrimPrefix(string(data), "\ufeff"), "\n") {
-		l = strings.TrimRight(l, "\r")
-		if strings.TrimSpace(l) == "" {
-			continue
-		}
-		e, err := parseCSVLine(l, user, now)
-		if err != nil {
-			bad = append(bad, fmt.Errorf("line %d: %w", i+1, err))
-			continue
-		}
-		e.line = i + 1
-		out = append(out, *e)
-	}
-	return out, bad
+	text := strings.TrimPrefix(string(data), "\ufeff")
+	return parseLines(text, func(l string) (*importEntry, error) { return parseCSVLine(l, user, now) })
 }
 
 func parseCSVLine(l, user string, now time.Time) (*importEntry, error) {

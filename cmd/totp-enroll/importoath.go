@@ -241,17 +241,17 @@ func describe(t *secret.Token) string {
 	return fmt.Sprintf("time-based, %d digits, %d s", t.Params.Digits, t.Params.Period)
 }
 
-// parseOath reads a users file; it returns the good lines and one error
-// per bad line.
-func parseOath(data []byte, now time.Time) ([]importEntry, []error) {
+// parseLines runs parse on each line that is neither blank nor a comment
+// ('#'), and returns the entries of the good lines and one error a bad line.
+func parseLines(data string, parse func(line string) (*importEntry, error)) ([]importEntry, []error) {
 	var out []importEntry
 	var bad []error
-	for i, l := range strings.Split(string(data), "\n") {
-		l = strings.TrimSpace(l)
-		if l == "" || l[0] == '#' {
+	for i, l := range strings.Split(data, "\n") {
+		l = strings.TrimRight(l, "\r")
+		if t := strings.TrimSpace(l); t == "" || t[0] == '#' {
 			continue
 		}
-		e, err := parseOathLine(l, now)
+		e, err := parse(l)
 		if err != nil {
 			bad = append(bad, fmt.Errorf("line %d: %w", i+1, err))
 			continue
@@ -260,6 +260,11 @@ func parseOath(data []byte, now time.Time) ([]importEntry, []error) {
 		out = append(out, *e)
 	}
 	return out, bad
+}
+
+// parseOath reads a pam_oath users file.
+func parseOath(data []byte, now time.Time) ([]importEntry, []error) {
+	return parseLines(string(data), func(l string) (*importEntry, error) { return parseOathLine(l, now) })
 }
 
 func parseOathLine(l string, now time.Time) (*importEntry, error) {
