@@ -250,7 +250,7 @@ func (d *decrypter) encryptionKey() ([]byte, error) {
 		}
 		salt, err := base64.StdEncoding.DecodeString(strings.TrimSpace(m.Params.Salt))
 		p := m.Params
-		if err != nil || len(salt) == 0 || p.Iterations < 1 || p.Iterations > 10_000_000 || (p.KeyLength != 16 && p.KeyLength != 24 && p.KeyLength != 32) {
+		if err != nil || len(salt) == 0 || p.Iterations < 1 || p.Iterations > 1_000_000 || (p.KeyLength != 16 && p.KeyLength != 24 && p.KeyLength != 32) {
 			return nil, errors.New("bad PBKDF2 parameters")
 		}
 		if p.PRF.Algorithm != "" && !strings.HasSuffix(p.PRF.Algorithm, "hmac-sha1") && !strings.HasSuffix(p.PRF.Algorithm, "hmac-sha256") {
