@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -101,7 +99,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "totp-enroll: "+format+"\n", a...)
 		return code
 	}
-	if name, rest, ok := splitCommand(args); ok && name != "add" {
+	commands := newCommands()
+	if name, rest, ok := splitCommand(commands, args); ok && name != "add" {
 		return commands[name](rest, stdin, stdout, stderr)
 	} else if ok {
 		args = append(rest, "--add")
@@ -114,25 +113,22 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitUsage, "%v (see --help)", err)
 	}
-	target, err := lookupTarget(c.user)
+	target, err := lookupAccount(c.user)
 	if err != nil {
 		return fail(exitUsage, "%v", err)
 	}
-	tmpl, err := options.Parse([]string{"secret=" + c.secretFile})
+	loc, err := parseLocation("--secret-file", c.secretFile)
+	if err != nil {
+		return fail(exitUsage, "%v", err)
+	}
+	path, err := loc.path(target)
 	if err != nil {
 		return fail(exitUsage, "--secret-file: %v", err)
 	}
-	path, err := options.Expand(tmpl.Secret, target.Username, target.HomeDir)
-	if err != nil {
-		return fail(exitUsage, "--secret-file: %v", err)
-	}
-	uid, _ := strconv.Atoi(target.Uid)
-	gid, _ := strconv.Atoi(target.Gid)
-	owner := 0
-	if tmpl.AsUser() {
-		// Never write a user's home as root: become the user first.
-		owner = uid
-		if err := privilege.Drop(uid, gid); err != nil {
+	acc := loc.access(target)
+	if loc.opts.AsUser() {
+		// Never write a user's home as root: become the user first, for good.
+		if err := privilege.Drop(target.uid, target.gid); err != nil {
 			return fail(exitError, "%v", err)
 		}
 	} else if os.Geteuid() != 0 {
@@ -143,9 +139,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	_, statErr := os.Lstat(path)
 	switch {
 	case c.add && statErr != nil:
-		return fail(exitError, "%s is not enrolled yet: run totp-enroll without add first", target.Username)
+		return fail(exitError, "%s is not enrolled yet: run totp-enroll without add first", target.name)
 	case !c.add && !c.force && statErr == nil:
-		return fail(exitError, "%s exists: %s is enrolled (use --force to replace)", path, target.Username)
+		return fail(exitError, "%s exists: %s is enrolled (use --force to replace)", path, target.name)
 	}
 
 	tok, err := newToken(c)
@@ -165,13 +161,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		issuer = host
 	}
 	if label == "" {
-		label = target.Username + "@" + host
+		label = target.name + "@" + host
 	}
 	verb := "Enrolling"
 	if c.add {
 		verb = "Adding a token for"
 	}
-	fmt.Fprintf(stdout, "%s %s (token %q). Scan this QR code with an authenticator app:\n\n", verb, target.Username, tok.Name)
+	fmt.Fprintf(stdout, "%s %s (token %q). Scan this QR code with an authenticator app:\n\n", verb, target.name, tok.Name)
 	if err := showToken(stdout, issuer, label, tok, c.qr); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
@@ -184,9 +180,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if c.add {
-		err := secret.Update(path, secret.Owner(owner), func(f *secret.File, st *secret.State) error {
+		err := secret.Update(path, acc, func(f *secret.File, st *secret.State) error {
 			if f.Token(tok.Name) != nil {
-				return fmt.Errorf("%s already has a token %q (choose another --name)", target.Username, tok.Name)
+				return fmt.Errorf("%s already has a token %q (choose another --name)", target.name, tok.Name)
 			}
 			f.Tokens = append(f.Tokens, *tok)
 			if ts := state.Tokens[tok.Fingerprint()]; ts != nil {
@@ -207,7 +203,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return fail(exitError, "%v", err)
 		}
 	}
-	if err := secret.Replace(path, secret.Owner(owner), file, c.force); err != nil {
+	if err := secret.Replace(path, acc, file, c.force); err != nil {
 		return fail(exitError, "%v", err)
 	}
 	fmt.Fprintf(stdout, "Written: %s\n", path)
@@ -275,20 +271,6 @@ func showToken(w io.Writer, issuer, label string, t *secret.Token, qr string) er
 	}
 	fmt.Fprintf(w, "\nOr type the secret: %s\n(%s)\n%s\n\n", enroll.Grouped(t.Key), kind, uri)
 	return nil
-}
-
-func lookupTarget(name string) (*user.User, error) {
-	if name == "" {
-		return user.LookupId(strconv.Itoa(os.Getuid()))
-	}
-	if os.Getuid() != 0 {
-		return nil, errors.New("--user is for root; without it you enroll yourself")
-	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("no user %q", name)
-	}
-	return u, nil
 }
 
 func newToken(c *config) (*secret.Token, error) {

@@ -131,7 +131,7 @@ func migrateAccount(c *migrateConfig, a *account, stdout io.Writer) (bool, error
 			return err
 		}
 		defer old.Close()
-		if old.Google == nil {
+		if old.Google() == nil {
 			return fmt.Errorf("%s is not a pam_google_authenticator file", src)
 		}
 		found = true
@@ -168,7 +168,7 @@ func migrateAccount(c *migrateConfig, a *account, stdout io.Writer) (bool, error
 // convertGoogle turns an opened pam_google_authenticator file into a
 // pam_totp enrollment, and says what does not carry over.
 func convertGoogle(old *secret.Account) (*secret.File, *secret.State, []string, error) {
-	g := old.Google
+	g := old.Google()
 	t := old.File.Tokens[0]
 	oldState := old.State.Token(&t)
 	t.Name, t.Created = "default", time.Now().Unix()

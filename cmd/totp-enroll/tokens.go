@@ -277,9 +277,12 @@ func printCodes(out io.Writer, title string, codes []string) {
 	}
 }
 
-var commands map[string]func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+// A command runs with its arguments and exits with the returned status.
+type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
-func init() {
+// newCommands returns the commands; the flag values a command's run reads
+// are local to one call.
+func newCommands() map[string]command {
 	var syncRange, generate, count int
 	var clear, regenerate bool
 	var qr, issuer, label string
@@ -432,7 +435,7 @@ func init() {
 				})
 			}},
 	}
-	commands = map[string]func([]string, io.Reader, io.Writer, io.Writer) int{
+	commands := map[string]command{
 		"migrate": func(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			return runMigrate(args, stdout, stderr)
 		},
@@ -443,11 +446,12 @@ func init() {
 			return runTokenCommand(name, c, args, stdout, stderr)
 		}
 	}
+	return commands
 }
 
 // splitCommand finds a command after the global --user and --secret-file
 // flags. The command's arguments come first in rest, then those flags.
-func splitCommand(args []string) (name string, rest []string, ok bool) {
+func splitCommand(commands map[string]command, args []string) (name string, rest []string, ok bool) {
 	var globals []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]

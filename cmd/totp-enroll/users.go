@@ -31,9 +31,21 @@ func accountOf(u *user.User) (*account, error) {
 	return &account{name: u.Username, uid: uid, gid: gid, home: u.HomeDir}, nil
 }
 
-// lookupAccount finds a user by name; only root may name another user.
+// lookupAccount finds a user by name, or yourself for ""; only root may
+// name another user.
 func lookupAccount(name string) (*account, error) {
-	u, err := lookupTarget(name)
+	var u *user.User
+	var err error
+	switch {
+	case name == "":
+		u, err = user.LookupId(strconv.Itoa(os.Getuid()))
+	case os.Getuid() != 0:
+		return nil, errors.New("--user is for root; without it you work on yourself")
+	default:
+		if u, err = user.Lookup(name); err != nil {
+			return nil, fmt.Errorf("no user %q", name)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

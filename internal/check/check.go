@@ -177,10 +177,14 @@ func (s *session) open() (*secret.File, error) {
 	if os.Getuid() != acc.Owner || os.Geteuid() != acc.Owner {
 		return nil, fmt.Errorf("checker runs as uid %d, not as the owner of the secret files (uid %d)", os.Geteuid(), acc.Owner)
 	}
+	first := ""
 	for _, tmpl := range s.opts.Secrets() {
 		path, err := options.Expand(tmpl, s.req.User, s.req.Home)
 		if err != nil {
 			return nil, err
+		}
+		if first == "" {
+			first = path
 		}
 		if !s.opts.AsUser() {
 			if err := secret.CheckStoreDir(path, acc.Owner); err != nil {
@@ -196,7 +200,7 @@ func (s *session) open() (*secret.File, error) {
 		}
 	}
 	// Not enrolled: a new enrollment goes into the first place looked at.
-	s.path, _ = options.Expand(s.opts.Secrets()[0], s.req.User, s.req.Home)
+	s.path = first
 	return nil, secret.ErrNotEnrolled
 }
 
@@ -237,7 +241,7 @@ func lookupAccount(v string) (int, error) {
 // file to that file's own settings (docs/migrating.md).
 func (s *session) policy(a *secret.Account) verify.Policy {
 	p := s.opts.Policy
-	if g := a.Google; g != nil {
+	if g := a.Google(); g != nil {
 		p.Behind, p.Ahead = (g.Window-1)/2, g.Window/2
 		p.InitialWindow = 0
 		p.FixedDrift = true

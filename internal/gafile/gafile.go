@@ -85,7 +85,7 @@ func Parse(data []byte) (*File, error) {
 		return nil, errors.New("file contains a NUL byte")
 	}
 	text := string(data)
-	f := &File{Step: DefaultStep, Window: DefaultWindow, finalNL: strings.HasSuffix(text, "\n"), scratchN: map[string]int{}}
+	f := &File{Step: DefaultStep, Window: DefaultWindow, finalNL: strings.HasSuffix(text, "\n")}
 	f.lines = strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	key, err := decodeSecret(f.lines[0])
 	if err != nil {

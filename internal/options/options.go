@@ -74,8 +74,7 @@ func Parse(args []string) (*Options, error) {
 		case "echo_code", "echo_verification_code":
 			err = flag(&o.EchoCode)
 		case "noskewadj":
-			var b bool
-			err = flag(&b)
+			err = flag(new(bool))
 			o.Policy.ResyncRange, o.Policy.HOTPResync = 0, 0
 		case "no_increment_hotp":
 			err = flag(&o.NoHOTPAdvance)

@@ -20,6 +20,7 @@ type google struct {
 	ga    *gafile.File
 	file  *File
 	state *State
+	grace []Grace // the LASTn lines as read, to see whether they changed
 	mode  os.FileMode
 	orig  []byte
 }
@@ -58,7 +59,7 @@ func fromGoogle(ga *gafile.File, data []byte, mode os.FileMode) *google {
 			st.Grace = append(st.Grace, Grace{l.Host, l.Time})
 		}
 	}
-	return &google{ga: ga, file: f, state: st.Clone(), mode: mode, orig: data}
+	return &google{ga: ga, file: f, state: st, grace: slices.Clone(st.Grace), mode: mode, orig: data}
 }
 
 // update writes st into the file's lines and returns the new text, and
@@ -92,7 +93,7 @@ func (g *google) update(st *State) ([]byte, bool) {
 		}
 		ga.Set("RATE_LIMIT", v)
 	}
-	if !sameGrace(st.Grace, ga.Last) {
+	if !slices.Equal(st.Grace, g.grace) {
 		for i := 0; i <= 9; i++ {
 			ga.Delete(fmt.Sprintf("LAST%d", i))
 		}
@@ -137,22 +138,4 @@ func (g *google) updateTOTP(ts *TokenState) {
 	case want != nil && (n == 0 || ga.Resetting[n-1] != want[0]):
 		ga.Set("RESETTING_TIME_SKEW", fmt.Sprintf("%d%+d", want[0].Step, want[0].Skew))
 	}
-}
-
-func sameGrace(a []Grace, b []gafile.Last) bool {
-	var valid []gafile.Last
-	for _, l := range b {
-		if ValidPlace(l.Host) && len(valid) < MaxGrace {
-			valid = append(valid, l)
-		}
-	}
-	if len(a) != len(valid) {
-		return false
-	}
-	for i := range a {
-		if a[i].Place != valid[i].Host || a[i].Time != valid[i].Time {
-			return false
-		}
-	}
-	return true
 }

@@ -144,7 +144,6 @@ type Account struct {
 	Path   string
 	File   *File
 	State  *State
-	Google *gafile.File // the file is pam_google_authenticator's; its state is in it
 	acc    Access
 	lock   *os.File
 	google *google
@@ -195,7 +194,7 @@ func load(f *os.File, path string, acc Access) (*Account, error) {
 		return nil, err
 	}
 	if g != nil {
-		return &Account{Path: path, File: file, State: g.state, Google: g.ga, acc: acc, lock: f, google: g}, nil
+		return &Account{Path: path, File: file, State: g.state, acc: acc, lock: f, google: g}, nil
 	}
 	state := NewState()
 	sf, err := openChecked(StatePath(path), acc)
@@ -255,6 +254,15 @@ func writeLocked(path string, data []byte, mode os.FileMode) error {
 
 // Close releases the lock.
 func (a *Account) Close() error { return a.lock.Close() }
+
+// Google is the pam_google_authenticator file the enrollment was read
+// from, whose lines also hold its state; nil for pam_totp's own format.
+func (a *Account) Google() *gafile.File {
+	if a.google == nil {
+		return nil
+	}
+	return a.google.ga
+}
 
 // WriteAtomic replaces path with data: a temporary file in the same directory,
 // written and fsynced, renamed over path, then the directory fsynced. Readers
@@ -358,7 +366,7 @@ func Update(path string, acc Access, change func(*File, *State) error) error {
 		return err
 	}
 	defer a.Close()
-	if a.Google != nil {
+	if a.google != nil {
 		return fmt.Errorf("%s is a pam_google_authenticator file: convert it with totp-enroll migrate first", path)
 	}
 	if err := change(a.File, a.State); err != nil {
