@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -82,6 +83,10 @@ func (t *Token) Fingerprint() string {
 	h.Write(t.Key)
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
+
+// SameKey reports whether t and u share a key: their codes then overlap
+// (a 6-digit code is the tail of the 8-digit one), whatever the digits.
+func (t *Token) SameKey(u *Token) bool { return subtle.ConstantTimeCompare(t.Key, u.Key) == 1 }
 
 // File is the content of a secret file.
 type File struct {
@@ -228,6 +233,17 @@ func (t *Token) Validate() error {
 	return t.Params.Validate()
 }
 
+// WithKey returns the token that has t's key, or nil: a new token must not
+// reuse a key the user already has, or one code would open both.
+func (f *File) WithKey(t *Token) *Token {
+	for i := range f.Tokens {
+		if f.Tokens[i].SameKey(t) {
+			return &f.Tokens[i]
+		}
+	}
+	return nil
+}
+
 // Token returns the token called name, or nil.
 func (f *File) Token(name string) *Token {
 	for i := range f.Tokens {
@@ -287,8 +303,10 @@ type TokenState struct {
 type State struct {
 	Tokens      map[string]*TokenState // by Token.Fingerprint
 	ScratchUsed []string               // scratch codes and admin passcodes that were used
-	Failures    int
+	Failures    int     // wrong codes since the last success or lock
 	LockedUntil int64   // Unix time
+	Lockouts    int     // locks since the last success: each lasts twice as long
+	Missed      int     // wrong codes since the last success, told at the next one
 	FailedAt    []int64 // Unix times of recent failures, for a rate limit
 	Grace       []Grace // recent successful logins, for grace_period
 }
@@ -434,12 +452,19 @@ func (s *State) parseLine(fields []string) error {
 		s.Tokens[fields[1]] = ts
 	case fields[0] == "scratch-used" && len(fields) == 2 && otp.IsDigits(fields[1], otp.ScratchLen):
 		s.ScratchUsed = append(s.ScratchUsed, fields[1])
-	case fields[0] == "failures" && len(fields) == 2:
+	case (fields[0] == "failures" || fields[0] == "lockouts" || fields[0] == "missed") && len(fields) == 2:
 		v, err := strconv.Atoi(fields[1])
 		if err != nil || v < 0 {
-			return errors.New("bad failure count")
+			return fmt.Errorf("bad count in %q", fields[0])
 		}
-		s.Failures = v
+		switch fields[0] {
+		case "failures":
+			s.Failures = v
+		case "lockouts":
+			s.Lockouts = v
+		default:
+			s.Missed = v
+		}
 	case fields[0] == "failed-at" && len(fields) >= 2:
 		for _, f := range fields[1:] {
 			v, err := n(f)
@@ -506,6 +531,12 @@ func (s *State) Marshal(f *File) []byte {
 	}
 	if s.LockedUntil > 0 {
 		fmt.Fprintf(&b, "locked-until %d\n", s.LockedUntil)
+	}
+	if s.Lockouts > 0 {
+		fmt.Fprintf(&b, "lockouts %d\n", s.Lockouts)
+	}
+	if s.Missed > 0 {
+		fmt.Fprintf(&b, "missed %d\n", s.Missed)
 	}
 	if len(s.FailedAt) > 0 {
 		b.WriteString("failed-at")

@@ -1,10 +1,16 @@
 // Package verify decides whether a typed code opens an enrollment, and
 // updates its state: window around the learned drift, a wider window on a
-// token's first use, resynchronisation from two consecutive far-off codes,
-// replay refusal (RFC 6238 section 5.2; RFC 4226 counters only move
-// forward), single-use scratch codes, the failure lockout and an optional
-// rate limit. It does no I/O; the caller holds the lock and saves the
-// state before it reports success.
+// token's first use, resynchronisation from two consecutive codes a few
+// steps off, replay refusal (RFC 6238 section 5.2; RFC 4226 counters only
+// move forward) shared by every token with the same key, single-use
+// scratch codes, a failure lockout that lengthens each time and an
+// optional rate limit. It does no I/O; the caller holds the lock.
+//
+// Every guess counts: Admit says whether a code may be compared at all,
+// and Charge records the attempt as failed. The caller saves a charged
+// state where the next login sees it before it calls Check, so that no
+// kill, signal or resource limit can stop a wrong code from being
+// counted while a right one goes through (docs/security.md).
 package verify
 
 import (
@@ -18,19 +24,20 @@ type Policy struct {
 	Behind, Ahead int   // TOTP steps accepted before and after now+drift
 	InitialWindow int   // steps each side for a TOTP token never used before
 	FixedDrift    bool  // an accepted code does not move the drift; only a resync does
-	ResyncRange   int   // TOTP steps searched each side of now for a far-off clock; 0: none
+	ResyncRange   int   // TOTP steps a used token may move between two logins; 0: no resync
 	HOTPWindow    int   // HOTP counters accepted, from the next expected one
 	HOTPResync    int   // HOTP counters searched beyond the window for a resync; 0: none
 	HOTPAdvance   bool  // a wrong code moves the HOTP counter on by one
 	Deny          int   // failures that lock the user; 0 never locks
-	UnlockTime    int64 // seconds a lock lasts
+	UnlockTime    int64 // seconds the first lock lasts; each further one lasts twice as long
+	MaxUnlockTime int64 // the longest a lock lasts
 	RateLimit     int   // failures allowed within RateSeconds; 0: no rate limit
 	RateSeconds   int64
 }
 
 // DefaultPolicy is used where the module options say nothing.
-var DefaultPolicy = Policy{Behind: 1, Ahead: 1, InitialWindow: 10, ResyncRange: 1500,
-	HOTPWindow: 10, HOTPResync: 1000, Deny: 5, UnlockTime: 300}
+var DefaultPolicy = Policy{Behind: 1, Ahead: 1, InitialWindow: 10, ResyncRange: 10,
+	HOTPWindow: 10, HOTPResync: 1000, Deny: 5, UnlockTime: 300, MaxUnlockTime: 86400}
 
 // Outcome is what a check decided.
 type Outcome string
@@ -52,33 +59,15 @@ type Result struct {
 	DriftAdjusted bool
 	Drift         int64 // the token's drift after the check, in steps
 	NowLocked     bool  // this failure locked the user
+	LockedFor     int64 // seconds of that lock
+	Missed        int   // with OK: wrong codes entered since the last success
 }
 
 // Check decides on code at Unix time now and updates st. st must be saved
 // whatever the outcome: failures and pending resyncs are state too.
 func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) Result {
-	if st.LockedUntil > now {
-		return Result{Outcome: Locked}
-	}
-	if p.RateLimit > 0 {
-		recent := st.FailedAt[:0:0]
-		for _, t := range st.FailedAt {
-			if t > now-p.RateSeconds && t <= now {
-				recent = append(recent, t)
-			}
-		}
-		st.FailedAt = recent
-		if len(recent) >= p.RateLimit {
-			// Refused unchecked and not recorded: the limit is a rate,
-			// so the user gets in again once the old failures age out.
-			return Result{Outcome: RateLimited}
-		}
-	}
-	if !wellFormed(f, code) {
-		// It cannot match anything, so it is no guess and does not count:
-		// garbage must not lock a user out. sshd's password method, for
-		// one, answers the code prompt with the password.
-		return Result{Outcome: Malformed}
+	if r, ok := Admit(f, st, code, now, p); !ok {
+		return r
 	}
 	// Scratch codes first, as pam_google_authenticator does, so that using
 	// one does not move a HOTP counter.
@@ -91,18 +80,67 @@ func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) R
 		r = checkTokens(f, st, code, now, p)
 	}
 	if r.Outcome == OK {
-		st.Failures, st.LockedUntil = 0, 0
+		r.Missed = st.Missed
+		st.Failures, st.LockedUntil, st.Lockouts, st.Missed = 0, 0, 0, 0
 		return r
 	}
+	r.NowLocked, r.LockedFor = Charge(st, now, p)
+	return r
+}
+
+// Admit reports whether code may be compared at all. It is not while the
+// user is locked or over the rate limit, and a code of no token's form
+// cannot match anything: it is no guess and does not count, so garbage
+// cannot lock a user out (sshd's password method, for one, answers the
+// code prompt with the password).
+func Admit(f *secret.File, st *secret.State, code string, now int64, p Policy) (Result, bool) {
+	if st.LockedUntil > now {
+		return Result{Outcome: Locked}, false
+	}
+	if p.RateLimit > 0 && len(recentFailures(st, now, p)) >= p.RateLimit {
+		// Refused unchecked and not recorded: the limit is a rate, so the
+		// user gets in again once the old failures age out.
+		return Result{Outcome: RateLimited}, false
+	}
+	if !wellFormed(f, code) {
+		return Result{Outcome: Malformed}, false
+	}
+	return Result{}, true
+}
+
+// Charge records one attempt as failed, as a wrong code leaves it, and
+// reports whether that locked the user and for how long. Each lock lasts
+// twice as long as the one before, up to MaxUnlockTime, until a success
+// or an admin's unlock.
+func Charge(st *secret.State, now int64, p Policy) (bool, int64) {
 	if p.RateLimit > 0 {
-		st.FailedAt = append(st.FailedAt, now)
+		st.FailedAt = append(recentFailures(st, now, p), now)
 	}
 	st.Failures++
-	if p.Deny > 0 && st.Failures >= p.Deny {
-		st.Failures, st.LockedUntil = 0, now+p.UnlockTime
-		r.NowLocked = true
+	st.Missed++
+	if p.Deny == 0 || st.Failures < p.Deny {
+		return false, 0
 	}
-	return r
+	d := p.UnlockTime
+	for i := 0; i < st.Lockouts && (p.MaxUnlockTime == 0 || d < p.MaxUnlockTime); i++ {
+		d *= 2
+	}
+	if p.MaxUnlockTime > 0 {
+		d = min(d, max(p.MaxUnlockTime, p.UnlockTime))
+	}
+	st.Failures, st.LockedUntil = 0, now+d
+	st.Lockouts++
+	return true, d
+}
+
+func recentFailures(st *secret.State, now int64, p Policy) []int64 {
+	var recent []int64
+	for _, t := range st.FailedAt {
+		if t > now-p.RateSeconds && t <= now {
+			recent = append(recent, t)
+		}
+	}
+	return recent
 }
 
 // wellFormed reports whether code has the form of some token's code or of a
@@ -120,6 +158,8 @@ func wellFormed(f *secret.File, code string) bool {
 }
 
 func checkTokens(f *secret.File, st *secret.State, code string, now int64, p Policy) Result {
+	shareReplayState(f, st)
+	defer shareReplayState(f, st)
 	best := Result{Outcome: BadCode}
 	for i := range f.Tokens {
 		t := &f.Tokens[i]
@@ -140,6 +180,27 @@ func checkTokens(f *secret.File, st *secret.State, code string, now int64, p Pol
 		}
 	}
 	return best
+}
+
+// shareReplayState gives tokens with the same key, kind and period the
+// newest last step of any of them. Their codes at one step are the same
+// (a 6-digit code is the tail of the 8-digit one), so a code accepted
+// through one must be a replay through the others. totp-enroll refuses
+// such duplicates; this covers files written by hand or before it did.
+func shareReplayState(f *secret.File, st *secret.State) {
+	for i := range f.Tokens {
+		a := &f.Tokens[i]
+		for j := range f.Tokens {
+			b := &f.Tokens[j]
+			if i == j || !a.SameKey(b) || a.Type != b.Type || a.Params.Period != b.Params.Period {
+				continue
+			}
+			sa, sb := st.Token(a), st.Token(b)
+			if sb.Used && (!sa.Used || sb.LastStep > sa.LastStep) {
+				sa.Used, sa.LastStep = true, sb.LastStep
+			}
+		}
+	}
 }
 
 // rank orders failures so the log names the most telling one.
@@ -188,7 +249,9 @@ func checkToken(t *secret.Token, ts *secret.TokenState, code string, now int64, 
 		r.Outcome = Replay
 		return r
 	}
-	if p.ResyncRange == 0 {
+	if p.ResyncRange == 0 || !ts.Used {
+		// A token never used has its wider initial window and no resync:
+		// codes further off are the admin's totp-enroll sync.
 		return r
 	}
 	return resync(t, ts, code, T, now, p, r)
@@ -249,14 +312,18 @@ func checkHOTP(t *secret.Token, ts *secret.TokenState, code string, now int64, p
 	return r
 }
 
-// resync searches a wide range around now. A first far-off match is only
-// remembered; the next consecutive code (the following step, entered within
-// a step of the same offset) completes it and is accepted and recorded, so
-// it cannot be replayed.
+// resync searches ResyncRange steps each side of where the token's clock
+// was at its last login, beyond the window: a used token's clock moves a
+// few steps between two logins, never hours, so old codes (phished or
+// recorded) never resynchronise. A first match is only remembered; the
+// next consecutive code (the following step, entered within a step of the
+// same offset) completes it and is accepted and recorded, so it cannot be
+// replayed.
 func resync(t *secret.Token, ts *secret.TokenState, code string, T, now int64, p Policy, r Result) Result {
 	var far []int64
-	for s := T - int64(p.ResyncRange); s <= T+int64(p.ResyncRange); s++ {
-		if s >= 0 && (!ts.Used || s > ts.LastStep) && matches(t, s, code) {
+	for o := -int64(p.ResyncRange); o <= int64(p.ResyncRange); o++ {
+		s := T + ts.Drift + o
+		if s >= 0 && s > ts.LastStep && matches(t, s, code) {
 			far = append(far, s)
 		}
 	}
@@ -274,7 +341,7 @@ func resync(t *secret.Token, ts *secret.TokenState, code string, T, now int64, p
 	}
 	closest := far[0]
 	for _, s := range far {
-		if abs(s-T) < abs(closest-T) {
+		if abs(s-T-ts.Drift) < abs(closest-T-ts.Drift) {
 			closest = s
 		}
 	}

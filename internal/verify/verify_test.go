@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -90,16 +91,32 @@ func TestCheck(t *testing.T) {
 			{now: t0, phoneOffset: -8, want: OK, wantDrift: -8},
 			{now: t0 + 90, phoneOffset: -8, want: OK, wantDrift: -8},
 			{now: t0 + 120, phoneOffset: -7, want: OK, wantDrift: -7}}},
-		{"two consecutive far codes resync", p, []login{
+		{"two consecutive codes a few steps off resync", p, []login{
 			{now: t0, want: OK},
-			{now: t0 + 30, phoneOffset: 200, want: ResyncPending},
-			{now: t0 + 45, phoneOffset: 201, want: OK, wantDrift: 201},
-			{now: t0 + 45, phoneOffset: 201, want: Replay},
-			{now: t0 + 70, phoneOffset: 201, want: OK, wantDrift: 201}}},
-		{"far codes that are not consecutive do not resync", p, []login{
+			{now: t0 + 30, phoneOffset: 6, want: ResyncPending},
+			{now: t0 + 45, phoneOffset: 7, want: OK, wantDrift: 7},
+			{now: t0 + 45, phoneOffset: 7, want: Replay},
+			{now: t0 + 70, phoneOffset: 7, want: OK, wantDrift: 7}}},
+		{"codes that are not consecutive do not resync", p, []login{
 			{now: t0, want: OK},
-			{now: t0 + 30, phoneOffset: 200, want: ResyncPending},
-			{now: t0 + 30, phoneOffset: 205, want: ResyncPending}}},
+			{now: t0 + 30, phoneOffset: 5, want: ResyncPending},
+			{now: t0 + 30, phoneOffset: 9, want: ResyncPending}}},
+		{"old codes never resync a used token", p, []login{
+			{now: t0, want: OK},
+			{now: t0 + 30, phoneOffset: -200, want: BadCode},
+			{now: t0 + 30, phoneOffset: -199, want: BadCode},
+			{now: t0 + 30, phoneOffset: 11, want: BadCode},
+			{now: t0 + 30, phoneOffset: 12, want: BadCode}}},
+		{"resync moves from the learned drift, not from now", p, []login{
+			{now: t0, phoneOffset: -8, want: OK, wantDrift: -8},
+			{now: t0 + 600, phoneOffset: -16, want: ResyncPending},
+			{now: t0 + 615, phoneOffset: -15, want: OK, wantDrift: -15}}},
+		{"a token never used starts at most the initial window off", p, []login{
+			{now: t0, phoneOffset: -11, want: BadCode},
+			{now: t0, phoneOffset: -10, want: OK, wantDrift: -10}}},
+		{"a token never used does not resync", p, []login{
+			{now: t0, phoneOffset: 30, want: BadCode},
+			{now: t0 + 15, phoneOffset: 31, want: BadCode}}},
 		{"wrong code", p, []login{{now: t0, code: "000000", want: BadCode}}},
 		{"malformed input never locks", Policy{Behind: 1, Ahead: 1, Deny: 2, UnlockTime: 300}, []login{
 			{now: t0, typed: true, want: Malformed}, {now: t0, code: "12345", want: Malformed},
@@ -110,6 +127,19 @@ func TestCheck(t *testing.T) {
 			{now: t0, code: "11111111", want: OK},
 			{now: t0, code: "11111111", want: BadCode},
 			{now: t0, code: "22222222", want: OK}}},
+		{"each lock lasts twice as long, up to the cap", Policy{Behind: 1, Ahead: 1, Deny: 1, UnlockTime: 100, MaxUnlockTime: 250}, []login{
+			{now: t0, code: "000000", want: BadCode},
+			{now: t0 + 99, want: Locked},
+			{now: t0 + 100, code: "000000", want: BadCode},
+			{now: t0 + 299, want: Locked},
+			{now: t0 + 300, code: "000000", want: BadCode},
+			{now: t0 + 549, want: Locked},
+			{now: t0 + 550, code: "000000", want: BadCode},
+			{now: t0 + 799, want: Locked},
+			{now: t0 + 800, want: OK},
+			{now: t0 + 830, code: "000000", want: BadCode},
+			{now: t0 + 929, want: Locked},
+			{now: t0 + 930, want: OK}}},
 		{"lockout after deny failures, then unlock", Policy{Behind: 1, Ahead: 1, Deny: 3, UnlockTime: 300}, []login{
 			{now: t0, code: "000000", want: BadCode},
 			{now: t0, code: "000000", want: BadCode},
@@ -150,6 +180,69 @@ func TestSeveralTokensKeepTheirOwnState(t *testing.T) {
 	}
 	if r := Check(f, st, codeAt(t, f, t0, 0), t0, DefaultPolicy); r.Outcome != OK || r.Token != "phone" {
 		t.Fatalf("phone after tablet: %+v", r)
+	}
+}
+
+// One key enrolled as a 6-digit and an 8-digit token: the 6-digit code is
+// the tail of the 8-digit one, so a code seen through one is a replay
+// through the other.
+func TestSameKeySharesReplayState(t *testing.T) {
+	f := newFile()
+	eight := f.Tokens[0]
+	eight.Name, eight.Params.Digits = "eight", 8
+	f.Tokens = append(f.Tokens, eight)
+	st := secret.NewState()
+	long, _ := otp.Code(eight.Key, uint64(otp.Step(t0, 30)), eight.Params)
+	if r := Check(f, st, long, t0, DefaultPolicy); r.Outcome != OK || r.Token != "eight" {
+		t.Fatalf("8-digit code: %+v", r)
+	}
+	if r := Check(f, st, long[2:], t0+5, DefaultPolicy); r.Outcome != Replay {
+		t.Fatalf("its last 6 digits through the 6-digit token: %+v, want a replay", r)
+	}
+	if r := Check(f, st, codeAt(t, f, t0+30, 0), t0+30, DefaultPolicy); r.Outcome != OK {
+		t.Fatalf("the next step's code: %+v", r)
+	}
+}
+
+// Charge leaves the state exactly as a wrong code does, so a state saved
+// after Charge and before Check already counts the guess.
+func TestChargeIsWhatAWrongCodeLeaves(t *testing.T) {
+	p := Policy{Behind: 1, Ahead: 1, Deny: 3, UnlockTime: 300, MaxUnlockTime: 3000, RateLimit: 10, RateSeconds: 60}
+	f := newFile()
+	charged, wrong := secret.NewState(), secret.NewState()
+	for i := 0; i < 7; i++ {
+		now := int64(t0 + 700*i)
+		if _, ok := Admit(f, charged, "000000", now, p); !ok {
+			t.Fatalf("attempt %d not admitted", i)
+		}
+		Charge(charged, now, p)
+		Check(f, wrong, "000000", now, p)
+		a := fmt.Sprint(charged.Failures, charged.LockedUntil, charged.Lockouts, charged.Missed, charged.FailedAt)
+		if b := fmt.Sprint(wrong.Failures, wrong.LockedUntil, wrong.Lockouts, wrong.Missed, wrong.FailedAt); a != b {
+			t.Fatalf("attempt %d: charged %s, a wrong code left %s", i, a, b)
+		}
+	}
+	if charged.Missed != 7 || charged.Lockouts != 2 {
+		t.Fatalf("missed %d, lockouts %d; want 7 and 2", charged.Missed, charged.Lockouts)
+	}
+	now := charged.LockedUntil
+	r := Check(f, charged, codeAt(t, f, now, 0), now, p)
+	if r.Outcome != OK || r.Missed != 7 || charged.Missed != 0 || charged.Lockouts != 0 {
+		t.Fatalf("success after 7 wrong codes: %+v, state %+v", r, charged)
+	}
+	for _, tt := range []struct {
+		name string
+		st   *secret.State
+		code string
+		want Outcome
+	}{
+		{"locked", &secret.State{LockedUntil: t0 + 1}, codeAt(t, f, t0, 0), Locked},
+		{"rate limited", &secret.State{FailedAt: []int64{t0 - 1, t0 - 2, t0 - 3, t0 - 4, t0 - 5, t0 - 6, t0 - 7, t0 - 8, t0 - 9, t0 - 10}}, "000000", RateLimited},
+		{"malformed", secret.NewState(), "12345", Malformed},
+	} {
+		if r, ok := Admit(f, tt.st, tt.code, t0, p); ok || r.Outcome != tt.want {
+			t.Errorf("%s: admitted %v, outcome %q; want refused as %q", tt.name, ok, r.Outcome, tt.want)
+		}
 	}
 }
 
