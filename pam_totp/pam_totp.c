@@ -19,10 +19,12 @@
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -259,6 +261,82 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 	return rc;
 }
 
+/*
+ * The caller of a setuid host (sudo, su) controls what the host inherits:
+ * resource limits, nice value, scheduling and I/O class, working directory,
+ * terminal. The checker runs with fixed ones instead. This is defence in
+ * depth: the checker records every attempt before it compares a code, so
+ * that no limit or signal can make a guess free (docs/security.md). Where
+ * a hard limit cannot be raised (no CAP_SYS_RESOURCE, as in some
+ * containers), the soft limit is raised to it, and an attempt that then
+ * cannot be recorded is refused without a comparison.
+ */
+static const struct {
+	int resource;
+	rlim_t value;
+} checker_limits[] = {
+	{RLIMIT_CPU, RLIM_INFINITY}, /* the module's timeout bounds the run */
+	{RLIMIT_FSIZE, RLIM_INFINITY},
+	{RLIMIT_DATA, RLIM_INFINITY},
+	{RLIMIT_AS, RLIM_INFINITY},
+	{RLIMIT_STACK, 8 << 20},
+	{RLIMIT_NPROC, RLIM_INFINITY}, /* Go's threads count as processes */
+	{RLIMIT_NOFILE, 1024},
+	{RLIMIT_SIGPENDING, 4096},
+	{RLIMIT_CORE, 0}, /* never a core file with a secret in it */
+	{RLIMIT_RSS, RLIM_INFINITY},
+	{RLIMIT_MEMLOCK, 8 << 20},
+	{RLIMIT_LOCKS, RLIM_INFINITY},
+	{RLIMIT_MSGQUEUE, 819200},
+	{RLIMIT_NICE, 0},
+	{RLIMIT_RTPRIO, 0},
+	{RLIMIT_RTTIME, RLIM_INFINITY},
+};
+
+#define IOPRIO_WHO_PROCESS 1
+
+static void fix_limit(int resource, rlim_t value)
+{
+	struct rlimit l = {value, value};
+
+	if (setrlimit(resource, &l) == 0 || getrlimit(resource, &l) != 0)
+		return;
+	if (l.rlim_max == RLIM_INFINITY || value < l.rlim_max)
+		l.rlim_cur = value;
+	else
+		l.rlim_cur = l.rlim_max;
+	(void)setrlimit(resource, &l);
+}
+
+/*
+ * In the child, before execve: a session of its own (no controlling
+ * terminal, so no Ctrl-C, Ctrl-Z or hangup reaches it), "/" as working
+ * directory, the fixed limits, the default priority and scheduling. A root
+ * host must manage the session and the priority; a host that is not root
+ * crosses no privilege boundary, and gets what it is allowed. Only system
+ * calls: we are between fork and execve.
+ */
+static int detach_from_caller(void)
+{
+	const struct sched_param normal = {.sched_priority = 0};
+	int root = geteuid() == 0;
+
+	if (setsid() < 0 || chdir("/") != 0)
+		return -1;
+	for (size_t i = 0; i < sizeof(checker_limits) / sizeof(checker_limits[0]); i++)
+		fix_limit(checker_limits[i].resource, checker_limits[i].value);
+	if (setpriority(PRIO_PROCESS, 0, 0) != 0 && root)
+		return -1;
+	/*
+	 * Best effort, as some sandboxes refuse them: an idle scheduling or
+	 * I/O class can only slow the checker down, and no timing decides
+	 * whether a guess is counted.
+	 */
+	(void)sched_setscheduler(0, SCHED_OTHER, &normal);
+	(void)syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, 0);
+	return 0;
+}
+
 static pid_t spawn(pam_handle_t *pamh, const char *path, const struct identity *id, int *sock)
 {
 	char *const args[] = {"pam-totp-check", NULL};
@@ -295,6 +373,8 @@ static pid_t spawn(pam_handle_t *pamh, const char *path, const struct identity *
 			signal(sig, SIG_DFL);
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
+		if (detach_from_caller() != 0)
+			_exit(125);
 		/* After fork glibc knows this child has one thread: these are plain system calls. */
 		if (id->change && (setgroups(1, &id->gid) != 0 || setresgid(id->gid, id->gid, id->gid) != 0 ||
 				   setresuid(id->uid, id->uid, id->uid) != 0))

@@ -52,7 +52,7 @@ func TestPAMFullAndReadOnlyHome(t *testing.T) {
 	if !strings.Contains(strings.Join(cv.infos, "\n"), "cannot record this login") {
 		t.Fatalf("no message for the user: %q", cv.infos)
 	}
-	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="cannot save state`, next)
+	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="cannot record the attempt, so no code was compared`, next)
 	if now, _ := os.ReadFile(secretPath); string(now) != string(before) {
 		t.Fatal("the secret changed on a full disk")
 	}
@@ -75,7 +75,7 @@ func TestPAMFullAndReadOnlyHome(t *testing.T) {
 	if _, err := login(code(t, u.secret, 2)); !errors.Is(err, pam.ErrAuth) {
 		t.Fatalf("read-only home: %v, want ErrAuth", err)
 	}
-	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="cannot save state.*read-only`)
+	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="cannot record the attempt, so no code was compared.*read-only`)
 	if err := syscall.Mount("", u.home, "", syscall.MS_REMOUNT, ""); err != nil {
 		t.Fatal(err)
 	}

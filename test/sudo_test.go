@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,7 +75,14 @@ func TestSudo(t *testing.T) {
 	if out, err := sudoAs(t, u, u.password+"\n000000\n"); err == nil {
 		t.Fatalf("wrong code accepted by sudo: %q", out)
 	}
-	if out, err := sudoAs(t, u, u.password+"\n"+code(t, u.secret, 1)+"\n"); err != nil || out != "root" {
-		t.Fatalf("sudo with the next code: %q, %v", out, err)
+	// The replay and the wrong code were guesses: the owner is told of
+	// both at the next success, and only then.
+	told := "pam_totp: 2 wrong verification code(s) were entered for your account since your last login."
+	out, err = sudoAs(t, u, u.password+"\n"+code(t, u.secret, 1)+"\n")
+	if lines := strings.Split(out, "\n"); err != nil || len(lines) != 2 || !slices.Contains(lines, "root") || !slices.Contains(lines, told) {
+		t.Fatalf("sudo with the next code: %q, %v; want root and %q", out, err, told)
+	}
+	if out, err := sudoAs(t, u, u.password+"\n"+code(t, u.secret, 2)+"\n"); err != nil || out != "root" {
+		t.Fatalf("sudo with the code after it: %q, %v", out, err)
 	}
 }

@@ -242,10 +242,16 @@ func lookupAccount(v string) (int, error) {
 func (s *session) policy(a *secret.Account) verify.Policy {
 	p := s.opts.Policy
 	if g := a.Google(); g != nil {
-		p.Behind, p.Ahead = (g.Window-1)/2, g.Window/2
+		behind, ahead, hotp := (g.Window-1)/2, g.Window/2, g.Window
+		if s.opts.AsUser() && !s.opts.TrustFileSettings {
+			// The user can write this file: its WINDOW_SIZE may narrow
+			// what the module line allows, never widen it.
+			behind, ahead, hotp = min(behind, p.Behind), min(ahead, p.Ahead), min(hotp, p.HOTPWindow)
+		}
+		p.Behind, p.Ahead = behind, ahead
 		p.InitialWindow = 0
 		p.FixedDrift = true
-		p.HOTPWindow, p.HOTPResync, p.HOTPAdvance = g.Window, 0, !s.opts.NoHOTPAdvance
+		p.HOTPWindow, p.HOTPResync, p.HOTPAdvance = hotp, 0, !s.opts.NoHOTPAdvance
 		if g.RateLimit {
 			p.RateLimit, p.RateSeconds = g.RateN, g.RateSeconds
 		}
@@ -284,7 +290,11 @@ func (s *session) inGrace() bool {
 
 // decide checks the candidates under the enrollment's lock and saves the
 // state before returning. One attempt is one failure, however many
-// candidates were tried.
+// candidates were tried, and it is counted before any code is compared:
+// the charged state is published where the next login sees it, so a
+// checker killed or stopped at any later moment cannot leave a wrong code
+// uncounted while a right one would have gone through. If the charge
+// cannot be written, no code is compared (docs/security.md).
 func (s *session) decide(candidates []candidate) (verify.Result, candidate, error) {
 	acct, err := secret.Lock(s.path, s.acc)
 	if err != nil {
@@ -294,6 +304,17 @@ func (s *session) decide(candidates []candidate) (verify.Result, candidate, erro
 	now := s.env.Now().Unix()
 	policy := s.policy(acct)
 	orig := acct.State
+	for _, c := range candidates {
+		if _, ok := verify.Admit(acct.File, orig, c.code, now, policy); ok {
+			charged := orig.Clone()
+			verify.Charge(charged, now, policy)
+			if err := acct.Publish(charged); err != nil {
+				s.saveFailed()
+				return verify.Result{Outcome: verify.BadCode}, candidates[0], fmt.Errorf("cannot record the attempt, so no code was compared: %w", err)
+			}
+			break
+		}
+	}
 	var r verify.Result
 	chosen := candidates[0]
 	for i, c := range candidates {
@@ -311,15 +332,25 @@ func (s *session) decide(candidates []candidate) (verify.Result, candidate, erro
 		acct.State.Remember(s.place(), now)
 	}
 	if err := acct.SaveState(); err != nil {
-		// Without the saved state a code could be used again: refuse. The
-		// user is told why, right code or wrong, so it reveals nothing.
-		protocol.WriteFrame(s.env.Conn, protocol.Error, []byte(saveFailedMessage))
+		// Without the saved state a code could be used again: refuse.
+		s.saveFailed()
 		if s.opts.AllowReadonly {
 			err = fmt.Errorf("%w (allow_readonly is not honoured: it would allow replay)", err)
 		}
 		return verify.Result{Outcome: verify.BadCode, Token: r.Token}, chosen, fmt.Errorf("cannot save state: %w", err)
 	}
+	if r.Outcome == verify.OK && r.Missed > 0 {
+		// As sshd reports failed logins: the owner learns of guessing.
+		protocol.WriteFrame(s.env.Conn, protocol.Info, []byte(fmt.Sprintf(
+			"pam_totp: %d wrong verification code(s) were entered for your account since your last login.", r.Missed)))
+	}
 	return r, chosen, nil
+}
+
+// saveFailed tells the user that a login cannot be recorded. It is shown
+// for a right code and a wrong one alike, so it reveals nothing.
+func (s *session) saveFailed() {
+	protocol.WriteFrame(s.env.Conn, protocol.Error, []byte(saveFailedMessage))
 }
 
 // finish forwards the password part when asked, logs and returns the verdict.
@@ -342,10 +373,12 @@ func (s *session) logResult(r verify.Result, err error) {
 		s.logf(s.env.Log.Warning, r.Token, "fail", "%v", err)
 	case r.Outcome == verify.OK && r.DriftAdjusted:
 		s.logf(s.env.Log.Info, r.Token, "ok", "drift adjusted to %d steps", r.Drift)
+	case r.Outcome == verify.OK && r.Missed > 0:
+		s.logf(s.env.Log.Info, r.Token, "ok", "code accepted after %d wrong codes", r.Missed)
 	case r.Outcome == verify.OK:
 		s.logf(s.env.Log.Info, r.Token, "ok", "code accepted")
 	case r.NowLocked:
-		s.logf(s.env.Log.Warning, r.Token, "fail", "%s; user locked for %d s", r.Outcome, s.opts.Policy.UnlockTime)
+		s.logf(s.env.Log.Warning, r.Token, "fail", "%s; user locked for %d s", r.Outcome, r.LockedFor)
 	default:
 		s.logf(s.env.Log.Warning, r.Token, "fail", "%s", r.Outcome)
 	}

@@ -57,6 +57,8 @@ type File struct {
 	// failure lockout of the module options.
 	Failures    int
 	LockedUntil int64
+	Lockouts    int
+	Missed      int
 
 	lines    []string
 	finalNL  bool
@@ -227,12 +229,22 @@ func (f *File) parseOptions() error {
 		}
 	}
 	if w, ok := f.option(LockoutKey); ok {
-		if n, err = num(LockoutKey, w, 0, 0, 1<<31); err != nil {
-			return err
+		// FAILURES LOCKED_UNTIL [LOCKOUTS MISSED]
+		if len(w) != 2 && len(w) != 4 {
+			return fmt.Errorf("%s: want FAILURES LOCKED_UNTIL [LOCKOUTS MISSED]", LockoutKey)
 		}
-		f.Failures = int(n)
 		if f.LockedUntil, err = num(LockoutKey, w, 1, 0, 1<<62); err != nil {
 			return err
+		}
+		counts := []*int{&f.Failures, nil, &f.Lockouts, &f.Missed}
+		for i := range w {
+			if counts[i] == nil {
+				continue
+			}
+			if n, err = num(LockoutKey, w, i, 0, 1<<31); err != nil {
+				return err
+			}
+			*counts[i] = int(n)
 		}
 	}
 	return nil

@@ -46,12 +46,16 @@ type Options struct {
 	AllowReadonly bool  // accepted, never honoured: it would allow replay
 	EnrollAtLogin bool  // enroll=login
 	EnrollUntil   int64 // Unix time after which enroll=login stops; 0: no end
-	Debug         bool
+	// A pam_google_authenticator file's WINDOW_SIZE may be wider than the
+	// module line's window= (and hotp_window=) only with this option.
+	TrustFileSettings bool
+	Debug             bool
 }
 
 // Parse parses module arguments.
 func Parse(args []string) (*Options, error) {
 	o := &Options{Secret: DefaultSecret, secretAsUser: true, Perm: 0o600, Policy: verify.DefaultPolicy, Prompt: "Verification code: "}
+	maxUnlockGiven := false
 	for _, a := range args {
 		name, val, hasVal := strings.Cut(a, "=")
 		flag := func(p *bool) error {
@@ -139,12 +143,22 @@ func Parse(args []string) (*Options, error) {
 		case "window":
 			o.Policy.Behind, err = number(val, hasVal, 0, 10)
 			o.Policy.Ahead = o.Policy.Behind
+		case "resync_window":
+			o.Policy.ResyncRange, err = number(val, hasVal, 0, 60)
+		case "initial_window":
+			o.Policy.InitialWindow, err = number(val, hasVal, 0, 600)
+		case "trust_file_settings":
+			err = flag(&o.TrustFileSettings)
 		case "deny":
 			o.Policy.Deny, err = number(val, hasVal, 0, 1000)
 		case "unlock_time":
 			var n int
 			n, err = number(val, hasVal, 1, 7*86400)
 			o.Policy.UnlockTime = int64(n)
+		case "max_unlock_time":
+			var n int
+			n, err = number(val, hasVal, 1, 30*86400)
+			o.Policy.MaxUnlockTime, maxUnlockGiven = int64(n), true
 		default:
 			err = errors.New("unknown option")
 		}
@@ -163,6 +177,12 @@ func Parse(args []string) (*Options, error) {
 	}
 	if o.EnrollAtLogin && n > 0 {
 		return nil, errors.New("enroll=login needs a prompt of its own: not with forward_pass, use_first_pass or try_first_pass")
+	}
+	if o.Policy.MaxUnlockTime < o.Policy.UnlockTime {
+		if maxUnlockGiven {
+			return nil, errors.New("max_unlock_time= must not be below unlock_time=")
+		}
+		o.Policy.MaxUnlockTime = o.Policy.UnlockTime
 	}
 	if o.EnrollUntil != 0 && !o.EnrollAtLogin {
 		return nil, errors.New("enroll_until= needs enroll=login")

@@ -303,12 +303,12 @@ type TokenState struct {
 type State struct {
 	Tokens      map[string]*TokenState // by Token.Fingerprint
 	ScratchUsed []string               // scratch codes and admin passcodes that were used
-	Failures    int     // wrong codes since the last success or lock
-	LockedUntil int64   // Unix time
-	Lockouts    int     // locks since the last success: each lasts twice as long
-	Missed      int     // wrong codes since the last success, told at the next one
-	FailedAt    []int64 // Unix times of recent failures, for a rate limit
-	Grace       []Grace // recent successful logins, for grace_period
+	Failures    int                    // wrong codes since the last success or lock
+	LockedUntil int64                  // Unix time
+	Lockouts    int                    // locks since the last success: each lasts twice as long
+	Missed      int                    // wrong codes since the last success, told at the next one
+	FailedAt    []int64                // Unix times of recent failures, for a rate limit
+	Grace       []Grace                // recent successful logins, for grace_period
 }
 
 // MaxGrace bounds the remembered logins (pam_google_authenticator keeps 10).

@@ -52,7 +52,7 @@ func fromGoogle(ga *gafile.File, data []byte, mode os.FileMode) *google {
 			ts.Pending, ts.PendingStep, ts.PendingOffset = true, p.Step+p.Skew, p.Skew
 		}
 	}
-	st.Failures, st.LockedUntil = ga.Failures, ga.LockedUntil
+	st.Failures, st.LockedUntil, st.Lockouts, st.Missed = ga.Failures, ga.LockedUntil, ga.Lockouts, ga.Missed
 	st.FailedAt = append([]int64(nil), ga.RateTimes...)
 	for _, l := range ga.Last {
 		if ValidPlace(l.Host) && len(st.Grace) < MaxGrace {
@@ -79,12 +79,12 @@ func (g *google) update(st *State) ([]byte, bool) {
 	for _, u := range st.ScratchUsed {
 		ga.RemoveScratch(u)
 	}
-	if st.Failures > 0 || st.LockedUntil > 0 {
-		if st.Failures != ga.Failures || st.LockedUntil != ga.LockedUntil {
-			ga.Set(gafile.LockoutKey, fmt.Sprintf("%d %d", st.Failures, st.LockedUntil))
-		}
-	} else if ga.Failures > 0 || ga.LockedUntil > 0 {
+	lockout := fmt.Sprintf("%d %d %d %d", st.Failures, st.LockedUntil, st.Lockouts, st.Missed)
+	switch {
+	case lockout == "0 0 0 0":
 		ga.Delete(gafile.LockoutKey)
+	case lockout != fmt.Sprintf("%d %d %d %d", ga.Failures, ga.LockedUntil, ga.Lockouts, ga.Missed):
+		ga.Set(gafile.LockoutKey, lockout)
 	}
 	if ga.RateLimit && !slices.Equal(st.FailedAt, ga.RateTimes) {
 		v := fmt.Sprintf("%d %d", ga.RateN, ga.RateSeconds)

@@ -147,6 +147,9 @@ type Account struct {
 	acc    Access
 	lock   *os.File
 	google *google
+	// published: a state was written without waiting for the disk, and
+	// SaveState must write one that is durable.
+	published bool
 }
 
 // Lock opens the secret file at path, takes an exclusive lock on it and reads
@@ -215,24 +218,47 @@ func load(f *os.File, path string, acc Access) (*Account, error) {
 	return &Account{Path: path, File: file, State: state, acc: acc, lock: f}, nil
 }
 
-// SaveState writes the state durably; the login may only succeed after it returns nil.
-func (a *Account) SaveState() error {
-	if a.google != nil {
-		data, changed := a.google.update(a.State)
-		if !changed {
-			return nil
-		}
-		// The state is in the secret file itself: it is replaced, under the
-		// lock, and keeps its mode (pam_google_authenticator does the same).
-		return writeLocked(a.Path, data, a.google.mode)
-	}
-	return writeLocked(StatePath(a.Path), a.State.Marshal(a.File), 0o600)
+// Publish writes st where the next login sees it, before the caller
+// compares a code: a checker killed after Publish returns cannot take the
+// write back. It does not wait for the disk; the SaveState that ends every
+// login does.
+func (a *Account) Publish(st *State) error {
+	a.published = true
+	return a.save(st, false)
 }
 
-// writeLocked replaces path while its lock is held. No one else writes then,
-// so the temporary file can have a fixed name: a checker killed mid-write
-// leaves at most that one file behind, and the next login replaces it.
-func writeLocked(path string, data []byte, mode os.FileMode) error {
+// SaveState writes the state durably; the login may only succeed after it returns nil.
+func (a *Account) SaveState() error { return a.save(a.State, true) }
+
+func (a *Account) save(st *State, durable bool) error {
+	if a.google == nil {
+		return a.replace(StatePath(a.Path), st.Marshal(a.File), 0o600, durable)
+	}
+	data, changed := a.google.update(st)
+	if !changed && !(durable && a.published) {
+		return nil
+	}
+	// The state is in the secret file itself: it is replaced, under the
+	// lock, and keeps its mode (pam_google_authenticator does the same).
+	if err := a.replace(a.Path, data, a.google.mode, durable); err != nil {
+		return err
+	}
+	g, err := parseGoogle(data, a.google.mode)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.Path, err)
+	}
+	a.google = g
+	return nil
+}
+
+// replace puts data at path while the lock is held. No one else writes
+// then, so the temporary file can have a fixed name: a checker killed
+// mid-write leaves at most that one file behind, and the next login
+// replaces it. When path is the locked file itself (a
+// pam_google_authenticator file holds its own state), the new file is
+// locked before it takes the old one's place, so that a login opening the
+// path meanwhile waits for us instead of reading a half-decided state.
+func (a *Account) replace(path string, data []byte, mode os.FileMode, durable bool) (err error) {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing %s: %w", tmp, err)
@@ -241,15 +267,62 @@ func writeLocked(path string, data []byte, mode os.FileMode) error {
 	if err != nil {
 		return fmt.Errorf("creating %s: %w", tmp, err)
 	}
+	relock, renamed := path == a.Path, false
+	defer func() {
+		switch {
+		case !renamed:
+			f.Close()
+			os.Remove(tmp)
+		case !relock:
+			if cerr := f.Close(); err == nil && cerr != nil {
+				err = fmt.Errorf("closing %s: %w", path, cerr)
+			}
+		}
+	}()
 	if mode != 0o600 {
 		// After creation, so the umask does not narrow it.
 		if err := f.Chmod(mode); err != nil {
-			f.Close()
-			os.Remove(tmp)
 			return fmt.Errorf("chmod %s: %w", tmp, err)
 		}
 	}
-	return commit(f, path, data, true)
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if durable {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("syncing %s: %w", tmp, err)
+		}
+	}
+	if relock {
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			return fmt.Errorf("locking %s: %w", tmp, err)
+		}
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replacing %s: %w", path, err)
+	}
+	renamed = true
+	if relock {
+		// Logins waiting on the old file wake, see it replaced and wait on this one.
+		a.lock.Close()
+		a.lock = f
+	}
+	if durable {
+		return syncDir(filepath.Dir(path))
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
 }
 
 // Close releases the lock.
@@ -308,15 +381,7 @@ func commit(tmp *os.File, path string, data []byte, replace bool) (err error) {
 	if err != nil {
 		return fmt.Errorf("replacing %s: %w", path, err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("syncing %s: %w", dir, err)
-	}
-	return nil
+	return syncDir(dir)
 }
 
 // Replace writes a new secret file at path while holding the lock that logins
@@ -376,7 +441,7 @@ func Update(path string, acc Access, change func(*File, *State) error) error {
 	if _, err := ParseFile(data); err != nil {
 		return fmt.Errorf("refusing to write an invalid file: %w", err)
 	}
-	if err := writeLocked(StatePath(path), a.State.Marshal(a.File), 0o600); err != nil {
+	if err := a.replace(StatePath(path), a.State.Marshal(a.File), 0o600, true); err != nil {
 		return err
 	}
 	return WriteAtomic(path, data, true)
