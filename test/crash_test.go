@@ -38,57 +38,8 @@ func TestCheckerKilledDuringUpdates(t *testing.T) {
 	req := (&protocol.Req{User: u.name, Known: true, UID: u.uid, GID: u.gid, Home: u.home, Service: "crash-test",
 		Options: []string{"deny=0", "window=1"}}).Marshal()
 
-	// run starts the checker as the module would (as the user, the socket
-	// on standard input), answers its prompt with c, and kills it after
-	// delay unless it finished first. It returns the verdict, if one came.
 	run := func(c string, delay time.Duration, kill bool) byte {
-		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		child := os.NewFile(uintptr(fds[1]), "checker-socket")
-		cmd := exec.Command(filepath.Join(libDir, "pam-totp-check"))
-		cmd.Stdin = child
-		cmd.Env = []string{"PATH=/usr/bin:/bin"}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		child.Close()
-		f := os.NewFile(uintptr(fds[0]), "module-socket")
-		conn, err := net.FileConn(f)
-		f.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		var verdict byte
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			protocol.WriteFrame(conn, protocol.Request, req)
-			for {
-				typ, p, err := protocol.ReadFrame(conn)
-				if err != nil {
-					return
-				}
-				switch typ {
-				case protocol.PromptEchoOff, protocol.PromptEchoOn:
-					protocol.WriteFrame(conn, protocol.Answer, []byte(c))
-				case protocol.Verdict:
-					verdict = p[0]
-					return
-				}
-			}
-		}()
-		if kill {
-			time.Sleep(delay)
-			cmd.Process.Kill() // our own child, by its pid
-		}
-		cmd.Wait()
-		<-done
-		return verdict
+		return runChecker(t, req, &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}, c, delay, kill)
 	}
 
 	lastAccepted := int64(-1) // the highest step whose success was reported
@@ -97,16 +48,20 @@ func TestCheckerKilledDuringUpdates(t *testing.T) {
 	}
 	lastAccepted = otp.Step(time.Now().Unix(), 30)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	// The kills spread over one and a half of this machine's own run time,
+	// measured now, so a busy machine does not push them all before the
+	// verdict.
+	replay := code(t, u.secret, 0)
+	span := checkerRunTime(func() { run(replay, 0, false) }) * 3 / 2
 	killedEarly, successes := 0, 0
 	for i := 0; i < kills; i++ {
 		// This step's code (a replay after the first login) or the next
 		// step's (new, inside the window, accepted once): kills land in
-		// failed and in successful updates. The checker takes a few
-		// milliseconds; the delays spread over and past that.
+		// failed and in successful updates.
 		offset := rng.Intn(2)
 		step := otp.Step(time.Now().Unix(), 30) + int64(offset)
 		c := code(t, u.secret, offset)
-		v := run(c, time.Duration(rng.Intn(8000))*time.Microsecond, true)
+		v := run(c, time.Duration(rng.Int63n(int64(span))), true)
 		switch {
 		case v == 0:
 			killedEarly++
@@ -136,6 +91,80 @@ func TestCheckerKilledDuringUpdates(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(u.home, ".*.tmp*")); len(left) > 1 {
 		t.Fatalf("killed checkers left %d temporary files, want at most one: %v", len(left), left)
 	}
+}
+
+// runChecker starts the checker as the module would (with cred, the socket
+// on standard input), sends req, answers its prompt with answer, and kills
+// it after delay unless kill is false or it finished first. It returns the
+// verdict, or 0 if none came.
+func runChecker(t *testing.T, req []byte, cred *syscall.Credential, answer string, delay time.Duration, kill bool) byte {
+	t.Helper()
+	cmd, verdict := startChecker(t, req, cred, answer)
+	if kill {
+		time.Sleep(delay)
+		cmd.Process.Kill() // our own child, by its pid
+	}
+	cmd.Wait()
+	return <-verdict
+}
+
+// startChecker starts the checker and talks to it in the background; the
+// channel gives its verdict (0 if none came) once the connection ends. The
+// caller waits for the process.
+func startChecker(t *testing.T, req []byte, cred *syscall.Credential, answer string) (*exec.Cmd, <-chan byte) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := os.NewFile(uintptr(fds[1]), "checker-socket")
+	cmd := exec.Command(filepath.Join(libDir, "pam-totp-check"))
+	cmd.Stdin = child
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	child.Close()
+	f := os.NewFile(uintptr(fds[0]), "module-socket")
+	conn, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	verdict := make(chan byte, 1)
+	go func() {
+		defer conn.Close()
+		protocol.WriteFrame(conn, protocol.Request, req)
+		for {
+			typ, p, err := protocol.ReadFrame(conn)
+			if err != nil {
+				verdict <- 0
+				return
+			}
+			switch typ {
+			case protocol.PromptEchoOff, protocol.PromptEchoOn:
+				protocol.WriteFrame(conn, protocol.Answer, []byte(answer))
+			case protocol.Verdict:
+				verdict <- p[0]
+				return
+			}
+		}
+	}()
+	return cmd, verdict
+}
+
+// checkerRunTime is the median wall time of five calls of run: how long a
+// checker takes on this machine, now.
+func checkerRunTime(run func()) time.Duration {
+	var ds []time.Duration
+	for i := 0; i < 5; i++ {
+		start := time.Now()
+		run()
+		ds = append(ds, time.Since(start))
+	}
+	return medianDuration(ds)
 }
 
 func readState(t *testing.T, secretPath string) *secret.State {
