@@ -444,3 +444,44 @@ func TestSyncHOTP(t *testing.T) {
 		t.Fatalf("after sync: %v", err)
 	}
 }
+
+// A user holding the lock on their own file (flock(1) on it, or a stopped
+// login) must not hang root's commands: each gives up with a message
+// naming the file, and with --all the others are still done.
+func TestAdminCommandsDoNotHangOnALock(t *testing.T) {
+	needGoogle(t)
+	held, free := newUser(t), newUser(t)
+	enroll(t, held)
+	f, err := os.Open(filepath.Join(held.home, ".pam_totp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"status"}, {"unlock"}, {"passcodes", "--generate", "1"}} {
+		out, err := enrollCmd(t, append([]string{"--user", held.name}, args...)...)
+		if exitCode(err) != 1 || !strings.Contains(out, filepath.Join(held.home, ".pam_totp")) || !strings.Contains(out, "held by another process") {
+			t.Fatalf("%v on a held lock: %v\n%s", args, err, out)
+		}
+	}
+	// Two old-format files, one of them held: --all converts the other.
+	for _, u := range []*user{held, free} {
+		gaEnroll(t, u, "-t", "-d", "-u", "-w", "3", "-e", "1")
+	}
+	g, err := os.Open(filepath.Join(held.home, ".google_authenticator"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := syscall.Flock(int(g.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(workDir, "busy-store")
+	out, err := enrollCmd(t, "migrate", "--all", "--secret-file", store+"/%u")
+	if exitCode(err) != 1 || !strings.Contains(out, held.name+": ") || !strings.Contains(out, "held by another process") {
+		t.Fatalf("migrate --all with one file held: %v\n%s", err, out)
+	}
+	ownedBy(t, filepath.Join(store, free.name), 0)
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -156,7 +157,11 @@ type Account struct {
 // the secret and the state. The lock is on the secret file, which logins
 // never replace; totp-enroll replaces it only while holding the same lock, and
 // Lock notices a replacement and locks the new file instead.
+//
+// A lock held longer than LockTimeout (by a stopped process, or by a user
+// holding their own file) gives ErrBusy instead of a hang.
 func Lock(path string, acc Access) (*Account, error) {
+	deadline := time.Now().Add(LockTimeout)
 	for attempt := 0; attempt < 10; attempt++ {
 		f, err := openChecked(path, acc)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -165,7 +170,7 @@ func Lock(path string, acc Access) (*Account, error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		if err := lockWithin(f, deadline); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
@@ -181,6 +186,30 @@ func Lock(path string, acc Access) (*Account, error) {
 		return a, nil
 	}
 	return nil, fmt.Errorf("locking %s: the file keeps being replaced", path)
+}
+
+// LockTimeout is how long Lock waits for another holder of the lock. A
+// login holds it for milliseconds; the module's own timeout is 10 s.
+const LockTimeout = 5 * time.Second
+
+// ErrBusy means another process held an enrollment's lock for LockTimeout.
+var ErrBusy = errors.New("held by another process for too long (a login in progress, or a stopped process)")
+
+// lockWithin takes an exclusive flock before deadline. flock(2) cannot be
+// given a timeout, so it polls without blocking.
+func lockWithin(f *os.File, deadline time.Time) error {
+	wait := time.Millisecond
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return ErrBusy
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 20*time.Millisecond)
+	}
 }
 
 func samePath(f *os.File, path string) bool {
