@@ -1,6 +1,8 @@
 package test
 
 import (
+	"encoding/base32"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -484,4 +486,46 @@ func TestAdminCommandsDoNotHangOnALock(t *testing.T) {
 		t.Fatalf("migrate --all with one file held: %v\n%s", err, out)
 	}
 	ownedBy(t, filepath.Join(store, free.name), 0)
+}
+
+// One key as a 6-digit and an 8-digit token: the 6-digit code is the tail
+// of the 8-digit one. totp-enroll refuses the second enrollment, and a file
+// written by hand with both shares one replay state.
+func TestSameKeyTwice(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u) // token "default"
+	out, err := enrollCmd(t, "--user", u.name, "add", "--name", "eight", "--secret", u.secret, "--no-confirm", "--qr", "none", "--digits", "8")
+	if exitCode(err) == 0 || !strings.Contains(out, `token "default" already has this key`) {
+		t.Fatalf("adding the same key with 8 digits: %v\n%s", err, out)
+	}
+	csv := filepath.Join(t.TempDir(), "tokens.csv")
+	key, err := base32.StdEncoding.DecodeString(u.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(csv, []byte(hex.EncodeToString(key)+";30;same key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := enrollCmd(t, "--user", u.name, "import", "csv", csv); exitCode(err) == 0 || !strings.Contains(out, `token "default" already has this key`) {
+		t.Fatalf("importing the same key: %v\n%s", err, out)
+	}
+
+	hand := "pam_totp 1\n" +
+		"token six type=totp digits=6 secret=" + u.secret + "\n" +
+		"token eight type=totp digits=8 secret=" + u.secret + "\n"
+	if err := writeAs(u, filepath.Join(u.home, ".pam_totp"), hand, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := service(t, module("required"))
+	waitForFreshStep(30, 5)
+	long := code(t, u.secret, 0, "--digits=8")
+	if err := login(t, dir, u, long); err != nil {
+		t.Fatalf("8-digit code: %v", err)
+	}
+	m := syslogs.mark()
+	if err := login(t, dir, u, long[2:]); err == nil {
+		t.Fatal("the tail of an accepted 8-digit code logged in through the 6-digit token")
+	}
+	expectLog(t, m, `user=`+u.name+`.*token=six outcome=fail reason=replay`)
 }

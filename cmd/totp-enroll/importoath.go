@@ -190,7 +190,9 @@ func importFor(loc *location, a *account, entries []importEntry, dry bool, stdou
 			for _, e := range entries {
 				t := e.token
 				t.Name = freeName(f, e.base)
-				f.Tokens = append(f.Tokens, t)
+				if err := f.Add(t); err != nil {
+					return fmt.Errorf("line %d: %w", e.line, err)
+				}
 				if e.last >= 0 {
 					ts := st.Token(&t)
 					ts.Used, ts.LastStep = true, e.last

@@ -184,7 +184,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			if f.Token(tok.Name) != nil {
 				return fmt.Errorf("%s already has a token %q (choose another --name)", target.name, tok.Name)
 			}
-			f.Tokens = append(f.Tokens, *tok)
+			if err := f.Add(*tok); err != nil {
+				return fmt.Errorf("%s: %w", target.name, err)
+			}
 			if ts := state.Tokens[tok.Fingerprint()]; ts != nil {
 				st.Tokens[tok.Fingerprint()] = ts
 			}

@@ -244,6 +244,18 @@ func (f *File) WithKey(t *Token) *Token {
 	return nil
 }
 
+// Add appends t, refusing a name or a key the file already has.
+func (f *File) Add(t Token) error {
+	if f.Token(t.Name) != nil {
+		return fmt.Errorf("there is already a token %q", t.Name)
+	}
+	if old := f.WithKey(&t); old != nil {
+		return fmt.Errorf("token %q already has this key: one code would open both", old.Name)
+	}
+	f.Tokens = append(f.Tokens, t)
+	return nil
+}
+
 // Token returns the token called name, or nil.
 func (f *File) Token(name string) *Token {
 	for i := range f.Tokens {
