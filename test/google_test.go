@@ -411,3 +411,26 @@ func TestGoogleGracePeriodTerminal(t *testing.T) {
 		t.Fatal("another terminal got in without a code")
 	}
 }
+
+// The user can write ~/.google_authenticator: its WINDOW_SIZE may narrow
+// the module line's window=, never widen it, unless the admin says
+// trust_file_settings. A file in a root-owned store is the admin's own.
+func TestGoogleFileCannotWidenTheWindow(t *testing.T) {
+	needGoogle(t)
+	u := newUser(t)
+	gaEnroll(t, u, "-t", "-d", "-u", "-w", "17", "-e", "1")
+	strict := service(t, module("required", "window=0"))
+	trusting := service(t, module("required", "window=0", "trust_file_settings"))
+	waitForFreshStep(30, 5)
+	m := syslogs.mark()
+	if err := login(t, strict, u, code(t, u.secret, -2)); err == nil {
+		t.Fatal("a code two steps old got in with window=0 and WINDOW_SIZE 17 in the user's file")
+	}
+	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="bad code"`)
+	if err := login(t, strict, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("the current code with window=0: %v", err)
+	}
+	if err := login(t, trusting, u, code(t, u.secret, 2)); err != nil {
+		t.Fatalf("a code two steps ahead with trust_file_settings and WINDOW_SIZE 17: %v", err)
+	}
+}
