@@ -434,3 +434,53 @@ func freezeAtFirstWrite(t *testing.T, req []byte, cred *syscall.Credential, answ
 	count()
 	return writes
 }
+
+// grace_period for a local login holds within one login session, not for
+// the terminal's name: a later session on the same /dev/pts/N is asked
+// for a code, and so is a process with no login session at all.
+func TestGraceIsPerLoginSession(t *testing.T) {
+	needRoot(t, "oathtool", "openssl", "sudo", "setpriv")
+	store := storeFor(t)
+	h := sudoHost(t, store, "grace_period=300")
+	u := h.runner
+	p := newTerminal(t)
+	// A new login session, as pam_loginuid makes one: writing the
+	// loginuid gives the process a new audit session id, which its
+	// children keep.
+	session := func(commands string) {
+		p.run(nil, u.home, "sh", "-c", fmt.Sprintf("echo %d >/proc/self/loginuid && exec setpriv --reuid=%d --regid=%d --clear-groups sh -c '%s'",
+			u.uid, u.uid, u.gid, commands))
+	}
+	password := "assword for " + u.name + ": "
+	sudo := func(from int, code string) int {
+		at := p.expect(from, password)
+		p.typeText(u.password + "\r")
+		at, which := p.expectAny(at, "Verification code: ", h.success)
+		switch {
+		case which == 0 && code == "":
+			t.Fatalf("asked for a code within the grace period; output:\n%s", p.output())
+		case which == 1 && code != "":
+			t.Fatalf("no code was asked for; output:\n%s", p.output())
+		case which == 0:
+			p.typeText(code + "\r")
+			at = p.expect(at, h.success)
+		}
+		return at
+	}
+
+	session("sudo -k id; sudo -k id")
+	at := sudo(0, code(t, u.secret, 0))
+	sudo(at, "") // the same session, within grace_period
+	if !p.wait(20 * time.Second) {
+		t.Fatalf("first session: %v", p.err)
+	}
+	t.Logf("terminal %s", p.name())
+
+	session("sudo -k id")
+	sudo(len(p.output()), code(t, u.secret, 1))
+	p.wait(20 * time.Second)
+
+	p.run(userCredential(u), u.home, "sudo", "-k", "id")
+	sudo(len(p.output()), code(t, u.secret, 2))
+	p.wait(20 * time.Second)
+}

@@ -16,58 +16,80 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// terminal is a program running on a pseudo-terminal of its own, as a user
-// at a console runs it: it is the session leader, the terminal is its
+// terminal is a pseudo-terminal on which programs run as a user at a
+// console runs them: each is a session leader with the terminal as its
 // controlling terminal, and what we write to the master is what the user
 // types (including Ctrl-C and Ctrl-Z, which the terminal turns into
-// signals for the foreground process group).
+// signals for the foreground process group). Several programs can run on
+// it one after the other, as logins on one /dev/pts/N do.
 type terminal struct {
 	t      testing.TB
 	master *os.File
-	cmd    *exec.Cmd
+	slave  *os.File
 	mu     sync.Mutex
 	out    bytes.Buffer
-	done   chan struct{} // closed when the program has exited
+	cmd    *exec.Cmd     // the program running now
+	done   chan struct{} // closed when it has exited
 	err    error
 }
 
 // startTerminal runs argv as u on a new pseudo-terminal.
 func startTerminal(t testing.TB, u *user, argv ...string) *terminal {
 	t.Helper()
+	p := newTerminal(t)
+	p.run(userCredential(u), u.home, argv...)
+	return p
+}
+
+func userCredential(u *user) *syscall.Credential {
+	return &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}
+}
+
+// newTerminal opens a pseudo-terminal, closed when the test ends.
+func newTerminal(t testing.TB) *terminal {
+	t.Helper()
 	master, slave, err := openPTY()
 	if err != nil {
 		t.Fatalf("pseudo-terminal: %v", err)
 	}
-	defer slave.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + u.home, "TERM=dumb", "LC_ALL=C"}
-	cmd.Dir = u.home
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0,
-		Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: []uint32{uint32(u.gid)}}}
-	if err := cmd.Start(); err != nil {
-		master.Close()
-		t.Fatalf("starting %v: %v", argv, err)
-	}
-	term := &terminal{t: t, master: master, cmd: cmd, done: make(chan struct{})}
+	p := &terminal{t: t, master: master, slave: slave}
+	t.Cleanup(func() { master.Close(); slave.Close() })
 	go func() {
 		buf := make([]byte, 4096)
 		for {
 			n, err := master.Read(buf)
-			term.mu.Lock()
-			term.out.Write(buf[:n])
-			term.mu.Unlock()
+			p.mu.Lock()
+			p.out.Write(buf[:n])
+			p.mu.Unlock()
 			if err != nil {
-				return // EIO once the last holder of the slave side is gone
+				return
 			}
 		}
 	}()
-	go func() {
-		term.err = cmd.Wait()
-		close(term.done)
-	}()
-	return term
+	return p
 }
+
+// run starts argv on the terminal with cred (nil: as root) in dir.
+func (p *terminal) run(cred *syscall.Credential, dir string, argv ...string) {
+	p.t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + dir, "TERM=dumb", "LC_ALL=C"}
+	cmd.Dir = dir
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = p.slave, p.slave, p.slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Credential: cred}
+	if err := cmd.Start(); err != nil {
+		p.t.Fatalf("starting %v: %v", argv, err)
+	}
+	p.cmd, p.done, p.err = cmd, make(chan struct{}), nil
+	done := p.done
+	go func() {
+		p.err = cmd.Wait()
+		close(done)
+	}()
+}
+
+// name is the terminal's device, as PAM_TTY names it.
+func (p *terminal) name() string { return p.slave.Name() }
 
 // openPTY opens a new master and its slave side.
 func openPTY() (*os.File, *os.File, error) {
@@ -169,6 +191,5 @@ func (p *terminal) wait(limit time.Duration) bool {
 		p.cmd.Process.Kill()
 		<-p.done
 	}
-	p.master.Close()
 	return p.err == nil
 }

@@ -34,6 +34,9 @@ type Env struct {
 	Conn io.ReadWriter // the socket to pam_totp.so
 	Log  Logger
 	Now  func() time.Time
+	// LoginSession is the kernel's audit session of the login we run in
+	// (inherited from the host), or "" if none was set.
+	LoginSession string
 }
 
 // Run handles one request and always tries to send a verdict.
@@ -259,14 +262,17 @@ func (s *session) policy(a *secret.Account) verify.Policy {
 	return p
 }
 
-// place is where a login comes from, for grace_period: the remote host, or
-// the terminal of a local login.
+// place is where a login comes from, for grace_period: the remote host,
+// or the terminal of a local login within its login session. A terminal
+// name alone outlives the session: a later, unrelated login can get the
+// same /dev/pts/N. Without a login session (no pam_loginuid), local logins
+// get no grace.
 func (s *session) place() string {
 	switch {
 	case s.req.RHost != "":
 		return s.req.RHost
-	case s.req.TTY != "":
-		return "tty:" + s.req.TTY
+	case s.req.TTY != "" && s.env.LoginSession != "":
+		return "tty:" + s.req.TTY + "@" + s.env.LoginSession
 	}
 	return ""
 }

@@ -6,7 +6,10 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -25,8 +28,22 @@ func main() {
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Umask(0o077)
 	check.Run(&check.Env{
-		Conn: os.Stdin,
-		Log:  authlog.Open("pam_totp"),
-		Now:  time.Now,
+		Conn:         os.Stdin,
+		Log:          authlog.Open("pam_totp"),
+		Now:          time.Now,
+		LoginSession: loginSession(),
 	})
+}
+
+// loginSession is the audit session id that pam_loginuid gave the login
+// this host runs in; fork and setsid keep it, and a new login gets a new
+// one. "" when unset.
+func loginSession() string {
+	data, err := os.ReadFile("/proc/self/sessionid")
+	id := strings.TrimSpace(string(data))
+	n, perr := strconv.ParseUint(id, 10, 32)
+	if err != nil || perr != nil || n == math.MaxUint32 {
+		return ""
+	}
+	return id
 }
