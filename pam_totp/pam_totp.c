@@ -231,8 +231,22 @@ static int choose_identity(pam_handle_t *pamh, const struct config *c, const str
 	return 0;
 }
 
-static int build_request(pam_handle_t *pamh, const struct config *c, const char *user, int argc, const char **argv,
-			 struct buf *b, struct identity *id)
+/*
+ * pam_unix records its verdict for its own pam_sm_setcred as module data.
+ * When it ran before us in this authentication and refused the password,
+ * the checker must know: a stack that goes on after a wrong password
+ * (pam_unix optional) must not let it enroll (enroll=login).
+ */
+static int password_failed(pam_handle_t *pamh)
+{
+	const void *ret = NULL;
+
+	return pam_get_data(pamh, "unix_setcred_return", &ret) == PAM_SUCCESS && ret != NULL &&
+	       *(const int *)ret != PAM_SUCCESS;
+}
+
+static int build_request(pam_handle_t *pamh, const struct config *c, const char *user, const char *activate, int argc,
+			 const char **argv, struct buf *b, struct identity *id)
 {
 	const struct passwd *pw = pam_modutil_getpwnam(pamh, user);
 	char num[32];
@@ -256,6 +270,10 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 	rc |= add_field(b, "ruser", item(pamh, PAM_RUSER));
 	if (c->want_authtok && item(pamh, PAM_AUTHTOK) != NULL)
 		rc |= add_field(b, "authtok", item(pamh, PAM_AUTHTOK));
+	if (activate != NULL)
+		rc |= add_field(b, "activate", activate);
+	else if (password_failed(pamh))
+		rc |= add_field(b, "password_failed", "1");
 	for (int i = 0; i < argc; i++)
 		rc |= add_field(b, "opt", argv[i]);
 	return rc;
@@ -463,6 +481,41 @@ static int relay_prompt(pam_handle_t *pamh, int sock, int style, const char *tex
 	return rc;
 }
 
+/*
+ * An enrollment made at this login waits under a random name until the
+ * login succeeds as a whole; pam_sm_setcred activates it. The name goes
+ * into the PAM environment, which sshd carries from its authentication
+ * child to the process that calls pam_setcred (module data would not be).
+ */
+#define PENDING_ENV "PAM_TOTP_ENROLL"
+#define MAX_PENDING 64
+
+static int valid_pending(const char *p, size_t len)
+{
+	if (len < 32 || len > MAX_PENDING)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static int set_pending(pam_handle_t *pamh, const char *name, size_t len)
+{
+	char env[sizeof(PENDING_ENV) + 1 + MAX_PENDING];
+
+	if (!valid_pending(name, len) || pam_getenv(pamh, PENDING_ENV) != NULL) {
+		pam_syslog(pamh, LOG_ERR, "checker sent a bad or second pending enrollment");
+		return -1;
+	}
+	snprintf(env, sizeof(env), "%s=%.*s", PENDING_ENV, (int)len, name);
+	if (pam_putenv(pamh, env) != PAM_SUCCESS) {
+		pam_syslog(pamh, LOG_ERR, "cannot keep the pending enrollment in the PAM environment");
+		return -1;
+	}
+	return 0;
+}
+
 /* Runs the conversation; returns the PAM verdict, or -1 on a protocol failure. */
 static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *set_authtok)
 {
@@ -510,6 +563,10 @@ static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *s
 			}
 			*set_authtok = 1;
 			explicit_bzero(in.data, in.len);
+			break;
+		case 'N':
+			if (set_pending(pamh, in.data, in.len) != 0)
+				return -1;
 			break;
 		case 'V':
 			if (in.len == 1 && in.data[0] == 'S')
@@ -613,33 +670,23 @@ static int group_policy(pam_handle_t *pamh, const struct config *c, const char *
 	return 1;
 }
 
-PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+/*
+ * Starts the checker for user, runs its conversation and returns its
+ * verdict: PAM_SUCCESS, PAM_IGNORE or PAM_AUTH_ERR. activate is NULL for an
+ * authentication, or the pending enrollment pam_sm_setcred activates.
+ */
+static int run_checker(pam_handle_t *pamh, const struct config *c, const char *user, const char *activate, int argc,
+		       const char **argv)
 {
-	struct config c;
 	struct buf req;
 	struct identity id;
-	const char *user = NULL;
 	char *checker = NULL;
 	int sock = -1, set_authtok = 0, verdict, rc;
 	pid_t pid;
 
-	(void)flags;
-	if (parse_config(pamh, argc, argv, &c) != 0)
+	if (!checker_is_safe(pamh, c->checker, &checker))
 		return PAM_AUTH_ERR;
-	if (!c.nodelay)
-		pam_fail_delay(pamh, FAIL_DELAY_US);
-	if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL || user[0] == '\0') {
-		pam_syslog(pamh, LOG_ERR, "cannot get the user name");
-		return PAM_AUTH_ERR;
-	}
-	rc = group_policy(pamh, &c, user);
-	if (rc < 0)
-		return PAM_AUTH_ERR;
-	if (rc == 0)
-		return PAM_IGNORE;
-	if (!checker_is_safe(pamh, c.checker, &checker))
-		return PAM_AUTH_ERR;
-	rc = build_request(pamh, &c, user, argc, argv, &req, &id);
+	rc = build_request(pamh, c, user, activate, argc, argv, &req, &id);
 	if (rc != 0) {
 		explicit_bzero(req.data, sizeof(req.data));
 		if (rc != -2)
@@ -657,7 +704,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 		pam_syslog(pamh, LOG_ERR, "cannot send the request to the checker");
 		verdict = -1;
 	} else {
-		verdict = converse(pamh, sock, &c, &set_authtok);
+		verdict = converse(pamh, sock, c, &set_authtok);
 	}
 	explicit_bzero(req.data, sizeof(req.data));
 	if (!reap(pamh, sock, pid, verdict < 0) && verdict >= 0 && verdict != PAM_AUTH_ERR)
@@ -665,11 +712,59 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	return verdict < 0 ? PAM_AUTH_ERR : verdict;
 }
 
+PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
+{
+	struct config c;
+	const char *user = NULL;
+	int rc;
+
+	(void)flags;
+	if (parse_config(pamh, argc, argv, &c) != 0)
+		return PAM_AUTH_ERR;
+	if (!c.nodelay)
+		pam_fail_delay(pamh, FAIL_DELAY_US);
+	if (pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL || user[0] == '\0') {
+		pam_syslog(pamh, LOG_ERR, "cannot get the user name");
+		return PAM_AUTH_ERR;
+	}
+	/* A pending enrollment of an earlier, failed attempt on this handle is void. */
+	if (pam_getenv(pamh, PENDING_ENV) != NULL)
+		pam_putenv(pamh, PENDING_ENV);
+	rc = group_policy(pamh, &c, user);
+	if (rc < 0)
+		return PAM_AUTH_ERR;
+	if (rc == 0)
+		return PAM_IGNORE;
+	return run_checker(pamh, &c, user, NULL, argc, argv);
+}
+
+/*
+ * Hosts call pam_setcred only after the whole authentication stack has
+ * succeeded: the moment to activate an enrollment made at this login
+ * (enroll=login). Without one there is nothing to do.
+ */
 PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
-	(void)pamh;
-	(void)flags;
-	(void)argc;
-	(void)argv;
-	return PAM_SUCCESS;
+	struct config c;
+	const char *pending, *user = NULL;
+	char name[MAX_PENDING + 1];
+	int rc;
+
+	pending = pam_getenv(pamh, PENDING_ENV);
+	if (pending == NULL)
+		return PAM_SUCCESS;
+	if (!valid_pending(pending, strlen(pending))) {
+		pam_syslog(pamh, LOG_ERR, "%s in the PAM environment is not ours", PENDING_ENV);
+		return PAM_CRED_ERR;
+	}
+	memcpy(name, pending, strlen(pending) + 1);
+	/* Used once, and never seen by the session. */
+	pam_putenv(pamh, PENDING_ENV);
+	if (flags & PAM_DELETE_CRED)
+		return PAM_SUCCESS;
+	if (parse_config(pamh, argc, argv, &c) != 0 ||
+	    pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL || user[0] == '\0')
+		return PAM_CRED_ERR;
+	rc = run_checker(pamh, &c, user, name, argc, argv);
+	return rc == PAM_SUCCESS ? PAM_SUCCESS : PAM_CRED_ERR;
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/msteinert/pam/v2"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -129,7 +130,9 @@ func TestEnrollAtLoginThroughSSHD(t *testing.T) {
 	if err != nil || out != "pamtotp-logged-in-as-"+u.name {
 		t.Fatalf("enrolling login: %q, %v\n%s", out, err, strings.Join(e.texts, "\n---\n"))
 	}
-	expectLog(t, m, `user=`+u.name+`.*token=default outcome=ok reason="enrolled at login"`)
+	expectLog(t, m, `user=`+u.name+`.*token=default outcome=ok reason="enrolled at login, pending until the login succeeds"`)
+	// sshd calls pam_setcred once the login has succeeded as a whole.
+	expectLog(t, m, `user=`+u.name+`.*token=default outcome=ok reason="enrolled at login: active now that the login succeeded"`)
 	if !strings.HasPrefix(e.uri, "otpauth://totp/") || len(e.scratch) != 5 {
 		t.Fatalf("uri %q, scratch codes %v", e.uri, e.scratch)
 	}
@@ -181,4 +184,158 @@ func TestEnrollAtLoginClosed(t *testing.T) {
 		t.Fatal("enroll=login with forward_pass accepted")
 	}
 	expectLog(t, m, `enroll=login needs a prompt of its own`)
+}
+
+// enrollConv answers a login that enrolls through libpam: the password,
+// then codes from the secret shown in the messages.
+type enrollConv struct {
+	t        *testing.T
+	password string
+	infos    []string
+	prompts  []string
+}
+
+func (c *enrollConv) RespondPAM(s pam.Style, msg string) (string, error) {
+	switch {
+	case s != pam.PromptEchoOff && s != pam.PromptEchoOn:
+		c.infos = append(c.infos, msg)
+		return "", nil
+	case strings.HasSuffix(msg, "assword: "):
+		c.prompts = append(c.prompts, msg)
+		return c.password, nil
+	case strings.Contains(msg, "Verification code from the app"):
+		c.prompts = append(c.prompts, msg)
+		m := regexp.MustCompile(`otpauth://\S+`).FindString(strings.Join(c.infos, "\n"))
+		u, err := url.Parse(m)
+		if err != nil || m == "" {
+			return "", fmt.Errorf("no URI in %q", c.infos)
+		}
+		return code(c.t, u.Query().Get("secret"), 0), nil
+	case strings.Contains(msg, "Press Enter"):
+		return "", nil
+	}
+	return "", fmt.Errorf("unexpected prompt %q", msg)
+}
+
+// loginAndSetcred runs pam_authenticate and, only if it succeeded and
+// setcred is true, pam_setcred, as hosts do, on one handle.
+func loginAndSetcred(t *testing.T, dir, userName string, c pam.ConversationHandler, setcred bool) (authErr, credErr error) {
+	t.Helper()
+	tx, err := pam.StartConfDir("pamtotp-test", userName, c, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.End()
+	if authErr = tx.Authenticate(0); authErr == nil && setcred {
+		credErr = tx.SetCred(pam.EstablishCred)
+	}
+	return authErr, credErr
+}
+
+// enroll=login never enrolls after a wrong password, whatever the stack:
+// the enrollment waits until pam_setcred, which a host calls only when the
+// whole stack succeeded.
+func TestEnrollAtLoginNeedsTheWholeStack(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	enrolled := func(u *user) bool {
+		_, err := os.Lstat(filepath.Join(u.home, ".pam_totp"))
+		return err == nil
+	}
+	for _, control := range []string{"required", "optional", "[success=ok default=bad]"} {
+		t.Run(control, func(t *testing.T) {
+			u := newUser(t)
+			dir := service(t, "auth "+control+" pam_unix.so nodelay", module("required", "enroll=login"))
+			waitForFreshStep(30, 5)
+
+			// A wrong password that the stack lets reach us: the attacker
+			// sees a QR code and confirms it, and is still not enrolled.
+			bad := &enrollConv{t: t, password: "wrong"}
+			m := syslogs.mark()
+			if authErr, _ := loginAndSetcred(t, dir, u.name, bad, true); authErr == nil {
+				t.Fatal("a wrong password got in")
+			}
+			if enrolled(u) {
+				t.Fatal("a wrong password enrolled the user")
+			}
+			// pam_unix left its verdict for us: no QR code at all.
+			expectLog(t, m, `user=`+u.name+`.*pam_unix refused the password earlier in this stack; not enrolling`)
+			if len(bad.infos) != 0 {
+				t.Fatalf("a wrong password was shown %q", bad.infos)
+			}
+
+			// The right password: authenticated, but not enrolled until setcred.
+			good := &enrollConv{t: t, password: u.password}
+			if authErr, _ := loginAndSetcred(t, dir, u.name, good, false); authErr != nil {
+				t.Fatalf("right password: %v", authErr)
+			}
+			if enrolled(u) {
+				t.Fatal("enrolled before pam_setcred")
+			}
+			good = &enrollConv{t: t, password: u.password}
+			m = syslogs.mark()
+			if authErr, credErr := loginAndSetcred(t, dir, u.name, good, true); authErr != nil || credErr != nil {
+				t.Fatalf("right password and setcred: %v, %v", authErr, credErr)
+			}
+			expectLog(t, m, `user=`+u.name+`.*outcome=ok reason="enrolled at login: active now that the login succeeded"`)
+			if !enrolled(u) {
+				t.Fatal("not enrolled after a successful login and pam_setcred")
+			}
+			if left, _ := filepath.Glob(filepath.Join(u.home, ".pam_totp.pending-*")); len(left) != 0 {
+				t.Fatalf("pending enrollments left behind: %v", left)
+			}
+		})
+	}
+}
+
+// A module after ours that refuses the login: the user saw a QR code and
+// confirmed it, and is still not enrolled, because pam_setcred never came.
+func TestEnrollAtLoginLaterModuleRefuses(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	dir := service(t, "auth required pam_unix.so nodelay", module("required", "enroll=login"), "auth required pam_deny.so")
+	waitForFreshStep(30, 5)
+	c := &enrollConv{t: t, password: u.password}
+	m := syslogs.mark()
+	if authErr, _ := loginAndSetcred(t, dir, u.name, c, true); authErr == nil {
+		t.Fatal("pam_deny let the login through")
+	}
+	expectLog(t, m, `user=`+u.name+`.*reason="enrolled at login, pending until the login succeeds"`)
+	if _, err := os.Lstat(filepath.Join(u.home, ".pam_totp")); err == nil {
+		t.Fatal("enrolled although the stack refused the login")
+	}
+	if pending, _ := filepath.Glob(filepath.Join(u.home, ".pam_totp.pending-*")); len(pending) != 1 {
+		t.Fatalf("pending enrollments: %v, want one", pending)
+	}
+}
+
+// Through sshd, with a stack that goes on after a wrong password, and with
+// one whose last module refuses: nobody is enrolled by a login that fails.
+func TestEnrollAtLoginThroughSSHDFailedLogins(t *testing.T) {
+	needRoot(t, "zbarimg", "oathtool")
+	store := filepath.Join(workDir, "enroll-store-2")
+	os.MkdirAll(store, 0o700)
+	for name, stack := range map[string][]string{
+		"required pam_unix": {"auth required pam_unix.so nodelay", module("required", "enroll=login", "secret="+store+"/%u")},
+		"pam_deny after us": {"auth required pam_unix.so nodelay", module("required", "enroll=login", "secret="+store+"/%u"), "auth required pam_deny.so"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := startSSHD(t, false, stack...)
+			u := newUser(t)
+			waitForFreshStep(30, 15)
+			password := "wrong"
+			if name == "pam_deny after us" {
+				password = u.password
+			}
+			e := &enrollingLogin{t: t, password: password}
+			if _, err := s.dial(u.name, []ssh.AuthMethod{ssh.KeyboardInteractive(e.answer)}); err == nil {
+				t.Fatal("the login got in")
+			}
+			if _, err := os.Lstat(filepath.Join(store, u.name)); err == nil {
+				t.Fatalf("a failed login enrolled the user (QR shown: %v)", e.uri != "")
+			}
+			if name == "pam_deny after us" && e.uri == "" {
+				t.Fatal("the enrollment was never offered: the test did not reach it")
+			}
+		})
+	}
 }

@@ -92,6 +92,14 @@ func (s *session) run() byte {
 	}
 	s.opts = opts
 
+	if s.req.Activate != "" {
+		if !opts.EnrollAtLogin {
+			s.logf(s.env.Log.Warning, "", "fail", "configuration: a pending enrollment to activate, but no enroll=login")
+			return protocol.Fail
+		}
+		return s.activate()
+	}
+
 	// Everything that can be wrong with the user or the file is found out
 	// before the prompt but only reported after it: a prompt must not tell
 	// who exists or who is enrolled.

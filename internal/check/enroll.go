@@ -1,6 +1,10 @@
 package check
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 
@@ -23,6 +27,10 @@ func (s *session) mayEnroll() bool {
 	}
 	if o.EnrollUntil != 0 && s.env.Now().Unix() >= o.EnrollUntil {
 		s.logf(s.env.Log.Info, "", "info", "enroll=login: enroll_until has passed; not enrolling")
+		return false
+	}
+	if s.req.PasswordFailed {
+		s.logf(s.env.Log.Warning, "", "info", "enroll=login: pam_unix refused the password earlier in this stack; not enrolling")
 		return false
 	}
 	if s.req.Authtok == nil {
@@ -85,14 +93,24 @@ func (s *session) enrollAtLogin() byte {
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: the code was wrong three times; nothing was written")
 		return protocol.Fail
 	}
-	state.Failures = 0
-	// link(2) under the hood: of two logins enrolling at once, one wins.
-	if err := secret.Create(s.path, s.acc, file, state, false); err != nil {
+	state.Failures, state.Missed = 0, 0
+	// The enrollment waits under a random name: a wrong password earlier
+	// in the stack may still fail this login, and only a login that
+	// succeeds as a whole may make it active. The module keeps the name
+	// and sends it back from pam_sm_setcred, which hosts call only then.
+	name, err := pendingName()
+	if err == nil {
+		err = secret.CreatePending(s.path, s.acc, file, state, name)
+	}
+	if err == nil {
+		err = protocol.WriteFrame(s.env.Conn, protocol.Pending, []byte(name))
+	}
+	if err != nil {
 		protocol.WriteFrame(s.env.Conn, protocol.Error, []byte("pam_totp: the enrollment could not be saved; ask an administrator"))
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: %v", err)
 		return protocol.Fail
 	}
-	s.logf(s.env.Log.Info, "default", "ok", "enrolled at login")
+	s.logf(s.env.Log.Info, "default", "ok", "enrolled at login, pending until the login succeeds")
 	msg := []string{"Enrolled. Emergency scratch codes (each works once; they are not shown again):"}
 	for _, c := range scratch {
 		msg = append(msg, "  "+c)
@@ -102,6 +120,34 @@ func (s *session) enrollAtLogin() byte {
 		s.prompt("Press Enter once you have written them down: ", true)
 	}
 	return protocol.Success
+}
+
+// activate makes the enrollment this login's authentication left pending
+// active. pam_sm_setcred asks for it: the whole stack has succeeded.
+func (s *session) activate() byte {
+	_, problem := s.open()
+	if !errors.Is(problem, secret.ErrNotEnrolled) {
+		if problem == nil {
+			problem = errors.New("the user is enrolled already")
+		}
+		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: not activated: %v", problem)
+		return protocol.Fail
+	}
+	if err := secret.Activate(s.path, s.acc, s.req.Activate); err != nil {
+		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: not activated: %v", err)
+		return protocol.Fail
+	}
+	s.logf(s.env.Log.Info, "default", "ok", "enrolled at login: active now that the login succeeded")
+	return protocol.Success
+}
+
+// pendingName is a pending enrollment's random name.
+func pendingName() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("random name: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 // info sends lines as PAM_TEXT_INFO messages of whole lines that each fit

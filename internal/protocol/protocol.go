@@ -42,7 +42,15 @@ const (
 	Error         Type = 'R'
 	SetAuthtok    Type = 'T'
 	Verdict       Type = 'V'
+	// Pending carries the name of an enrollment made at this login and
+	// not yet active. The module keeps it in the PAM environment and sends
+	// it back in an Activate request from pam_sm_setcred, which hosts call
+	// only once the whole stack has succeeded.
+	Pending Type = 'N'
 )
+
+// MaxPending bounds a Pending payload: hex digits only.
+const MaxPending = 64
 
 // Verdict payloads.
 const (
@@ -97,6 +105,12 @@ type Req struct {
 	RUser   string
 	Authtok *string  // PAM_AUTHTOK, sent only when an option needs it
 	Options []string // the module arguments, in order
+	// Activate is set in the request pam_sm_setcred sends: the name of
+	// the pending enrollment to make active, as a Pending frame gave it.
+	Activate string
+	// PasswordFailed: pam_unix ran before us in this authentication and
+	// refused the password.
+	PasswordFailed bool
 }
 
 // Marshal encodes r as NUL-terminated key=value fields, "v" first.
@@ -116,6 +130,12 @@ func (r *Req) Marshal() []byte {
 	add("ruser", r.RUser)
 	if r.Authtok != nil {
 		add("authtok", *r.Authtok)
+	}
+	if r.Activate != "" {
+		add("activate", r.Activate)
+	}
+	if r.PasswordFailed {
+		add("password_failed", "1")
 	}
 	for _, o := range r.Options {
 		add("opt", o)
@@ -170,6 +190,16 @@ func ParseReq(p []byte) (*Req, error) {
 			r.Authtok = &s
 		case "opt":
 			r.Options = append(r.Options, val)
+		case "password_failed":
+			r.PasswordFailed = true
+			if val != "1" {
+				err = errors.New("the only value is 1")
+			}
+		case "activate":
+			r.Activate = val
+			if !ValidPending(val) {
+				err = errors.New("not a pending enrollment's name")
+			}
 		default:
 			err = errors.New("unknown field")
 		}
@@ -185,6 +215,20 @@ func ParseReq(p []byte) (*Req, error) {
 		return nil, errors.New("request has part of a user's identity")
 	}
 	return r, nil
+}
+
+// ValidPending accepts what the checker sends in a Pending frame: 32 to
+// MaxPending lower-case hex digits.
+func ValidPending(s string) bool {
+	if len(s) < 32 || len(s) > MaxPending {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func id(s string) (int, error) {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -450,6 +451,55 @@ func Create(path string, acc Access, f *File, st *State, force bool) error {
 		return err
 	}
 	return Replace(path, acc, f, force)
+}
+
+// PendingPath is where an enrollment made at login waits, under a random
+// name, until the login as a whole has succeeded.
+func PendingPath(path, name string) string { return path + ".pending-" + name }
+
+// CreatePending writes a new enrollment that is not yet active: the state
+// (ignored until a secret with the same keys exists), then the secret at
+// PendingPath. Other pending enrollments of path, from logins that never
+// completed, are removed.
+func CreatePending(path string, acc Access, f *File, st *State, name string) error {
+	if _, err := ParseFile(f.Marshal()); err != nil {
+		return fmt.Errorf("refusing to write an invalid file: %w", err)
+	}
+	dir, prefix := filepath.Dir(path), filepath.Base(PendingPath(path, ""))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	if err := WriteAtomic(StatePath(path), st.Marshal(f), true); err != nil {
+		return err
+	}
+	return WriteAtomic(PendingPath(path, name), f.Marshal(), false)
+}
+
+// Activate makes the pending enrollment name the enrollment at path. It
+// fails if path exists: an enrollment made meanwhile wins.
+func Activate(path string, acc Access, name string) error {
+	pending := PendingPath(path, name)
+	f, err := openChecked(pending, acc)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no pending enrollment %s (replaced by a later login?)", pending)
+	}
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := os.Link(pending, path); err != nil {
+		return fmt.Errorf("activating %s: %w", pending, err)
+	}
+	if err := os.Remove(pending); err != nil {
+		return fmt.Errorf("removing %s: %w", pending, err)
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // Update changes an existing enrollment under the lock that logins take,
