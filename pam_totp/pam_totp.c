@@ -233,16 +233,28 @@ static int choose_identity(pam_handle_t *pamh, const struct config *c, const str
 
 /*
  * pam_unix records its verdict for its own pam_sm_setcred as module data.
- * When it ran before us in this authentication and refused the password,
- * the checker must know: a stack that goes on after a wrong password
- * (pam_unix optional) must not let it enroll (enroll=login).
+ * When it ran before us in this pass of the stack and refused the
+ * password, the checker must know: it then compares no code and counts no
+ * failure (an attacker without the password cannot lock the owner out),
+ * and never enrolls (enroll=login). A record we saw at our previous run on
+ * this handle is stale: pam_unix has not run since (it allocates a new one
+ * each time, before it frees the old). Without a fresh record nothing is
+ * assumed.
  */
+#define SEEN_UNIX_DATA "pam_totp_seen_unix_verdict"
+
 static int password_failed(pam_handle_t *pamh)
 {
-	const void *ret = NULL;
+	const void *ret = NULL, *seen = NULL;
 
-	return pam_get_data(pamh, "unix_setcred_return", &ret) == PAM_SUCCESS && ret != NULL &&
-	       *(const int *)ret != PAM_SUCCESS;
+	if (pam_get_data(pamh, "unix_setcred_return", &ret) != PAM_SUCCESS || ret == NULL)
+		return 0;
+	if (pam_get_data(pamh, SEEN_UNIX_DATA, &seen) == PAM_SUCCESS && seen == ret)
+		return 0;
+	/* Only the address is kept, to compare; it is never followed. */
+	if (pam_set_data(pamh, SEEN_UNIX_DATA, (void *)ret, NULL) != PAM_SUCCESS)
+		return 0;
+	return *(const int *)ret != PAM_SUCCESS;
 }
 
 static int build_request(pam_handle_t *pamh, const struct config *c, const char *user, const char *activate, int argc,

@@ -429,3 +429,39 @@ func mknodAs(u *user, path string, mode uint32, dev int) error {
 	}
 	return os.Chown(path, u.uid, u.gid)
 }
+
+// With pam_unix before us and not requisite, a wrong password still
+// reaches our prompt. Its code is then neither compared nor counted: an
+// attacker without the password cannot lock the owner out, nor learn or
+// use up a code.
+func TestPAMWrongPasswordCostsNoLock(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	dir := service(t, "auth required pam_unix.so nodelay", module("required", "deny=2"))
+	m := syslogs.mark()
+	for i := 0; i < 4; i++ {
+		c := &conv{answers: []string{"wrong password", "000000"}}
+		if err := authenticate(t, dir, u.name, c); err == nil || len(c.prompts) != 2 {
+			t.Fatalf("wrong password %d: %v, prompts %q (want the same two prompts as anyone)", i, err, c.prompts)
+		}
+	}
+	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="the password was refused earlier in the stack; the code was not compared"`)
+	right := code(t, u.secret, 0)
+	if err := authenticate(t, dir, u.name, &conv{answers: []string{"wrong password", right}}); err == nil {
+		t.Fatal("a wrong password with the right code got in")
+	}
+	st := readState(t, filepath.Join(u.home, ".pam_totp"))
+	if st.Missed != 0 || st.LockedUntil != 0 {
+		t.Fatalf("wrong passwords counted against the owner: %+v", st)
+	}
+	// The owner's right code was not used up by the attempt above.
+	if err := authenticate(t, dir, u.name, &conv{answers: []string{u.password, right}}); err != nil {
+		t.Fatalf("the owner with the right password and code: %v", err)
+	}
+	// And a wrong code after the right password counts as always.
+	authenticate(t, dir, u.name, &conv{answers: []string{u.password, "000000"}})
+	if st := readState(t, filepath.Join(u.home, ".pam_totp")); st.Missed != 1 {
+		t.Fatalf("a wrong code after the right password: missed %d, want 1", st.Missed)
+	}
+}

@@ -74,6 +74,10 @@ type session struct {
 	authtok bool          // SetAuthtok sent
 }
 
+// errPasswordFailed: pam_unix refused the password earlier in this pass
+// of the stack.
+var errPasswordFailed = errors.New("the password was refused earlier in the stack; the code was not compared")
+
 // saveFailedMessage is shown when a login cannot be recorded.
 const saveFailedMessage = "pam_totp: cannot record this login (is the disk full or read-only?); ask an administrator"
 
@@ -113,6 +117,11 @@ func (s *session) run() byte {
 	if errors.Is(problem, secret.ErrNotEnrolled) && opts.NullOK {
 		s.logf(s.env.Log.Info, "", "ignore", "no secret file (nullok)")
 		return protocol.Ignore
+	}
+	if s.req.PasswordFailed && problem == nil {
+		// Asked like everyone, so the prompt tells nothing; never compared
+		// or counted: a wrong password must not cost the owner a lock.
+		problem = errPasswordFailed
 	}
 	lengths := codeLengths(file)
 	if problem == nil && s.inGrace() {
