@@ -118,9 +118,11 @@ func (s *session) run() byte {
 		s.logf(s.env.Log.Info, "", "ignore", "no secret file (nullok)")
 		return protocol.Ignore
 	}
-	if s.req.PasswordFailed && problem == nil {
+	if s.req.PasswordFailed && problem == nil && !opts.UseFirstPass && !opts.TryFirstPass && !opts.ForwardPass {
 		// Asked like everyone, so the prompt tells nothing; never compared
 		// or counted: a wrong password must not cost the owner a lock.
+		// (With the *_pass options the password pam_unix saw carries the
+		// code, and its refusal means nothing.)
 		problem = errPasswordFailed
 	}
 	lengths := codeLengths(file)
