@@ -357,9 +357,15 @@ func TestImportPSKC(t *testing.T) {
 			t.Fatalf("PSKC token code %s: %v", c, err)
 		}
 	}
+	// Figure 7 holds the same key: refused for this user, who has it.
 	os.WriteFile(pw, []byte("qwerty\n"), 0o600)
-	out = mustEnroll(t, "--user", u.name, "import", "pskc", fig7, "--password-file", pw)
-	if !strings.Contains(out, "token token-987654321-2") {
+	if out, err := enrollCmd(t, "--user", u.name, "import", "pskc", fig7, "--password-file", pw); exitCode(err) != 1 ||
+		!strings.Contains(out, `token "token-987654321" already has this key`) {
+		t.Fatalf("the same key imported twice: %v\n%s", err, out)
+	}
+	other := newUser(t)
+	out = mustEnroll(t, "--user", other.name, "import", "pskc", fig7, "--password-file", pw)
+	if !strings.Contains(out, "token token-987654321 (counter-based, 8 digits, next counter 0)") {
 		t.Fatalf("import pskc with a password:\n%s", out)
 	}
 }
