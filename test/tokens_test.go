@@ -198,7 +198,7 @@ func TestAdminCommands(t *testing.T) {
 		login(t, dir, u, wrong)
 	}
 	out := mustEnroll(t, "--user", u.name, "status")
-	if !strings.Contains(out, "token default: totp SHA1 6 digits 30 s, enabled") || !regexp.MustCompile(`failures 0, locked until 20`).MatchString(out) {
+	if !strings.Contains(out, "token default: totp SHA1 6 digits 30 s, enabled") || !regexp.MustCompile(`failures 0, locked until 20.*, locks since the last success 1, wrong codes since the last success 3`).MatchString(out) {
 		t.Fatalf("status of a locked user:\n%s", out)
 	}
 	if err := login(t, dir, u, code(t, u.secret, 0)); err == nil {
@@ -210,7 +210,8 @@ func TestAdminCommands(t *testing.T) {
 	}
 	dir = service(t, module("required", "deny=0")) // the failures below must not lock
 	out = mustEnroll(t, "--user", u.name, "status")
-	if !strings.Contains(out, "failures 0, not locked") || !strings.Contains(out, "drift +0 steps (+0 s)") || strings.Contains(out, "last used never") {
+	if !strings.Contains(out, "failures 0, not locked, locks since the last success 0, wrong codes since the last success 0") ||
+		!strings.Contains(out, "drift +0 steps (+0 s)") || strings.Contains(out, "last used never") {
 		t.Fatalf("status after a login:\n%s", out)
 	}
 

@@ -204,7 +204,8 @@ func status(t *target, _ []string, out io.Writer) error {
 	if st.LockedUntil > now {
 		lock = "locked until " + when(st.LockedUntil)
 	}
-	fmt.Fprintf(out, "failures %d, %s\n", st.Failures, lock)
+	fmt.Fprintf(out, "failures %d, %s, locks since the last success %d, wrong codes since the last success %d\n",
+		st.Failures, lock, st.Lockouts, st.Missed)
 	fmt.Fprintf(out, "scratch codes left %d, admin passcodes left %d\n", unused(f.Scratch, st), unused(f.Passcodes, st))
 	return nil
 }
@@ -336,10 +337,11 @@ func newCommands() map[string]command {
 				return showToken(out, issuer, label, tok, qr)
 			}},
 		"status": {root: true, help: "Shows each token's type, creation, last use and drift, and the failures and lock.", run: status},
-		"unlock": {root: true, help: "Clears the failure count and the lock.",
+		"unlock": {root: true, help: "Clears the failure count and the lock, and starts locks at unlock_time again.",
 			run: func(t *target, _ []string, out io.Writer) error {
 				return t.update(func(_ *secret.File, st *secret.State) error {
-					st.Failures, st.LockedUntil, st.FailedAt = 0, 0, nil
+					// Missed stays: the user is still told of the wrong codes.
+					st.Failures, st.LockedUntil, st.FailedAt, st.Lockouts = 0, 0, nil, 0
 					fmt.Fprintf(out, "%s: unlocked\n", t.acct.name)
 					return nil
 				})
