@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # pam_totp: see README.md. `make` builds into build/, `make test` runs every test.
 PREFIX     ?= /usr
 DESTDIR    ?=
@@ -44,6 +45,7 @@ build/totp-enroll: $(GO_SOURCES)
 vet:
 	@test -z "$$(gofmt -l cmd internal pam_totp test)" || { gofmt -l cmd internal pam_totp test; echo "gofmt needed"; exit 1; }
 	go vet ./...
+	@go mod tidy -diff || { echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1; }
 
 # Unit tests need nothing; the end-to-end tests (real libpam, sshd, sudo)
 # need root and the packages that scripts/test-deps installs, and skip

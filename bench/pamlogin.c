@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * pamlogin: one authentication through real libpam in a fresh process, for
  * make bench. Every prompt is answered with CODE. Prints the peak RSS (KiB)

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package test drives the built module through real hosts: libpam with
 // pam_start_confdir, sshd on 127.0.0.1 and sudo. Codes come from oathtool,
 // an implementation that is not ours.

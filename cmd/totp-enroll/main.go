@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command totp-enroll enrolls a user for pam_totp: it makes a secret, shows
 // it as a QR code, confirms a code from the app and writes the secret file
 // with scratch codes. See docs/totp-enroll.md and totp-enroll --help.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package authlog writes the checker's decision lines to the local syslog
 // socket, facility authpriv, as pam_syslog does. It replaces log/syslog,
 // whose net package costs the checker most of a millisecond at every login.

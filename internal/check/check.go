@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package check runs one authentication inside pam-totp-check: it reads the
 // module's request, finds and opens the user's enrollment with the right
 // privileges, asks for the code through the module, decides under the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package enroll makes what a new enrollment shows and stores: a random key,
 // scratch codes, the otpauth:// URI and its QR code for a terminal.
 package enroll

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package gafile reads and edits pam_google_authenticator's per-user file
 // (~/.google_authenticator) in place: a login changes only the lines whose
 // meaning changed, and keeps every other line, known or not, where it was,

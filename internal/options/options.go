@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package options parses the pam_totp.so module arguments (the words after
 // the module name in /etc/pam.d). The C module reads the few it needs itself
 // (checker=, timeout=, nodelay, secret=, user= and the *_pass options) and

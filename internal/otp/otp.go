@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package otp computes HOTP (RFC 4226) and TOTP (RFC 6238) codes for a token.
 //
 // Code generation is delegated to github.com/pquerna/otp; this package

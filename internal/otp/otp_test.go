@@ -1,18 +1,22 @@
+// SPDX-License-Identifier: Apache-2.0
+
 package otp
 
 import (
 	"bufio"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-// readVectors reads a tab-separated fixture from ../shared/fixtures, skipping
-// comments and the header row.
+// readVectors reads a tab-separated fixture from testdata (copies of the
+// RFCs' vectors, see testdata/README.md), skipping comments and the header
+// row.
 func readVectors(t *testing.T, name string) [][]string {
 	t.Helper()
-	f, err := os.Open("../../../shared/fixtures/" + name)
+	f, err := os.Open(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatalf("fixture: %v", err)
 	}

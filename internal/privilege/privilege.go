@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package privilege switches a process to a user for good before it touches
 // that user's files, so that a user's home can never make root read or
 // write something through a link or a swapped file.

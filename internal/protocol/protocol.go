@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package protocol is the wire format between pam_totp.so (C, in the host
 // process) and pam-totp-check (this project's Go checker), over one
 // socketpair. docs/protocol.md describes it; pam_totp/pam_totp.c is the

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package pskc reads key packages of the Portable Symmetric Key Container
 // (RFC 6030), the file hardware token vendors ship with their tokens:
 // plaintext secrets, secrets encrypted with AES-CBC under a pre-shared key,

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package secret holds a user's enrollment: the secret file (tokens and
 // scratch codes, written by totp-enroll, never changed by a login), the state
 // file beside it (what logins change: last accepted step, drift, used scratch

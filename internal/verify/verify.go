@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package verify decides whether a typed code opens an enrollment, and
 // updates its state: window around the learned drift, a wider window on a
 // token's first use, resynchronisation from two consecutive codes a few

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command pam-totp-check is started by pam_totp.so for every
 // authentication, with its socket to the module on standard input, already
 // running as the user whose home it reads (or as root for the system store).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: whatever a checker could send, decoded by the module's
  * real converse() (this file includes pam_totp.c), over a real socketpair,
