@@ -64,7 +64,8 @@ FUZZTIME ?= 60s
 FUZZ_TARGETS = internal/secret:FuzzParseFile internal/secret:FuzzParseState \
 	internal/protocol:FuzzReadFrame internal/protocol:FuzzParseReq \
 	internal/options:FuzzParseAndExpand internal/verify:FuzzCheck \
-	internal/gafile:FuzzParse internal/pskc:FuzzParse
+	internal/gafile:FuzzParse internal/pskc:FuzzParse \
+	internal/tokenimport:FuzzParseCSV internal/tokenimport:FuzzParseOath
 fuzz: sanitizers
 	@mkdir -p build/fuzz-corpus && cp pam_totp/fuzz/corpus/* build/fuzz-corpus/
 	build/fuzz-frames -max_total_time=$(patsubst %s,%,$(FUZZTIME)) -max_len=9000 -timeout=5 build/fuzz-corpus

@@ -3,20 +3,17 @@
 package main
 
 import (
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"pamtotp/internal/options"
-	"pamtotp/internal/otp"
 	"pamtotp/internal/secret"
+	"pamtotp/internal/tokenimport"
 )
 
 const importOathUsage = `Usage: totp-enroll import oath FILE [options]
@@ -36,26 +33,16 @@ Options:
   --dry-run              say what would be done; write nothing
 `
 
-// importEntry is one token to import: from a line of a users file, or a
-// key package.
-type importEntry struct {
-	line  int
-	user  string
-	base  string // the token's name, or the start of it if taken
-	token secret.Token
-	last  int64 // the step or counter of the last code used, -1 if none
-}
-
 func runImportOath(args []string, stdout, stderr io.Writer) int {
 	c := newImportCommand("import oath", importOathUsage)
 	loc, data, file, exit := c.start(args, stdout, stderr, func() error { return nil })
 	if exit >= 0 {
 		return exit
 	}
-	entries, bad := parseOath(data, time.Now())
-	var keep []importEntry
+	entries, bad := tokenimport.ParseOath(data, time.Now())
+	var keep []tokenimport.Entry
 	for _, e := range entries {
-		if *c.user == "" || e.user == *c.user {
+		if *c.user == "" || e.User == *c.user {
 			keep = append(keep, e)
 		}
 	}
@@ -109,26 +96,26 @@ func (c *importCommand) start(args []string, stdout, stderr io.Writer, check fun
 	return loc, data, pos[0], -1
 }
 
-func (c *importCommand) finish(loc *location, file string, entries []importEntry, bad []error, stdout, stderr io.Writer) int {
+func (c *importCommand) finish(loc *location, file string, entries []tokenimport.Entry, bad []error, stdout, stderr io.Writer) int {
 	return importEntries(c.name, file, loc, entries, bad, *c.skipBad, *c.dry, stdout, stderr)
 }
 
 // importEntries writes the entries into their users' files, each user's at
 // once. A bad entry (or an unknown user) refuses the whole import unless
 // skipBad; then bad entries are reported and left out.
-func importEntries(cmd, file string, loc *location, entries []importEntry, bad []error, skipBad, dry bool, stdout, stderr io.Writer) int {
+func importEntries(cmd, file string, loc *location, entries []tokenimport.Entry, bad []error, skipBad, dry bool, stdout, stderr io.Writer) int {
 	accounts := map[string]*account{}
 	var users []string
-	var keep []importEntry
+	var keep []tokenimport.Entry
 	for _, e := range entries {
-		if accounts[e.user] == nil {
-			a, err := lookupAccount(e.user)
+		if accounts[e.User] == nil {
+			a, err := lookupAccount(e.User)
 			if err != nil {
-				bad = append(bad, fmt.Errorf("line %d: %v", e.line, err))
+				bad = append(bad, fmt.Errorf("line %d: %v", e.Line, err))
 				continue
 			}
-			accounts[e.user] = a
-			users = append(users, e.user)
+			accounts[e.User] = a
+			users = append(users, e.User)
 		}
 		keep = append(keep, e)
 	}
@@ -141,9 +128,9 @@ func importEntries(cmd, file string, loc *location, entries []importEntry, bad [
 	}
 	failed := 0
 	for _, name := range users {
-		var mine []importEntry
+		var mine []tokenimport.Entry
 		for _, e := range keep {
-			if e.user == name {
+			if e.User == name {
 				mine = append(mine, e)
 			}
 		}
@@ -182,7 +169,7 @@ func readInput(name string) ([]byte, error) {
 }
 
 // importFor adds a user's tokens to their file, creating it if need be.
-func importFor(loc *location, a *account, entries []importEntry, dry bool, stdout io.Writer) error {
+func importFor(loc *location, a *account, entries []tokenimport.Entry, dry bool, stdout io.Writer) error {
 	path, err := loc.path(a)
 	if err != nil {
 		return err
@@ -190,16 +177,16 @@ func importFor(loc *location, a *account, entries []importEntry, dry bool, stdou
 	return loc.as(a, func() error {
 		add := func(f *secret.File, st *secret.State) error {
 			for _, e := range entries {
-				t := e.token
-				t.Name = freeName(f, e.base)
+				t := e.Token
+				t.Name = freeName(f, e.Base)
 				if err := f.Add(t); err != nil {
-					return fmt.Errorf("line %d: %w", e.line, err)
+					return fmt.Errorf("line %d: %w", e.Line, err)
 				}
-				if e.last >= 0 {
+				if e.Last >= 0 {
 					ts := st.Token(&t)
-					ts.Used, ts.LastStep = true, e.last
+					ts.Used, ts.LastStep = true, e.Last
 				}
-				fmt.Fprintf(stdout, "%s: line %d: token %s (%s) -> %s\n", a.name, e.line, t.Name, describe(&t), path)
+				fmt.Fprintf(stdout, "%s: line %d: token %s (%s) -> %s\n", a.name, e.Line, t.Name, describe(&t), path)
 			}
 			return nil
 		}
@@ -243,96 +230,4 @@ func describe(t *secret.Token) string {
 		return fmt.Sprintf("counter-based, %d digits, next counter %d", t.Params.Digits, t.Counter)
 	}
 	return fmt.Sprintf("time-based, %d digits, %d s", t.Params.Digits, t.Params.Period)
-}
-
-// parseLines runs parse on each line that is neither blank nor a comment
-// ('#'), and returns the entries of the good lines and one error a bad line.
-func parseLines(data string, parse func(line string) (*importEntry, error)) ([]importEntry, []error) {
-	var out []importEntry
-	var bad []error
-	for i, l := range strings.Split(data, "\n") {
-		l = strings.TrimRight(l, "\r")
-		if t := strings.TrimSpace(l); t == "" || t[0] == '#' {
-			continue
-		}
-		e, err := parse(l)
-		if err != nil {
-			bad = append(bad, fmt.Errorf("line %d: %w", i+1, err))
-			continue
-		}
-		e.line = i + 1
-		out = append(out, *e)
-	}
-	return out, bad
-}
-
-// parseOath reads a pam_oath users file.
-func parseOath(data []byte, now time.Time) ([]importEntry, []error) {
-	return parseLines(string(data), func(l string) (*importEntry, error) { return parseOathLine(l, now) })
-}
-
-func parseOathLine(l string, now time.Time) (*importEntry, error) {
-	f := strings.Fields(l)
-	if len(f) < 4 || len(f) > 7 {
-		return nil, errors.New("want TYPE USER PIN HEXKEY [COUNTER [LASTOTP [TIME]]]")
-	}
-	t := secret.Token{Type: secret.HOTP, Params: otp.Params{Algorithm: otp.SHA1, Digits: 6}, Created: now.Unix()}
-	parts := strings.Split(f[0], "/")
-	if parts[0] != "HOTP" || len(parts) > 3 {
-		return nil, fmt.Errorf("unknown token type %q", f[0])
-	}
-	for i, p := range parts[1:] {
-		switch {
-		case i == 0 && p == "E":
-		case i == 0 && strings.HasPrefix(p, "T"):
-			n, err := strconv.Atoi(p[1:])
-			if err != nil {
-				return nil, fmt.Errorf("bad time step in %q", f[0])
-			}
-			t.Type, t.Params.Period = secret.TOTP, n
-		default:
-			n, err := strconv.Atoi(p)
-			if err != nil {
-				return nil, fmt.Errorf("bad digits in %q", f[0])
-			}
-			t.Params.Digits = n
-		}
-	}
-	if err := options.ValidUser(f[1]); err != nil {
-		return nil, err
-	}
-	if f[2] != "-" && f[2] != "+" {
-		return nil, errors.New("a PIN in the users file is not supported (pam_totp stacks after the password module); remove it first")
-	}
-	key, err := hex.DecodeString(f[3])
-	if err != nil {
-		return nil, errors.New("the key is not hexadecimal")
-	}
-	if len(key) < otp.MinKeyBytes || len(key) > otp.MaxKeyBytes {
-		return nil, fmt.Errorf("the key must be %d to %d bytes, not %d", otp.MinKeyBytes, otp.MaxKeyBytes, len(key))
-	}
-	t.Key = key
-	e := &importEntry{user: f[1], base: "oath", token: t, last: -1}
-	if len(f) >= 5 && e.token.Type == secret.HOTP {
-		// pam_oath stores the next counter to try.
-		if e.token.Counter, err = strconv.ParseInt(f[4], 10, 64); err != nil || e.token.Counter < 0 {
-			return nil, fmt.Errorf("bad counter %q", f[4])
-		}
-	}
-	if len(f) == 7 && e.token.Type == secret.TOTP {
-		// pam_oath writes local time with an L, or UTC with a Z.
-		loc, stamp := time.Local, strings.TrimSuffix(f[6], "L")
-		if strings.HasSuffix(f[6], "Z") {
-			loc, stamp = time.UTC, strings.TrimSuffix(f[6], "Z")
-		}
-		at, err := time.ParseInLocation("2006-01-02T15:04:05", stamp, loc)
-		if err != nil {
-			return nil, fmt.Errorf("bad time of the last code %q", f[6])
-		}
-		e.last = otp.Step(at.Unix(), t.Params.Period)
-	}
-	if err := e.token.Validate(); err != nil {
-		return nil, err
-	}
-	return e, nil
 }

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"pamtotp/internal/otp"
 	"pamtotp/internal/pskc"
-	"pamtotp/internal/secret"
+	"pamtotp/internal/tokenimport"
 )
 
 const importPSKCUsage = `Usage: totp-enroll --user NAME import pskc FILE [options]
@@ -75,39 +74,17 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", file, err)
 		return exitError
 	}
-	var entries []importEntry
+	var entries []tokenimport.Entry
 	var bad []error
 	now := time.Now()
 	for i, k := range keys {
-		e, err := pskcEntry(k, acct.name, now)
+		e, err := tokenimport.FromPSKC(k, acct.name, now)
 		if err != nil {
 			bad = append(bad, fmt.Errorf("key package %d: %w", i+1, err))
 			continue
 		}
-		e.line = i + 1
+		e.Line = i + 1
 		entries = append(entries, *e)
 	}
 	return c.finish(loc, file, entries, bad, stdout, stderr)
-}
-
-func pskcEntry(k pskc.Key, user string, now time.Time) (*importEntry, error) {
-	t := secret.Token{Type: secret.TOTP, Key: k.Secret, Params: otp.Params{Algorithm: otp.SHA1, Digits: k.Digits, Period: k.Period},
-		Created: now.Unix(), Comment: strings.TrimSpace(k.Issuer + " " + k.Serial)}
-	if k.HOTP {
-		t.Type, t.Params.Period, t.Counter = secret.HOTP, 0, k.Counter
-	}
-	if len(t.Key) < otp.MinKeyBytes || len(t.Key) > otp.MaxKeyBytes {
-		return nil, fmt.Errorf("the secret must be %d to %d bytes, not %d", otp.MinKeyBytes, otp.MaxKeyBytes, len(t.Key))
-	}
-	if err := t.Validate(); err != nil {
-		return nil, err
-	}
-	if secret.CheckComment(t.Comment) != nil {
-		t.Comment = ""
-	}
-	base := "pskc"
-	if name := "token-" + k.Serial; k.Serial != "" && secret.ValidTokenName(name) {
-		base = name
-	}
-	return &importEntry{user: user, base: base, token: t, last: -1}, nil
 }

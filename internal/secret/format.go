@@ -53,16 +53,19 @@ func validName(s string) bool {
 	return true
 }
 
-// Token types.
+// Kind is a token's type, as the secret file writes it.
+type Kind string
+
+// Token kinds.
 const (
-	TOTP = "totp" // time-based, RFC 6238
-	HOTP = "hotp" // counter-based, RFC 4226
+	TOTP Kind = "totp" // time-based, RFC 6238
+	HOTP Kind = "hotp" // counter-based, RFC 4226
 )
 
 // Token is one enrolled authenticator.
 type Token struct {
 	Name     string
-	Type     string // TOTP or HOTP
+	Type     Kind
 	Key      []byte
 	Params   otp.Params // Period is 0 for HOTP
 	Counter  int64      // HOTP: the first counter the token will show
@@ -158,8 +161,8 @@ func parseToken(s string) (*Token, error) {
 		var err error
 		switch k {
 		case "type":
-			t.Type = v
-			if v != TOTP && v != HOTP {
+			t.Type = Kind(v)
+			if t.Type != TOTP && t.Type != HOTP {
 				err = fmt.Errorf("unknown type %q", v)
 			}
 		case "counter":
@@ -225,14 +228,37 @@ func CheckComment(c string) error {
 	return nil
 }
 
-// Validate reports whether the token's parameters are usable.
+// Validate reports whether t is a token pam_totp can use and write. It is
+// the one judge of a token: the file parser, enrollment, migration and
+// every import ask it.
 func (t *Token) Validate() error {
-	if t.Type == HOTP {
+	if !validName(t.Name) {
+		return fmt.Errorf("token name %q: want 1-32 letters, digits, '.', '_' or '-', starting with a letter or digit", t.Name)
+	}
+	if len(t.Key) < otp.MinKeyBytes || len(t.Key) > otp.MaxKeyBytes {
+		return fmt.Errorf("the secret must be %d to %d bytes, not %d", otp.MinKeyBytes, otp.MaxKeyBytes, len(t.Key))
+	}
+	if err := CheckComment(t.Comment); err != nil {
+		return err
+	}
+	switch t.Type {
+	case TOTP:
+		if t.Counter != 0 {
+			return errors.New("a TOTP token has no counter")
+		}
+		return t.Params.Validate()
+	case HOTP:
+		if t.Counter < 0 {
+			return errors.New("the counter must not be negative")
+		}
+		if t.Params.Period != 0 {
+			return errors.New("a HOTP token has no period")
+		}
 		p := t.Params
 		p.Period = otp.MinPeriod // not used by HOTP
 		return p.Validate()
 	}
-	return t.Params.Validate()
+	return fmt.Errorf("unknown token type %q", t.Type)
 }
 
 // WithKey returns the token that has t's key, or nil: a new token must not
