@@ -58,13 +58,15 @@ func URI(issuer, account string, t *secret.Token) string {
 	q.Set("issuer", issuer)
 	q.Set("algorithm", string(t.Params.Algorithm))
 	q.Set("digits", strconv.Itoa(t.Params.Digits))
+	kind := secret.TOTP
 	if t.Type == secret.HOTP {
+		kind = secret.HOTP
 		q.Set("counter", strconv.FormatInt(t.Counter, 10))
 	} else {
 		q.Set("period", strconv.Itoa(t.Params.Period))
 	}
-	// The URI's kind is the file's: "totp" or "hotp".
-	u := url.URL{Scheme: "otpauth", Host: string(t.Type), Path: "/" + issuer + ":" + account, RawQuery: q.Encode()}
+	// The URI names the kind as the file does: "totp" or "hotp".
+	u := url.URL{Scheme: "otpauth", Host: string(kind), Path: "/" + issuer + ":" + account, RawQuery: q.Encode()}
 	return u.String()
 }
 
