@@ -45,6 +45,23 @@
 #endif
 
 #define PROTO_VERSION "1"
+
+/*
+ * Frame types: internal/protocol's Type constants, by the same names.
+ * TestFrameTypesAgreeWithTheModule compares the two lists.
+ */
+enum frame_type {
+	FRAME_REQUEST = 'Q',
+	FRAME_ANSWER = 'A',
+	FRAME_CONV_FAILED = 'X',
+	FRAME_PROMPT_ECHO_OFF = 'P',
+	FRAME_PROMPT_ECHO_ON = 'E',
+	FRAME_INFO = 'I',
+	FRAME_ERROR = 'R',
+	FRAME_SET_AUTHTOK = 'T',
+	FRAME_PENDING = 'N',
+	FRAME_VERDICT = 'V',
+};
 #define MAX_PAYLOAD 8192     /* any frame, both directions */
 #define MAX_ANSWER 512       /* PAM_MAX_RESP_SIZE */
 #define MAX_FRAMES 64        /* frames per authentication */
@@ -57,6 +74,7 @@ struct config {
 	int timeout_ms;
 	int want_authtok;
 	int nodelay;
+	int silent; /* PAM_SILENT: no info or error messages */
 	int secret_as_user; /* secret= names a file the user owns (the default: in the home) */
 	const char *run_as; /* user=: the account that owns the secret files, or NULL */
 	const char *require_group; /* only its members are asked for a code */
@@ -75,8 +93,9 @@ struct buf {
 	size_t len;
 };
 
-static int parse_config(pam_handle_t *pamh, int argc, const char **argv, struct config *c)
+static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **argv, struct config *c)
 {
+	c->silent = (flags & PAM_SILENT) != 0;
 	c->checker = CHECKER_PATH;
 	c->timeout_ms = DEFAULT_TIMEOUT * 1000;
 	c->want_authtok = 0;
@@ -458,7 +477,7 @@ static int read_full(int fd, char *p, size_t n, long long deadline)
 	return 0;
 }
 
-static int send_frame(int fd, char type, const char *payload, size_t len)
+static int send_frame(int fd, enum frame_type type, const char *payload, size_t len)
 {
 	unsigned char hdr[3] = {(unsigned char)type, (unsigned char)(len >> 8), (unsigned char)(len & 0xff)};
 	struct iovec iov[2] = {{hdr, sizeof(hdr)}, {(void *)payload, len}};
@@ -484,11 +503,11 @@ static int relay_prompt(pam_handle_t *pamh, int sock, int style, const char *tex
 
 	if (rc != PAM_SUCCESS || resp == NULL) {
 		free(resp);
-		return send_frame(sock, 'X', NULL, 0);
+		return send_frame(sock, FRAME_CONV_FAILED, NULL, 0);
 	}
 	/* A longer answer is cut to one byte over the limit, so the checker sees it as too long. */
 	size_t len = strnlen(resp, MAX_ANSWER + 1);
-	rc = send_frame(sock, 'A', resp, len);
+	rc = send_frame(sock, FRAME_ANSWER, resp, len);
 	explicit_bzero(resp, len);
 	free(resp);
 	return rc;
@@ -555,20 +574,23 @@ static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *s
 			return -1;
 		}
 		switch (type) {
-		case 'P':
-		case 'E':
-			if (relay_prompt(pamh, sock, type == 'P' ? PAM_PROMPT_ECHO_OFF : PAM_PROMPT_ECHO_ON, in.data) != 0) {
+		case FRAME_PROMPT_ECHO_OFF:
+		case FRAME_PROMPT_ECHO_ON:
+			if (relay_prompt(pamh, sock, type == FRAME_PROMPT_ECHO_OFF ? PAM_PROMPT_ECHO_OFF : PAM_PROMPT_ECHO_ON,
+					 in.data) != 0) {
 				pam_syslog(pamh, LOG_ERR, "checker went away during the conversation");
 				return -1;
 			}
 			break;
-		case 'I':
-			pam_info(pamh, "%s", in.data);
+		case FRAME_INFO:
+			if (!c->silent)
+				pam_info(pamh, "%s", in.data);
 			break;
-		case 'R':
-			pam_error(pamh, "%s", in.data);
+		case FRAME_ERROR:
+			if (!c->silent)
+				pam_error(pamh, "%s", in.data);
 			break;
-		case 'T':
+		case FRAME_SET_AUTHTOK:
 			if (*set_authtok || pam_set_item(pamh, PAM_AUTHTOK, in.data) != PAM_SUCCESS) {
 				explicit_bzero(in.data, in.len);
 				pam_syslog(pamh, LOG_ERR, "cannot set PAM_AUTHTOK from checker");
@@ -577,11 +599,11 @@ static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *s
 			*set_authtok = 1;
 			explicit_bzero(in.data, in.len);
 			break;
-		case 'N':
+		case FRAME_PENDING:
 			if (set_pending(pamh, in.data, in.len) != 0)
 				return -1;
 			break;
-		case 'V':
+		case FRAME_VERDICT:
 			if (in.len == 1 && in.data[0] == 'S')
 				return PAM_SUCCESS;
 			if (in.len == 1 && in.data[0] == 'F')
@@ -713,7 +735,7 @@ static int run_checker(pam_handle_t *pamh, const struct config *c, const char *u
 		explicit_bzero(req.data, sizeof(req.data));
 		return PAM_AUTH_ERR;
 	}
-	if (send_frame(sock, 'Q', req.data, req.len) != 0) {
+	if (send_frame(sock, FRAME_REQUEST, req.data, req.len) != 0) {
 		pam_syslog(pamh, LOG_ERR, "cannot send the request to the checker");
 		verdict = -1;
 	} else {
@@ -731,8 +753,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	const char *user = NULL;
 	int rc;
 
-	(void)flags;
-	if (parse_config(pamh, argc, argv, &c) != 0)
+	if (parse_config(pamh, flags, argc, argv, &c) != 0)
 		return PAM_AUTH_ERR;
 	if (!c.nodelay)
 		pam_fail_delay(pamh, FAIL_DELAY_US);
@@ -775,7 +796,7 @@ PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const cha
 	pam_putenv(pamh, PENDING_ENV);
 	if (flags & PAM_DELETE_CRED)
 		return PAM_SUCCESS;
-	if (parse_config(pamh, argc, argv, &c) != 0 ||
+	if (parse_config(pamh, flags, argc, argv, &c) != 0 ||
 	    pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL || user[0] == '\0')
 		return PAM_CRED_ERR;
 	rc = run_checker(pamh, &c, user, name, argc, argv);

@@ -467,3 +467,32 @@ func TestPAMWrongPasswordCostsNoLock(t *testing.T) {
 		t.Fatalf("a wrong code after the right password: missed %d, want 1", st.Missed)
 	}
 }
+
+// PAM_SILENT: the application asked for no messages, so none is relayed;
+// the prompt still comes.
+func TestPAMSilent(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	dir := service(t, module("required"))
+	run := func(flags pam.Flags, answer string) *conv {
+		t.Helper()
+		c := &conv{answers: []string{answer}}
+		tx, err := pam.StartConfDir("pamtotp-test", u.name, c, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.End()
+		tx.Authenticate(flags)
+		return c
+	}
+	run(0, "000000")
+	if c := run(pam.Silent, code(t, u.secret, 0)); len(c.prompts) != 1 || len(c.infos) != 0 {
+		t.Fatalf("PAM_SILENT: prompts %q, messages %q; want the prompt and no message", c.prompts, c.infos)
+	}
+	// Without it, the same kind of message is shown.
+	run(0, "000000")
+	if c := run(0, code(t, u.secret, 1)); len(c.infos) != 1 || !strings.Contains(c.infos[0], "1 wrong verification code") {
+		t.Fatalf("without PAM_SILENT: messages %q; want the wrong-code report", c.infos)
+	}
+}
