@@ -304,27 +304,22 @@ func newToken(c *config) (*secret.Token, error) {
 	return t, nil
 }
 
-// confirm asks for a code up to three times. After a wrong code it never
-// shows the right one: anyone at the terminal could read it.
+// confirm asks for a code from the app on the terminal.
 func confirm(f *secret.File, st *secret.State, stdin io.Reader, stdout io.Writer) bool {
 	in := bufio.NewReader(io.LimitReader(stdin, 4096))
-	p := verify.Policy{Behind: 1, Ahead: 1, InitialWindow: 10, HOTPWindow: 10}
-	for try := 0; try < 3; try++ {
+	ask := func() (string, error) {
 		fmt.Fprint(stdout, "Code from the app, to confirm: ")
 		line, err := in.ReadString('\n')
-		code := strings.TrimSpace(line)
-		if code != "" {
-			if r := verify.Check(&secret.File{Tokens: f.Tokens}, st, code, time.Now().Unix(), p); r.Outcome == verify.OK {
-				fmt.Fprintln(stdout, "Confirmed.")
-				st.Failures = 0
-				return true
-			}
-			fmt.Fprintln(stdout, "That code is not right.")
+		if code := strings.TrimSpace(line); code != "" || err == nil {
+			return code, nil
 		}
-		if err != nil {
-			fmt.Fprintln(stdout)
-			return false
-		}
+		fmt.Fprintln(stdout)
+		return "", err
 	}
-	return false
+	wrong := func(bool) { fmt.Fprintln(stdout, "That code is not right.") }
+	ok, _ := enroll.Confirm(f, st, time.Now().Unix(), verify.DefaultPolicy.InitialWindow, ask, wrong)
+	if ok {
+		fmt.Fprintln(stdout, "Confirmed.")
+	}
+	return ok
 }

@@ -14,7 +14,6 @@ import (
 	"pamtotp/internal/otp"
 	"pamtotp/internal/protocol"
 	"pamtotp/internal/secret"
-	"pamtotp/internal/verify"
 )
 
 // maxMessage is PAM_MAX_MSG_SIZE: longer messages may be cut by an
@@ -77,19 +76,16 @@ func (s *session) enrollAtLogin() byte {
 
 	file := &secret.File{Tokens: []secret.Token{tok}, Scratch: scratch}
 	state := secret.NewState()
-	p := verify.Policy{Behind: 1, Ahead: 1}
-	confirmed := false
-	for try := 0; try < 3 && !confirmed; try++ {
-		answer, err := s.prompt("Verification code from the app: ", false)
-		if err != nil {
-			s.logf(s.env.Log.Info, "", "fail", "enroll=login: conversation failed: %v", err)
-			return protocol.Fail
-		}
-		if verify.Check(file, state, answer, now.Unix(), p).Outcome == verify.OK {
-			confirmed = true
-		} else if try < 2 {
+	ask := func() (string, error) { return s.prompt("Verification code from the app: ", false) }
+	wrong := func(again bool) {
+		if again {
 			protocol.WriteFrame(s.env.Conn, protocol.Error, []byte("That code is not right; try the next one."))
 		}
+	}
+	confirmed, err := enroll.Confirm(file, state, now.Unix(), s.opts.Policy.InitialWindow, ask, wrong)
+	if err != nil {
+		s.logf(s.env.Log.Info, "", "fail", "enroll=login: conversation failed: %v", err)
+		return protocol.Fail
 	}
 	if !confirmed {
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: the code was wrong three times; nothing was written")
