@@ -169,7 +169,7 @@ func migrateAccount(c *migrateConfig, a *account, stdout io.Writer) (bool, error
 
 // convertGoogle turns an opened pam_google_authenticator file into a
 // pam_totp enrollment, and says what does not carry over.
-func convertGoogle(old *secret.Account) (*secret.File, *secret.State, []string, error) {
+func convertGoogle(old *secret.LockedEnrollment) (*secret.File, *secret.State, []string, error) {
 	g := old.Google()
 	t := old.File.Tokens[0]
 	oldState := old.State.Token(&t)

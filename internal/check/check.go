@@ -234,7 +234,7 @@ func (s *session) access() (secret.Access, error) {
 	acc := secret.Access{Perm: s.opts.Perm, AllowRoot: s.opts.AllowRoot}
 	switch {
 	case s.opts.RunAs != "":
-		uid, err := lookupAccount(s.opts.RunAs)
+		uid, err := runAsUID(s.opts.RunAs)
 		if err != nil {
 			return acc, err
 		}
@@ -245,9 +245,9 @@ func (s *session) access() (secret.Access, error) {
 	return acc, nil
 }
 
-// lookupAccount resolves user=NAME or user=UID. Names are looked up in
+// runAsUID resolves user=NAME or user=UID to the uid that owns the files. Names are looked up in
 // /etc/passwd: the checker is a static program without NSS.
-func lookupAccount(v string) (int, error) {
+func runAsUID(v string) (int, error) {
 	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
 		return int(n), nil
 	}
@@ -263,7 +263,7 @@ func lookupAccount(v string) (int, error) {
 
 // policy is the module's policy, adjusted for a pam_google_authenticator
 // file to that file's own settings (docs/migrating.md).
-func (s *session) policy(a *secret.Account) verify.Policy {
+func (s *session) policy(a *secret.LockedEnrollment) verify.Policy {
 	p := s.opts.Policy
 	if g := a.Google(); g != nil {
 		behind, ahead, hotp := (g.Window-1)/2, g.Window/2, g.Window

@@ -67,8 +67,24 @@ type File struct {
 	scratchN map[string]int // scratch code -> line index
 }
 
-// LockoutKey is the option line pam_totp adds for its failure lockout.
-const LockoutKey = "PAM_TOTP_LOCKOUT"
+// Option keys: the words after `" ` on an option line.
+const (
+	HOTPCounterKey   = "HOTP_COUNTER"
+	StepSizeKey      = "STEP_SIZE"
+	WindowSizeKey    = "WINDOW_SIZE"
+	DisallowReuseKey = "DISALLOW_REUSE"
+	RateLimitKey     = "RATE_LIMIT"
+	TimeSkewKey      = "TIME_SKEW"
+	ResettingKey     = "RESETTING_TIME_SKEW"
+	// LockoutKey is the option line pam_totp adds for its failure lockout.
+	LockoutKey = "PAM_TOTP_LOCKOUT"
+)
+
+// MaxLast is the highest n of the LASTn grace lines.
+const MaxLast = 9
+
+// LastKey is the key of grace line n (0 to MaxLast).
+func LastKey(n int) string { return fmt.Sprintf("LAST%d", n) }
 
 // Looks reports whether data is a pam_google_authenticator file rather than
 // pam_totp's own format: its first line is not a comment or a header.
@@ -159,55 +175,55 @@ func (f *File) parseOptions() error {
 	}
 	var err error
 	var n int64
-	if w, ok := f.option("HOTP_COUNTER"); ok {
+	if w, ok := f.option(HOTPCounterKey); ok {
 		f.HOTP = true
-		if f.Counter, err = num("HOTP_COUNTER", w, 0, 1, 1<<62); err != nil {
+		if f.Counter, err = num(HOTPCounterKey, w, 0, 1, 1<<62); err != nil {
 			return err
 		}
 	}
-	if w, ok := f.option("STEP_SIZE"); ok {
-		if n, err = num("STEP_SIZE", w, 0, 1, 60); err != nil {
+	if w, ok := f.option(StepSizeKey); ok {
+		if n, err = num(StepSizeKey, w, 0, 1, 60); err != nil {
 			return err
 		}
 		f.Step = int(n)
 	}
-	if w, ok := f.option("WINDOW_SIZE"); ok {
-		if n, err = num("WINDOW_SIZE", w, 0, 1, 100); err != nil {
+	if w, ok := f.option(WindowSizeKey); ok {
+		if n, err = num(WindowSizeKey, w, 0, 1, 100); err != nil {
 			return err
 		}
 		f.Window = int(n)
 	}
-	if w, ok := f.option("DISALLOW_REUSE"); ok {
+	if w, ok := f.option(DisallowReuseKey); ok {
 		f.DisallowReuse = true
 		for i := range w {
-			if n, err = num("DISALLOW_REUSE", w, i, 0, 1<<62); err != nil {
+			if n, err = num(DisallowReuseKey, w, i, 0, 1<<62); err != nil {
 				return err
 			}
 			f.Used = append(f.Used, n)
 		}
 	}
-	if w, ok := f.option("RATE_LIMIT"); ok {
+	if w, ok := f.option(RateLimitKey); ok {
 		f.RateLimit = true
-		if n, err = num("RATE_LIMIT", w, 0, 1, 100); err != nil {
+		if n, err = num(RateLimitKey, w, 0, 1, 100); err != nil {
 			return err
 		}
 		f.RateN = int(n)
-		if f.RateSeconds, err = num("RATE_LIMIT", w, 1, 1, 3600); err != nil {
+		if f.RateSeconds, err = num(RateLimitKey, w, 1, 1, 3600); err != nil {
 			return err
 		}
 		for i := 2; i < len(w); i++ {
-			if n, err = num("RATE_LIMIT", w, i, 0, 1<<62); err != nil {
+			if n, err = num(RateLimitKey, w, i, 0, 1<<62); err != nil {
 				return err
 			}
 			f.RateTimes = append(f.RateTimes, n)
 		}
 	}
-	if w, ok := f.option("TIME_SKEW"); ok {
-		if f.Skew, err = num("TIME_SKEW", w, 0, -1<<40, 1<<40); err != nil {
+	if w, ok := f.option(TimeSkewKey); ok {
+		if f.Skew, err = num(TimeSkewKey, w, 0, -1<<40, 1<<40); err != nil {
 			return err
 		}
 	}
-	if w, ok := f.option("RESETTING_TIME_SKEW"); ok {
+	if w, ok := f.option(ResettingKey); ok {
 		for _, p := range w {
 			i := strings.LastIndexAny(p, "+-")
 			step, err1 := strconv.ParseInt(p[:max(i, 0)], 10, 64)
@@ -218,8 +234,8 @@ func (f *File) parseOptions() error {
 			f.Resetting = append(f.Resetting, Pair{step, skew})
 		}
 	}
-	for i := 0; i <= 9; i++ {
-		key := fmt.Sprintf("LAST%d", i)
+	for i := 0; i <= MaxLast; i++ {
+		key := LastKey(i)
 		if w, ok := f.option(key); ok {
 			if len(w) != 2 {
 				return fmt.Errorf("%s: want HOST TIME", key)

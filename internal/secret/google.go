@@ -72,7 +72,7 @@ func (g *google) update(st *State) ([]byte, bool) {
 	if ts := st.Tokens[t.Fingerprint()]; ts != nil {
 		if ga.HOTP {
 			if ts.Used && ts.LastStep+1 != ga.Counter {
-				ga.Set("HOTP_COUNTER", fmt.Sprint(ts.LastStep+1))
+				ga.Set(gafile.HOTPCounterKey, fmt.Sprint(ts.LastStep+1))
 			}
 		} else {
 			g.updateTOTP(ts)
@@ -93,15 +93,15 @@ func (g *google) update(st *State) ([]byte, bool) {
 		if len(st.FailedAt) > 0 {
 			v += " " + gafile.Ints(st.FailedAt)
 		}
-		ga.Set("RATE_LIMIT", v)
+		ga.Set(gafile.RateLimitKey, v)
 	}
 	if !slices.Equal(st.Grace, g.grace) {
-		for i := 0; i <= 9; i++ {
-			ga.Delete(fmt.Sprintf("LAST%d", i))
+		for i := 0; i <= gafile.MaxLast; i++ {
+			ga.Delete(gafile.LastKey(i))
 		}
 		// Set puts each new line right after line 1: the last set comes first.
 		for i := len(st.Grace) - 1; i >= 0; i-- {
-			ga.Set(fmt.Sprintf("LAST%d", i), fmt.Sprintf("%s %d", st.Grace[i].Place, st.Grace[i].Time))
+			ga.Set(gafile.LastKey(i), fmt.Sprintf("%s %d", st.Grace[i].Place, st.Grace[i].Time))
 		}
 	}
 	data := ga.Marshal()
@@ -124,10 +124,10 @@ func (g *google) updateTOTP(ts *TokenState) {
 				keep = append(keep, u)
 			}
 		}
-		ga.Set("DISALLOW_REUSE", gafile.Ints(append(keep, ts.LastStep)))
+		ga.Set(gafile.DisallowReuseKey, gafile.Ints(append(keep, ts.LastStep)))
 	}
 	if ts.Drift != ga.Skew {
-		ga.Set("TIME_SKEW", fmt.Sprint(ts.Drift))
+		ga.Set(gafile.TimeSkewKey, fmt.Sprint(ts.Drift))
 	}
 	var want []gafile.Pair
 	if ts.Pending {
@@ -136,8 +136,8 @@ func (g *google) updateTOTP(ts *TokenState) {
 	n := len(ga.Resetting)
 	switch {
 	case want == nil && n > 0:
-		ga.Delete("RESETTING_TIME_SKEW")
+		ga.Delete(gafile.ResettingKey)
 	case want != nil && (n == 0 || ga.Resetting[n-1] != want[0]):
-		ga.Set("RESETTING_TIME_SKEW", fmt.Sprintf("%d%+d", want[0].Step, want[0].Skew))
+		ga.Set(gafile.ResettingKey, fmt.Sprintf("%d%+d", want[0].Step, want[0].Skew))
 	}
 }

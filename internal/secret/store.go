@@ -142,9 +142,9 @@ func parseOpen(f *os.File, path string) (*File, *google, error) {
 	return file, nil, nil
 }
 
-// Account is an enrollment opened under an exclusive lock: the secret, the
+// LockedEnrollment is an enrollment opened under an exclusive lock: the secret, the
 // state, and the right to write the state. Close releases the lock.
-type Account struct {
+type LockedEnrollment struct {
 	Path   string
 	File   *File
 	State  *State
@@ -163,7 +163,7 @@ type Account struct {
 //
 // A lock held longer than LockTimeout (by a stopped process, or by a user
 // holding their own file) gives ErrBusy instead of a hang.
-func Lock(path string, acc Access) (*Account, error) {
+func Lock(path string, acc Access) (*LockedEnrollment, error) {
 	deadline := time.Now().Add(LockTimeout)
 	for attempt := 0; attempt < 10; attempt++ {
 		f, err := openChecked(path, acc)
@@ -223,13 +223,13 @@ func samePath(f *os.File, path string) bool {
 	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
-func load(f *os.File, path string, acc Access) (*Account, error) {
+func load(f *os.File, path string, acc Access) (*LockedEnrollment, error) {
 	file, g, err := parseOpen(f, path)
 	if err != nil {
 		return nil, err
 	}
 	if g != nil {
-		return &Account{Path: path, File: file, State: g.state, acc: acc, lock: f, google: g}, nil
+		return &LockedEnrollment{Path: path, File: file, State: g.state, acc: acc, lock: f, google: g}, nil
 	}
 	state := NewState()
 	sf, err := openChecked(StatePath(path), acc)
@@ -247,22 +247,22 @@ func load(f *os.File, path string, acc Access) (*Account, error) {
 			return nil, fmt.Errorf("%s: %w", StatePath(path), err)
 		}
 	}
-	return &Account{Path: path, File: file, State: state, acc: acc, lock: f}, nil
+	return &LockedEnrollment{Path: path, File: file, State: state, acc: acc, lock: f}, nil
 }
 
 // Publish writes st where the next login sees it, before the caller
 // compares a code: a checker killed after Publish returns cannot take the
 // write back. It does not wait for the disk; the SaveState that ends every
 // login does.
-func (a *Account) Publish(st *State) error {
+func (a *LockedEnrollment) Publish(st *State) error {
 	a.published = true
 	return a.save(st, false)
 }
 
 // SaveState writes the state durably; the login may only succeed after it returns nil.
-func (a *Account) SaveState() error { return a.save(a.State, true) }
+func (a *LockedEnrollment) SaveState() error { return a.save(a.State, true) }
 
-func (a *Account) save(st *State, durable bool) error {
+func (a *LockedEnrollment) save(st *State, durable bool) error {
 	if a.google == nil {
 		return a.replace(StatePath(a.Path), st.Marshal(a.File), 0o600, durable)
 	}
@@ -290,7 +290,7 @@ func (a *Account) save(st *State, durable bool) error {
 // pam_google_authenticator file holds its own state), the new file is
 // locked before it takes the old one's place, so that a login opening the
 // path meanwhile waits for us instead of reading a half-decided state.
-func (a *Account) replace(path string, data []byte, mode os.FileMode, durable bool) (err error) {
+func (a *LockedEnrollment) replace(path string, data []byte, mode os.FileMode, durable bool) (err error) {
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing %s: %w", tmp, err)
@@ -358,11 +358,11 @@ func syncDir(dir string) error {
 }
 
 // Close releases the lock.
-func (a *Account) Close() error { return a.lock.Close() }
+func (a *LockedEnrollment) Close() error { return a.lock.Close() }
 
 // Google is the pam_google_authenticator file the enrollment was read
 // from, whose lines also hold its state; nil for pam_totp's own format.
-func (a *Account) Google() *gafile.File {
+func (a *LockedEnrollment) Google() *gafile.File {
 	if a.google == nil {
 		return nil
 	}
