@@ -245,8 +245,9 @@ func (s *session) access() (secret.Access, error) {
 	return acc, nil
 }
 
-// runAsUID resolves user=NAME or user=UID to the uid that owns the files. Names are looked up in
-// /etc/passwd: the checker is a static program without NSS.
+// runAsUID resolves user=NAME or user=UID to the uid that owns the files.
+// Names are looked up in /etc/passwd: the checker is a static program
+// without NSS.
 func runAsUID(v string) (int, error) {
 	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
 		return int(n), nil
