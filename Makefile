@@ -77,7 +77,7 @@ fuzz: sanitizers
 # The long runs: 1000 SIGKILLs of the checker during updates (make test
 # runs 200). Root only, like the end-to-end tests.
 stress: all
-	PAMTOTP_STRESS=1 go test -count=1 -timeout 30m -v -run 'TestCheckerKilledDuringUpdates|TestPAMRaces' ./test/
+	PAMTOTP_STRESS=1 go test -count=1 -timeout 30m -v -run 'TestCheckerKilledDuringUpdates|TestCheckerKilledAtItsFirstWrite|TestPAMRaces' ./test/
 
 # The C side under the sanitizers: libFuzzer on the module's real frame
 # decoder (clang), and the module plus a libpam client built with gcc's
