@@ -52,13 +52,7 @@ func sudoHost(t *testing.T, store string, opts ...string) *host {
 	u := newUser(t)
 	enroll(t, u, "--secret-file", store+"/%u")
 	service := "sudo-" + u.name
-	stack := strings.Join([]string{
-		"auth required pam_unix.so nodelay",
-		module("required", append([]string{"secret=" + store + "/%u"}, opts...)...),
-		"account required pam_unix.so",
-		"session required pam_permit.so",
-	}, "\n") + "\n"
-	writeEtc(t, "/etc/pam.d/"+service, stack, 0o644)
+	writeEtc(t, "/etc/pam.d/"+service, hostStack(append([]string{"secret=" + store + "/%u"}, opts...)...), 0o644)
 	rule := fmt.Sprintf("Defaults:%s pam_service=%s, passwd_tries=1, !lecture\n%s ALL=(root) ALL\n", u.name, service, u.name)
 	writeEtc(t, "/etc/sudoers.d/"+u.name, rule, 0o440)
 	return &host{name: "sudo", runner: u, victim: u, service: service, success: "uid=0(root)",
@@ -71,16 +65,21 @@ func suHost(t *testing.T, store string, opts ...string) *host {
 	t.Helper()
 	victim, runner := newUser(t), newUser(t)
 	enroll(t, victim, "--secret-file", store+"/%u")
-	stack := strings.Join([]string{
-		"auth required pam_unix.so nodelay",
-		module("required", append([]string{"secret=" + store + "/%u"}, opts...)...),
-		"account required pam_unix.so",
-		"session required pam_permit.so",
-	}, "\n") + "\n"
-	writeEtc(t, "/etc/pam.d/su", stack, 0o644)
+	writeEtc(t, "/etc/pam.d/su", hostStack(append([]string{"secret=" + store + "/%u"}, opts...)...), 0o644)
 	return &host{name: "su", runner: runner, victim: victim, service: "su",
 		success: fmt.Sprintf("uid=%d(%s)", victim.uid, victim.name),
 		argv:    []string{"su", "-c", "id", victim.name}}
+}
+
+// hostStack is a host's PAM service: the password, then pam_totp with
+// opts, then the account and session parts a host needs.
+func hostStack(opts ...string) string {
+	return strings.Join([]string{
+		"auth required pam_unix.so nodelay",
+		module("required", opts...),
+		"account required pam_unix.so",
+		"session required pam_permit.so",
+	}, "\n") + "\n"
 }
 
 // writeEtc writes a file in the namespace's /etc and puts back what was

@@ -3,7 +3,6 @@
 package test
 
 import (
-	"strings"
 	"testing"
 	"time"
 )
@@ -15,12 +14,7 @@ func TestConsoleLogin(t *testing.T) {
 	needRoot(t, "oathtool", "openssl", "login")
 	u := newUser(t)
 	enroll(t, u)
-	writeEtc(t, "/etc/pam.d/login", strings.Join([]string{
-		"auth required pam_unix.so nodelay",
-		module("required"),
-		"account required pam_unix.so",
-		"session required pam_permit.so",
-	}, "\n")+"\n", 0o644)
+	writeEtc(t, "/etc/pam.d/login", hostStack(), 0o644)
 	waitForFreshStep(30, 5)
 	good := code(t, u.secret, 0)
 	// login returns whether the shell ran and printed the user's name.

@@ -456,6 +456,19 @@ func TestSyncHOTP(t *testing.T) {
 	}
 }
 
+// holdLock takes the lock logins take on path until the test ends.
+func holdLock(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A user holding the lock on their own file (flock(1) on it, or a stopped
 // login) must not hang root's commands: each gives up with a message
 // naming the file, and with --all the others are still done.
@@ -463,14 +476,7 @@ func TestAdminCommandsDoNotHangOnALock(t *testing.T) {
 	needGoogle(t)
 	held, free := newUser(t), newUser(t)
 	enroll(t, held)
-	f, err := os.Open(filepath.Join(held.home, ".pam_totp"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
+	holdLock(t, filepath.Join(held.home, ".pam_totp"))
 	for _, args := range [][]string{{"status"}, {"unlock"}, {"passcodes", "--generate", "1"}} {
 		out, err := enrollCmd(t, append([]string{"--user", held.name}, args...)...)
 		if exitCode(err) != 1 || !strings.Contains(out, filepath.Join(held.home, ".pam_totp")) || !strings.Contains(out, "held by another process") {
@@ -481,14 +487,7 @@ func TestAdminCommandsDoNotHangOnALock(t *testing.T) {
 	for _, u := range []*user{held, free} {
 		gaEnroll(t, u, "-t", "-d", "-u", "-w", "3", "-e", "1")
 	}
-	g, err := os.Open(filepath.Join(held.home, ".google_authenticator"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer g.Close()
-	if err := syscall.Flock(int(g.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
+	holdLock(t, filepath.Join(held.home, ".google_authenticator"))
 	store := filepath.Join(workDir, "busy-store")
 	out, err := enrollCmd(t, "migrate", "--all", "--secret-file", store+"/%u")
 	if exitCode(err) != 1 || !strings.Contains(out, held.name+": ") || !strings.Contains(out, "held by another process") {
