@@ -306,6 +306,8 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 		rc |= add_field(b, "activate", activate);
 	else if (password_failed(pamh))
 		rc |= add_field(b, "password_failed", "1");
+	if (c->silent)
+		rc |= add_field(b, "silent", "1");
 	for (int i = 0; i < argc; i++)
 		rc |= add_field(b, "opt", argv[i]);
 	return rc;

@@ -32,6 +32,7 @@ type host struct {
 	argv    []string // the command, without any prlimit in front
 	success string   // a line the command prints when it ran
 	service string   // the PAM service its checker logs
+	shown   string   // what the last attempt showed after the code was typed
 }
 
 // storeFor is the root-owned secret store of a test.
@@ -137,7 +138,8 @@ func (h *host) try(t *testing.T, prefix []string, code string, during func(*term
 		during(p)
 	}
 	p.wait(limit)
-	return true, strings.Contains(p.output()[at:], h.success)
+	h.shown = p.output()[at:]
+	return true, strings.Contains(h.shown, h.success)
 }
 
 var decisionLine = regexp.MustCompile(`pam_totp\[\d+\]: user=(\S+) service=(\S+).* outcome=(\w+) reason=(.*)`)
@@ -315,6 +317,17 @@ func TestGuessesUnderTerminalSignals(t *testing.T) {
 			}
 			if !h.attempt(t, nil, code(t, h.victim.secret, 0), nil, 20*time.Second) {
 				t.Fatal("the right code, without any key, did not get in")
+			}
+			// The owner learns how many guesses there were: su shows it. sudo
+			// asks for silence (PAM_SILENT, its default), so the count waits
+			// for a login that can show it.
+			told := fmt.Sprintf("pam_totp: %d wrong verification code(s) were entered for your account since your last login.", compared)
+			missed := storeState(t, store, h.victim).Missed
+			switch {
+			case name == "su" && (!strings.Contains(h.shown, told) || missed != 0):
+				t.Fatalf("su: the count left is %d; the terminal should have shown %q:\n%s", missed, told, h.shown)
+			case name == "sudo" && (strings.Contains(h.shown, "wrong verification code") || missed != compared):
+				t.Fatalf("sudo (PAM_SILENT): the count left is %d, want %d kept; the terminal showed:\n%s", missed, compared, h.shown)
 			}
 			t.Logf("%s: %d wrong codes reached the checker among 25 attempts, all counted; signals spread over %v", name, compared, span)
 		})

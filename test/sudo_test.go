@@ -78,12 +78,13 @@ func TestSudo(t *testing.T) {
 		t.Fatalf("wrong code accepted by sudo: %q", out)
 	}
 	// The replay and the wrong code were guesses: the owner is told of
-	// both at the next success, and only then.
-	told := "pam_totp: 2 wrong verification code(s) were entered for your account since your last login."
+	// both at the next success (TestGuessesUnderTerminalSignals reads that
+	// on the terminal: sudo, writing into a pipe, may drop the message).
 	out, err = sudoAs(t, u, u.password+"\n"+code(t, u.secret, 1)+"\n")
-	if lines := strings.Split(out, "\n"); err != nil || len(lines) != 2 || !slices.Contains(lines, "root") || !slices.Contains(lines, told) {
-		t.Fatalf("sudo with the next code: %q, %v; want root and %q", out, err, told)
+	if lines := strings.Split(out, "\n"); err != nil || !slices.Contains(lines, "root") {
+		t.Fatalf("sudo with the next code: %q, %v", out, err)
 	}
+	expectLog(t, m, `user=`+u.name+`.*outcome=ok reason="(code accepted|drift adjusted to 1 steps) after 2 wrong codes"`)
 	if out, err := sudoAs(t, u, u.password+"\n"+code(t, u.secret, 2)+"\n"); err != nil || out != "root" {
 		t.Fatalf("sudo with the code after it: %q, %v", out, err)
 	}

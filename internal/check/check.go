@@ -359,6 +359,11 @@ func (s *session) decide(candidates []candidate) (verify.Result, candidate, erro
 	if r.Outcome == verify.OK && s.opts.GracePeriod > 0 {
 		acct.State.Remember(s.place(), now)
 	}
+	if r.Outcome == verify.OK && s.req.Silent {
+		// No message reaches the user now (PAM_SILENT; sudo's default):
+		// the next login that can show the count does.
+		acct.State.Missed = r.Missed
+	}
 	if err := acct.SaveState(); err != nil {
 		// Without the saved state a code could be used again: refuse.
 		s.saveFailed()
@@ -399,12 +404,15 @@ func (s *session) logResult(r verify.Result, err error) {
 	switch {
 	case err != nil:
 		s.logf(s.env.Log.Warning, r.Token, "fail", "%v", err)
-	case r.Outcome == verify.OK && r.DriftAdjusted:
-		s.logf(s.env.Log.Info, r.Token, "ok", "drift adjusted to %d steps", r.Drift)
-	case r.Outcome == verify.OK && r.Missed > 0:
-		s.logf(s.env.Log.Info, r.Token, "ok", "code accepted after %d wrong codes", r.Missed)
 	case r.Outcome == verify.OK:
-		s.logf(s.env.Log.Info, r.Token, "ok", "code accepted")
+		reason := "code accepted"
+		if r.DriftAdjusted {
+			reason = fmt.Sprintf("drift adjusted to %d steps", r.Drift)
+		}
+		if r.Missed > 0 {
+			reason += fmt.Sprintf(" after %d wrong codes", r.Missed)
+		}
+		s.logf(s.env.Log.Info, r.Token, "ok", "%s", reason)
 	case r.NowLocked:
 		s.logf(s.env.Log.Warning, r.Token, "fail", "%s; user locked for %d s", r.Outcome, r.LockedFor)
 	default:

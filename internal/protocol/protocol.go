@@ -113,6 +113,9 @@ type Req struct {
 	// PasswordFailed: pam_unix ran before us in this authentication and
 	// refused the password.
 	PasswordFailed bool
+	// Silent: the application passed PAM_SILENT, and the module relays no
+	// messages (sudo does so by default).
+	Silent bool
 }
 
 // Marshal encodes r as NUL-terminated key=value fields, "v" first.
@@ -138,6 +141,9 @@ func (r *Req) Marshal() []byte {
 	}
 	if r.PasswordFailed {
 		add("password_failed", "1")
+	}
+	if r.Silent {
+		add("silent", "1")
 	}
 	for _, o := range r.Options {
 		add("opt", o)
@@ -192,8 +198,9 @@ func ParseReq(p []byte) (*Req, error) {
 			r.Authtok = &s
 		case "opt":
 			r.Options = append(r.Options, val)
-		case "password_failed":
-			r.PasswordFailed = true
+		case "password_failed", "silent":
+			r.PasswordFailed = r.PasswordFailed || key == "password_failed"
+			r.Silent = r.Silent || key == "silent"
 			if val != "1" {
 				err = errors.New("the only value is 1")
 			}
