@@ -226,7 +226,7 @@ func TestImportOath(t *testing.T) {
 	// Importing again adds tokens to the existing file.
 	one := filepath.Join(t.TempDir(), "one.oath")
 	os.WriteFile(one, []byte(fmt.Sprintf("HOTP/T60/8 %s - %s\n", a.name, hexKey(t))), 0o600)
-	if out, err := enrollCmd(t, "import", "oath", one, "--user", a.name); err != nil || !strings.Contains(out, "token oath-2 (time-based, 8 digits, 60 s)") {
+	if out, err := enrollCmd(t, "import", "oath", one, "--user", a.name); err != nil || !strings.Contains(out, "token oath-2 (time-based, SHA1, 8 digits, 60 s)") {
 		t.Fatalf("second import: %v\n%s", err, out)
 	}
 }

@@ -200,7 +200,7 @@ func TestAdminCommands(t *testing.T) {
 		login(t, dir, u, wrong)
 	}
 	out := mustEnroll(t, "--user", u.name, "status")
-	if !strings.Contains(out, "token default: totp SHA1 6 digits 30 s, enabled") || !regexp.MustCompile(`failures 0, locked until 20.*, locks since the last success 1, wrong codes since the last success 3`).MatchString(out) {
+	if !strings.Contains(out, "token default: time-based, SHA1, 6 digits, 30 s, enabled") || !regexp.MustCompile(`failures 0, locked until 20.*, locks since the last success 1, wrong codes since the last success 3`).MatchString(out) {
 		t.Fatalf("status of a locked user:\n%s", out)
 	}
 	if err := login(t, dir, u, code(t, u.secret, 0)); err == nil {
@@ -291,7 +291,7 @@ func TestImportCSV(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "tokens.csv")
 	os.WriteFile(file, []byte(k1+";;Feitian c200 #1\n"+k2+";60;Feitian c100 ünïcode\n"), 0o600)
 	out, err := enrollCmd(t, "--user", a.name, "import", "csv", file)
-	if err != nil || !strings.Contains(out, "line 1: token hw (time-based, 6 digits, 30 s)") || !strings.Contains(out, "line 2: token hw-2 (time-based, 6 digits, 60 s)") {
+	if err != nil || !strings.Contains(out, "line 1: token hw (time-based, SHA1, 6 digits, 30 s)") || !strings.Contains(out, "line 2: token hw-2 (time-based, SHA1, 6 digits, 60 s)") {
 		t.Fatalf("import csv: %v\n%s", err, out)
 	}
 	dir := service(t, module("required"))
@@ -351,7 +351,7 @@ func TestImportPSKC(t *testing.T) {
 		t.Fatal("written although refused")
 	}
 	out = mustEnroll(t, "--user", u.name, "import", "pskc", fig6, "--key", "12345678901234567890123456789012")
-	if !strings.Contains(out, "token token-987654321 (counter-based, 8 digits, next counter 0)") {
+	if !strings.Contains(out, "token token-987654321 (counter-based, SHA1, 8 digits, next counter 0)") {
 		t.Fatalf("import pskc:\n%s", out)
 	}
 	// The codes for counters 0 and 1 that the fixtures' README gives.
@@ -368,7 +368,7 @@ func TestImportPSKC(t *testing.T) {
 	}
 	other := newUser(t)
 	out = mustEnroll(t, "--user", other.name, "import", "pskc", fig7, "--password-file", pw)
-	if !strings.Contains(out, "token token-987654321 (counter-based, 8 digits, next counter 0)") {
+	if !strings.Contains(out, "token token-987654321 (counter-based, SHA1, 8 digits, next counter 0)") {
 		t.Fatalf("import pskc with a password:\n%s", out)
 	}
 }

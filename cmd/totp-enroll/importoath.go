@@ -186,7 +186,7 @@ func importFor(loc *location, a *account, entries []tokenimport.Entry, dry bool,
 					ts := st.Token(&t)
 					ts.Used, ts.LastStep = true, e.Last
 				}
-				fmt.Fprintf(stdout, "%s: line %d: token %s (%s) -> %s\n", a.name, e.Line, t.Name, describe(&t), path)
+				fmt.Fprintf(stdout, "%s: line %d: token %s (%s) -> %s\n", a.name, e.Line, t.Name, t.Describe(), path)
 			}
 			return nil
 		}
@@ -223,11 +223,4 @@ func freeName(f *secret.File, base string) string {
 		name = fmt.Sprintf("%s-%d", base, i)
 	}
 	return name
-}
-
-func describe(t *secret.Token) string {
-	if t.Type == secret.HOTP {
-		return fmt.Sprintf("counter-based, %d digits, next counter %d", t.Params.Digits, t.Counter)
-	}
-	return fmt.Sprintf("time-based, %d digits, %d s", t.Params.Digits, t.Params.Period)
 }

@@ -229,9 +229,9 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.name, "name", "default", "")
 	fs.StringVar(&c.issuer, "issuer", "", "")
 	fs.StringVar(&c.label, "label", "", "")
-	fs.IntVar(&c.digits, "digits", 6, "")
-	fs.IntVar(&c.period, "period", 30, "")
-	fs.StringVar(&c.algorithm, "algorithm", "SHA1", "")
+	fs.IntVar(&c.digits, "digits", otp.DefaultParams.Digits, "")
+	fs.IntVar(&c.period, "period", otp.DefaultParams.Period, "")
+	fs.StringVar(&c.algorithm, "algorithm", string(otp.DefaultParams.Algorithm), "")
 	fs.IntVar(&c.scratch, "scratch-codes", 5, "")
 	fs.StringVar(&c.qr, "qr", enroll.QRUTF8, "")
 	fs.StringVar(&c.secret, "secret", "", "")
@@ -269,11 +269,7 @@ func showToken(w io.Writer, issuer, label string, t *secret.Token, qr string) er
 	if err := enroll.WriteQR(w, uri, qr); err != nil {
 		return err
 	}
-	kind := fmt.Sprintf("time-based, %s, %d digits, %d seconds", t.Params.Algorithm, t.Params.Digits, t.Params.Period)
-	if t.Type == secret.HOTP {
-		kind = fmt.Sprintf("counter-based, %s, %d digits, counter %d", t.Params.Algorithm, t.Params.Digits, t.Counter)
-	}
-	fmt.Fprintf(w, "\nOr type the secret: %s\n(%s)\n%s\n\n", enroll.Grouped(t.Key), kind, uri)
+	fmt.Fprintf(w, "\nOr type the secret: %s\n(%s)\n%s\n\n", enroll.Grouped(t.Key), t.Describe(), uri)
 	return nil
 }
 

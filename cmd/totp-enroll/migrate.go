@@ -142,12 +142,8 @@ func migrateAccount(c *migrateConfig, a *account, stdout io.Writer) (bool, error
 			return err
 		}
 		t := file.Tokens[0]
-		kind := fmt.Sprintf("time-based, %d s", t.Params.Period)
-		if t.Type == secret.HOTP {
-			kind = fmt.Sprintf("counter-based, next counter %d", t.Counter)
-		}
 		fmt.Fprintf(stdout, "%s: %s -> %s: %s, %d scratch codes, drift %d steps\n",
-			a.name, src, dst, kind, len(file.Scratch), state.Token(&t).Drift)
+			a.name, src, dst, t.Describe(), len(file.Scratch), state.Token(&t).Drift)
 		for _, n := range notes {
 			fmt.Fprintf(stdout, "  note: %s\n", n)
 		}

@@ -130,14 +130,6 @@ func setDisabled(disabled bool) func(t *target, pos []string, out io.Writer) err
 	}
 }
 
-func describeToken(t *secret.Token) string {
-	s := fmt.Sprintf("%s %s %d digits", t.Type, t.Params.Algorithm, t.Params.Digits)
-	if t.Type == secret.HOTP {
-		return s + fmt.Sprintf(" counter %d", t.Counter)
-	}
-	return s + fmt.Sprintf(" %d s", t.Params.Period)
-}
-
 func when(unix int64) string {
 	if unix == 0 {
 		return "never"
@@ -156,7 +148,7 @@ func listTokens(t *target, _ []string, out io.Writer) error {
 		if tok.Disabled {
 			state = "disabled"
 		}
-		fmt.Fprintf(out, "%-20s %-8s %-32s last used %s", tok.Name, state, describeToken(tok), when(st.Token(tok).At))
+		fmt.Fprintf(out, "%-20s %-8s %-32s last used %s", tok.Name, state, tok.Describe(), when(st.Token(tok).At))
 		if tok.Comment != "" {
 			fmt.Fprintf(out, "  # %s", tok.Comment)
 		}
@@ -191,7 +183,7 @@ func status(t *target, _ []string, out io.Writer) error {
 		if tok.Disabled {
 			enabled = "disabled"
 		}
-		fmt.Fprintf(out, "token %s: %s, %s, created %s, last used %s", tok.Name, describeToken(tok), enabled, when(tok.Created), when(ts.At))
+		fmt.Fprintf(out, "token %s: %s, %s, created %s, last used %s", tok.Name, tok.Describe(), enabled, when(tok.Created), when(ts.At))
 		if tok.Type == secret.TOTP {
 			fmt.Fprintf(out, ", drift %+d steps (%+d s)", ts.Drift, ts.Drift*int64(tok.Params.Period))
 		} else if ts.Used {

@@ -58,7 +58,7 @@ func (s *session) enrollAtLogin() byte {
 		return protocol.Fail
 	}
 	tok := secret.Token{Name: "default", Type: secret.TOTP, Key: key, Created: now.Unix(),
-		Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}}
+		Params: otp.DefaultParams}
 	host, _ := os.Hostname()
 	uri := enroll.URI(host, s.req.User+"@"+host, &tok)
 	var qr strings.Builder
@@ -68,7 +68,7 @@ func (s *session) enrollAtLogin() byte {
 	}
 	lines := []string{"You have no second factor yet. Scan this QR code with an authenticator app:", ""}
 	lines = append(lines, strings.Split(strings.TrimRight(qr.String(), "\n"), "\n")...)
-	lines = append(lines, "", "Or type the secret: "+enroll.Grouped(key), "(time-based, SHA1, 6 digits, 30 seconds)", uri)
+	lines = append(lines, "", "Or type the secret: "+enroll.Grouped(key), "("+tok.Describe()+")", uri)
 	if err := s.info(lines); err != nil {
 		s.logf(s.env.Log.Info, "", "fail", "enroll=login: conversation failed: %v", err)
 		return protocol.Fail

@@ -56,6 +56,11 @@ const (
 	DefaultDigit = 6
 )
 
+// DefaultParams are what authenticator apps assume when nothing else is
+// said (RFC 6238's example and Google Authenticator's otpauth defaults):
+// every new token and every format that leaves a parameter out uses them.
+var DefaultParams = Params{Algorithm: SHA1, Digits: DefaultDigit, Period: 30}
+
 // Params are the parameters of one token apart from its key.
 type Params struct {
 	Algorithm Algorithm

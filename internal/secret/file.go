@@ -87,6 +87,16 @@ func (t *Token) Fingerprint() string {
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
+// Describe says what kind of token t is, in the one wording every command
+// and message uses: "time-based, SHA1, 6 digits, 30 s" or "counter-based,
+// SHA1, 8 digits, next counter 0".
+func (t *Token) Describe() string {
+	if t.Type == HOTP {
+		return fmt.Sprintf("counter-based, %s, %d digits, next counter %d", t.Params.Algorithm, t.Params.Digits, t.Counter)
+	}
+	return fmt.Sprintf("time-based, %s, %d digits, %d s", t.Params.Algorithm, t.Params.Digits, t.Params.Period)
+}
+
 // SameKey reports whether t and u share a key: their codes then overlap
 // (a 6-digit code is the tail of the 8-digit one), whatever the digits.
 func (t *Token) SameKey(u *Token) bool { return subtle.ConstantTimeCompare(t.Key, u.Key) == 1 }
@@ -147,7 +157,7 @@ func parseToken(s string) (*Token, error) {
 	if len(fields) == 0 || !validName(fields[0]) {
 		return nil, errors.New("token needs a name of 1-32 letters, digits, '.', '_' or '-'")
 	}
-	t := &Token{Name: fields[0], Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: 30}}
+	t := &Token{Name: fields[0], Params: otp.DefaultParams}
 	hasPeriod := false
 	seen := map[string]bool{}
 	for _, kv := range fields[1:] {

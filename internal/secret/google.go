@@ -37,7 +37,7 @@ func parseGoogle(data []byte, mode os.FileMode) (*google, error) {
 
 func fromGoogle(ga *gafile.File, data []byte, mode os.FileMode) *google {
 	t := Token{Name: GoogleToken, Type: TOTP, Key: ga.Key,
-		Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: ga.Step}}
+		Params: otp.Params{Algorithm: otp.DefaultParams.Algorithm, Digits: otp.DefaultDigit, Period: ga.Step}}
 	if ga.HOTP {
 		t.Type, t.Params.Period, t.Counter = HOTP, 0, ga.Counter
 	}

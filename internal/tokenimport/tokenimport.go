@@ -70,7 +70,7 @@ func parseCSVLine(l, user string, now time.Time) (*Entry, error) {
 			return nil, fmt.Errorf("time step %q is not a number", s)
 		}
 	}
-	t := secret.Token{Name: "hw", Type: secret.TOTP, Key: key, Params: otp.Params{Algorithm: otp.SHA1, Digits: 6, Period: period},
+	t := secret.Token{Name: "hw", Type: secret.TOTP, Key: key, Params: otp.Params{Algorithm: otp.DefaultParams.Algorithm, Digits: otp.DefaultDigit, Period: period},
 		Created: now.Unix(), Comment: strings.TrimSpace(f[2])}
 	if err := t.Validate(); err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func parseOathLine(l string, now time.Time) (*Entry, error) {
 	if len(f) < 4 || len(f) > 7 {
 		return nil, errors.New("want TYPE USER PIN HEXKEY [COUNTER [LASTOTP [TIME]]]")
 	}
-	t := secret.Token{Name: "oath", Type: secret.HOTP, Params: otp.Params{Algorithm: otp.SHA1, Digits: 6}, Created: now.Unix()}
+	t := secret.Token{Name: "oath", Type: secret.HOTP, Params: otp.Params{Algorithm: otp.DefaultParams.Algorithm, Digits: otp.DefaultDigit}, Created: now.Unix()}
 	parts := strings.Split(f[0], "/")
 	if parts[0] != "HOTP" || len(parts) > 3 {
 		return nil, fmt.Errorf("unknown token type %q", f[0])
@@ -170,7 +170,7 @@ func parseOathLine(l string, now time.Time) (*Entry, error) {
 
 // FromPSKC turns a decrypted PSKC key package into user's entry.
 func FromPSKC(k pskc.Key, user string, now time.Time) (*Entry, error) {
-	t := secret.Token{Type: secret.TOTP, Key: k.Secret, Params: otp.Params{Algorithm: otp.SHA1, Digits: k.Digits, Period: k.Period},
+	t := secret.Token{Type: secret.TOTP, Key: k.Secret, Params: otp.Params{Algorithm: otp.DefaultParams.Algorithm, Digits: k.Digits, Period: k.Period},
 		Created: now.Unix(), Comment: strings.TrimSpace(k.Issuer + " " + k.Serial)}
 	if k.HOTP {
 		t.Type, t.Params.Period, t.Counter = secret.HOTP, 0, k.Counter
