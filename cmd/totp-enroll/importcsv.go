@@ -31,7 +31,7 @@ Options:
 func runImportCSV(args []string, stdout, stderr io.Writer) int {
 	c := newImportCommand("import csv", importCSVUsage)
 	users := c.fs.Bool("users", false, "")
-	loc, data, file, exit := c.start(args, stdout, stderr, func() error {
+	in, err := c.start(args, stdout, stderr, func() error {
 		if *users == (*c.user != "") {
 			return errors.New("want either --user NAME or --users")
 		}
@@ -41,9 +41,9 @@ func runImportCSV(args []string, stdout, stderr io.Writer) int {
 		}
 		return nil
 	})
-	if exit >= 0 {
-		return exit
+	if err != nil {
+		return exitStatus(err)
 	}
-	entries, bad := tokenimport.ParseCSV(data, *c.user, time.Now())
-	return c.finish(loc, file, entries, bad, stdout, stderr)
+	entries, bad := tokenimport.ParseCSV(in.data, *c.user, time.Now())
+	return c.finish(in, entries, bad, stdout, stderr)
 }

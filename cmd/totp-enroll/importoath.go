@@ -35,18 +35,18 @@ Options:
 
 func runImportOath(args []string, stdout, stderr io.Writer) int {
 	c := newImportCommand("import oath", importOathUsage)
-	loc, data, file, exit := c.start(args, stdout, stderr, func() error { return nil })
-	if exit >= 0 {
-		return exit
+	in, err := c.start(args, stdout, stderr, func() error { return nil })
+	if err != nil {
+		return exitStatus(err)
 	}
-	entries, bad := tokenimport.ParseOath(data, time.Now())
+	entries, bad := tokenimport.ParseOath(in.data, time.Now())
 	var keep []tokenimport.Entry
 	for _, e := range entries {
 		if *c.user == "" || e.User == *c.user {
 			keep = append(keep, e)
 		}
 	}
-	return c.finish(loc, file, keep, bad, stdout, stderr)
+	return c.finish(in, keep, bad, stdout, stderr)
 }
 
 // importCommand is what the import commands share: their common flags,
@@ -66,13 +66,35 @@ func newImportCommand(name, usage string) *importCommand {
 		skipBad: fs.Bool("skip-bad", false, ""), dry: fs.Bool("dry-run", false, "")}
 }
 
+// importInput is what an import command read: where to write, the file's
+// name and its bytes.
+type importInput struct {
+	loc  *location
+	file string
+	data []byte
+}
+
+// stop ends a command with an exit status; what to say was said.
+type stop int
+
+func (s stop) Error() string { return fmt.Sprintf("exit status %d", int(s)) }
+
+// exitStatus is the exit status err ends a command with.
+func exitStatus(err error) int {
+	var s stop
+	if errors.As(err, &s) {
+		return int(s)
+	}
+	return exitError
+}
+
 // start parses the flags (check judges the command's own), and reads FILE.
-// An exit status of 0 or more means: stop with it.
-func (c *importCommand) start(args []string, stdout, stderr io.Writer, check func() error) (*location, []byte, string, int) {
+// An error is a stop: the command ends with its status.
+func (c *importCommand) start(args []string, stdout, stderr io.Writer, check func() error) (*importInput, error) {
 	pos, err := parseInterspersed(c.fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, c.usage)
-		return nil, nil, "", exitOK
+		return nil, stop(exitOK)
 	}
 	if err == nil && len(pos) != 1 {
 		err = errors.New("want exactly one FILE")
@@ -86,18 +108,18 @@ func (c *importCommand) start(args []string, stdout, stderr io.Writer, check fun
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "totp-enroll %s: %v (see %s --help)\n", c.name, err, c.name)
-		return nil, nil, "", exitUsage
+		return nil, stop(exitUsage)
 	}
 	data, err := readInput(pos[0])
 	if err != nil {
 		fmt.Fprintf(stderr, "totp-enroll %s: %v\n", c.name, err)
-		return nil, nil, "", exitError
+		return nil, stop(exitError)
 	}
-	return loc, data, pos[0], -1
+	return &importInput{loc: loc, file: pos[0], data: data}, nil
 }
 
-func (c *importCommand) finish(loc *location, file string, entries []tokenimport.Entry, bad []error, stdout, stderr io.Writer) int {
-	return importEntries(c.name, file, loc, entries, bad, *c.skipBad, *c.dry, stdout, stderr)
+func (c *importCommand) finish(in *importInput, entries []tokenimport.Entry, bad []error, stdout, stderr io.Writer) int {
+	return importEntries(c.name, in.file, in.loc, entries, bad, *c.skipBad, *c.dry, stdout, stderr)
 }
 
 // importEntries writes the entries into their users' files, each user's at

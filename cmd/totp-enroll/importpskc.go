@@ -43,7 +43,7 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 	passwordFile := c.fs.String("password-file", "", "")
 	var cred pskc.Credentials
 	var acct *account
-	loc, data, file, exit := c.start(args, stdout, stderr, func() error {
+	in, err := c.start(args, stdout, stderr, func() error {
 		var err error
 		switch {
 		case *c.user == "" && os.Geteuid() == 0:
@@ -66,12 +66,12 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		acct, err = lookupAccount(*c.user)
 		return err
 	})
-	if exit >= 0 {
-		return exit
-	}
-	keys, err := pskc.Parse(data, cred)
 	if err != nil {
-		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", file, err)
+		return exitStatus(err)
+	}
+	keys, err := pskc.Parse(in.data, cred)
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", in.file, err)
 		return exitError
 	}
 	var entries []tokenimport.Entry
@@ -86,5 +86,5 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		e.Line = i + 1
 		entries = append(entries, *e)
 	}
-	return c.finish(loc, file, entries, bad, stdout, stderr)
+	return c.finish(in, entries, bad, stdout, stderr)
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +176,47 @@ func TestHelp(t *testing.T) {
 	code, out, _ := enrollRun(t, failReader{t}, "--help")
 	if code != exitOK || !strings.Contains(out, "--no-confirm") || !strings.Contains(out, "Exit status") {
 		t.Fatalf("help: %d\n%s", code, out)
+	}
+}
+
+// The command table is the list of commands: --help, the bash completion,
+// docs/totp-enroll.md and the man page must name each of them, and the
+// completion no command that does not exist.
+func TestCommandsAreDocumented(t *testing.T) {
+	names := []string{"add"}
+	for name := range newCommands() {
+		names = append(names, name)
+	}
+	read := func(path string) string {
+		data, err := os.ReadFile(filepath.Join("..", "..", path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	completion := read("packaging/bash-completion/totp-enroll")
+	words := regexp.MustCompile(`(?s)compgen -W "(add list.*?)" -- "\$cur"`).FindStringSubmatch(completion)
+	if words == nil {
+		t.Fatal("no command list in the bash completion")
+	}
+	docs := map[string]string{
+		"--help":                 usage,
+		"docs/totp-enroll.md":    read("docs/totp-enroll.md"),
+		"docs/man/totp-enroll.1": read("docs/man/totp-enroll.1"),
+	}
+	for _, name := range names {
+		if !slices.Contains(strings.Fields(words[1]), name) {
+			t.Errorf("the bash completion lacks the command %s", name)
+		}
+		for where, text := range docs {
+			if !regexp.MustCompile(`\b` + name + `\b`).MatchString(text) {
+				t.Errorf("%s does not name the command %s", where, name)
+			}
+		}
+	}
+	for _, w := range strings.Fields(words[1]) {
+		if !strings.HasPrefix(w, "-") && !slices.Contains(names, w) {
+			t.Errorf("the bash completion offers %s, which is no command", w)
+		}
 	}
 }
