@@ -715,38 +715,38 @@ static int group_policy(pam_handle_t *pamh, const struct config *c, const char *
 static int run_checker(pam_handle_t *pamh, const struct config *c, const char *user, const char *activate, int argc,
 		       const char **argv)
 {
-	struct buf req;
+	struct buf req = {.len = 0};
 	struct identity id;
 	char *checker = NULL;
-	int sock = -1, set_authtok = 0, verdict, rc;
+	int sock = -1, set_authtok = 0, verdict = PAM_AUTH_ERR, rc;
 	pid_t pid;
 
 	if (!checker_is_safe(pamh, c->checker, &checker))
-		return PAM_AUTH_ERR;
+		goto out;
 	rc = build_request(pamh, c, user, activate, argc, argv, &req, &id);
 	if (rc != 0) {
-		explicit_bzero(req.data, sizeof(req.data));
 		if (rc != -2)
 			pam_syslog(pamh, LOG_ERR, "request for the checker too large (options or items too long)");
-		free(checker);
-		return PAM_AUTH_ERR;
+		goto out;
 	}
 	pid = spawn(pamh, checker, &id, &sock);
-	free(checker);
-	if (pid < 0) {
-		explicit_bzero(req.data, sizeof(req.data));
-		return PAM_AUTH_ERR;
-	}
+	if (pid < 0)
+		goto out;
 	if (send_frame(sock, FRAME_REQUEST, req.data, req.len) != 0) {
 		pam_syslog(pamh, LOG_ERR, "cannot send the request to the checker");
-		verdict = -1;
+		rc = -1;
 	} else {
-		verdict = converse(pamh, sock, c, &set_authtok);
+		rc = converse(pamh, sock, c, &set_authtok);
 	}
+	/* A success stands only if the checker also exited cleanly. */
+	if (!reap(pamh, sock, pid, rc < 0) && rc != PAM_AUTH_ERR)
+		rc = -1;
+	verdict = rc < 0 ? PAM_AUTH_ERR : rc;
+out:
+	/* The request may hold PAM_AUTHTOK. */
 	explicit_bzero(req.data, sizeof(req.data));
-	if (!reap(pamh, sock, pid, verdict < 0) && verdict >= 0 && verdict != PAM_AUTH_ERR)
-		verdict = -1;
-	return verdict < 0 ? PAM_AUTH_ERR : verdict;
+	free(checker);
+	return verdict;
 }
 
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
