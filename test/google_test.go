@@ -395,7 +395,8 @@ func TestGoogleSideBySideReuseAllowed(t *testing.T) {
 	}
 }
 
-// grace_period for a local login: keyed by the terminal.
+// grace_period for a local login needs a login session: a terminal alone
+// gets none.
 func TestGoogleGracePeriodTerminal(t *testing.T) {
 	needGoogle(t)
 	u := newUser(t)
