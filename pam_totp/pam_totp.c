@@ -114,7 +114,7 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 			t = strtol(argv[i] + 8, &end, 10);
 			if (errno != 0 || end == argv[i] + 8 || *end != '\0' || t < 1 || t > 300) {
 				pam_syslog(pamh, LOG_ERR, "bad option %s: want timeout=1..300", argv[i]);
-				return -1;
+				return PAM_AUTH_ERR;
 			}
 			c->timeout_ms = (int)t * 1000;
 		} else if (strcmp(argv[i], "use_first_pass") == 0 || strcmp(argv[i], "try_first_pass") == 0 ||
@@ -131,7 +131,7 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 		} else if (strncmp(argv[i], "user=", 5) == 0) {
 			if (argv[i][5] == '\0') {
 				pam_syslog(pamh, LOG_ERR, "bad option %s: want user=NAME or user=UID", argv[i]);
-				return -1;
+				return PAM_AUTH_ERR;
 			}
 			c->run_as = argv[i] + 5;
 		} else if (strncmp(argv[i], "require_group=", 14) == 0) {
@@ -141,7 +141,7 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 		}
 		/* Every other option is the checker's to accept or refuse. */
 	}
-	return 0;
+	return PAM_SUCCESS;
 }
 
 /*
@@ -157,18 +157,18 @@ static int checker_is_safe(pam_handle_t *pamh, const char *path, char **resolved
 	*resolved = NULL;
 	if (path[0] != '/') {
 		pam_syslog(pamh, LOG_ERR, "checker %s: not an absolute path", path);
-		return 0;
+		return PAM_AUTH_ERR;
 	}
 	p = realpath(path, NULL);
 	if (p == NULL) {
 		pam_syslog(pamh, LOG_ERR, "checker %s: %m", path);
-		return 0;
+		return PAM_AUTH_ERR;
 	}
 	if (stat(p, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)) ||
 	    !(st.st_mode & S_IXUSR)) {
 		pam_syslog(pamh, LOG_ERR, "checker %s: not an executable root-owned file that only root can write", p);
 		free(p);
-		return 0;
+		return PAM_AUTH_ERR;
 	}
 	for (slash = strrchr(p, '/'); slash != NULL; slash = memrchr(p, '/', (size_t)(slash - p))) {
 		char saved = slash[1];
@@ -181,13 +181,13 @@ static int checker_is_safe(pam_handle_t *pamh, const char *path, char **resolved
 		if (bad) {
 			pam_syslog(pamh, LOG_ERR, "checker %s: a directory above it is writable by someone other than root", p);
 			free(p);
-			return 0;
+			return PAM_AUTH_ERR;
 		}
 		if (slash == p)
 			break;
 	}
 	*resolved = p;
-	return 1;
+	return PAM_SUCCESS;
 }
 
 static int add_field(struct buf *b, const char *key, const char *val)
@@ -226,7 +226,7 @@ static int choose_identity(pam_handle_t *pamh, const struct config *c, const str
 	id->uid = 0;
 	id->gid = 0;
 	if (!id->change)
-		return 0;
+		return PAM_SUCCESS;
 	if (c->run_as != NULL) {
 		const struct passwd *as;
 		char *end = NULL;
@@ -240,7 +240,7 @@ static int choose_identity(pam_handle_t *pamh, const struct config *c, const str
 			as = pam_modutil_getpwnam(pamh, c->run_as);
 		if (as == NULL) {
 			pam_syslog(pamh, LOG_ERR, "option user=%s: no such account", c->run_as);
-			return -1;
+			return PAM_AUTH_ERR;
 		}
 		id->uid = as->pw_uid;
 		id->gid = as->pw_gid;
@@ -248,7 +248,7 @@ static int choose_identity(pam_handle_t *pamh, const struct config *c, const str
 		id->uid = pw->pw_uid;
 		id->gid = pw->pw_gid;
 	}
-	return 0;
+	return PAM_SUCCESS;
 }
 
 /*
@@ -284,8 +284,8 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 	char num[32];
 	int rc = 0;
 
-	if (choose_identity(pamh, c, pw, id) != 0)
-		return -2;
+	if (choose_identity(pamh, c, pw, id) != PAM_SUCCESS)
+		return PAM_AUTH_ERR;
 	b->len = 0;
 	rc |= add_field(b, "v", PROTO_VERSION);
 	rc |= add_field(b, "user", user);
@@ -310,7 +310,11 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 		rc |= add_field(b, "silent", "1");
 	for (int i = 0; i < argc; i++)
 		rc |= add_field(b, "opt", argv[i]);
-	return rc;
+	if (rc != 0) {
+		pam_syslog(pamh, LOG_ERR, "request for the checker too large (options or items too long)");
+		return PAM_BUF_ERR;
+	}
+	return PAM_SUCCESS;
 }
 
 /*
@@ -389,29 +393,29 @@ static int detach_from_caller(void)
 	return 0;
 }
 
-static pid_t spawn(pam_handle_t *pamh, const char *path, const struct identity *id, int *sock)
+/* Starts the checker; on success *pid and *sock are its pid and our end of the socket. */
+static int spawn(pam_handle_t *pamh, const char *path, const struct identity *id, pid_t *pid, int *sock)
 {
 	char *const args[] = {"pam-totp-check", NULL};
 	char *const env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
 	long maxfd = sysconf(_SC_OPEN_MAX);
 	int sv[2], devnull;
-	pid_t pid;
 
 	if (maxfd < 0 || maxfd > 65536)
 		maxfd = 65536;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		pam_syslog(pamh, LOG_ERR, "socketpair: %m");
-		return -1;
+		return PAM_SYSTEM_ERR;
 	}
 	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (devnull < 0) {
 		pam_syslog(pamh, LOG_ERR, "/dev/null: %m");
 		close(sv[0]);
 		close(sv[1]);
-		return -1;
+		return PAM_SYSTEM_ERR;
 	}
-	pid = fork();
-	if (pid == 0) {
+	*pid = fork();
+	if (*pid == 0) {
 		/* Only async-signal-safe calls from here to execve. */
 		sigset_t none;
 		int s = fcntl(sv[1], F_DUPFD, 3), n = fcntl(devnull, F_DUPFD, 3);
@@ -436,13 +440,13 @@ static pid_t spawn(pam_handle_t *pamh, const char *path, const struct identity *
 	}
 	close(sv[1]);
 	close(devnull);
-	if (pid < 0) {
+	if (*pid < 0) {
 		pam_syslog(pamh, LOG_ERR, "fork: %m");
 		close(sv[0]);
-		return -1;
+		return PAM_SYSTEM_ERR;
 	}
 	*sock = sv[0];
-	return pid;
+	return PAM_SUCCESS;
 }
 
 static long long now_ms(void)
@@ -550,7 +554,11 @@ static int set_pending(pam_handle_t *pamh, const char *name, size_t len)
 	return 0;
 }
 
-/* Runs the conversation; returns the PAM verdict, or -1 on a protocol failure. */
+/*
+ * Runs the conversation; returns the checker's verdict (PAM_SUCCESS,
+ * PAM_AUTH_ERR, PAM_IGNORE), or PAM_SYSTEM_ERR when the checker broke the
+ * protocol.
+ */
 static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *set_authtok)
 {
 	struct buf in;
@@ -561,19 +569,19 @@ static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *s
 
 		if (read_full(sock, (char *)hdr, sizeof(hdr), now_ms() + c->timeout_ms) != 0) {
 			pam_syslog(pamh, LOG_ERR, "checker gave no answer in time or closed the connection");
-			return -1;
+			return PAM_SYSTEM_ERR;
 		}
 		type = (char)hdr[0];
 		in.len = ((size_t)hdr[1] << 8) | hdr[2];
 		if (in.len > MAX_PAYLOAD - 1 ||
 		    read_full(sock, in.data, in.len, now_ms() + c->timeout_ms) != 0) {
 			pam_syslog(pamh, LOG_ERR, "checker sent an oversized or truncated frame");
-			return -1;
+			return PAM_SYSTEM_ERR;
 		}
 		in.data[in.len] = '\0';
 		if (memchr(in.data, '\0', in.len) != NULL) {
 			pam_syslog(pamh, LOG_ERR, "checker sent a NUL byte in a text frame");
-			return -1;
+			return PAM_SYSTEM_ERR;
 		}
 		switch (type) {
 		case FRAME_PROMPT_ECHO_OFF:
@@ -581,7 +589,7 @@ static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *s
 			if (relay_prompt(pamh, sock, type == FRAME_PROMPT_ECHO_OFF ? PAM_PROMPT_ECHO_OFF : PAM_PROMPT_ECHO_ON,
 					 in.data) != 0) {
 				pam_syslog(pamh, LOG_ERR, "checker went away during the conversation");
-				return -1;
+				return PAM_SYSTEM_ERR;
 			}
 			break;
 		case FRAME_INFO:
@@ -596,14 +604,14 @@ static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *s
 			if (*set_authtok || pam_set_item(pamh, PAM_AUTHTOK, in.data) != PAM_SUCCESS) {
 				explicit_bzero(in.data, in.len);
 				pam_syslog(pamh, LOG_ERR, "cannot set PAM_AUTHTOK from checker");
-				return -1;
+				return PAM_SYSTEM_ERR;
 			}
 			*set_authtok = 1;
 			explicit_bzero(in.data, in.len);
 			break;
 		case FRAME_PENDING:
 			if (set_pending(pamh, in.data, in.len) != 0)
-				return -1;
+				return PAM_SYSTEM_ERR;
 			break;
 		case FRAME_VERDICT:
 			if (in.len == 1 && in.data[0] == 'S')
@@ -613,14 +621,14 @@ static int converse(pam_handle_t *pamh, int sock, const struct config *c, int *s
 			if (in.len == 1 && in.data[0] == 'I')
 				return PAM_IGNORE;
 			pam_syslog(pamh, LOG_ERR, "checker sent an unknown verdict");
-			return -1;
+			return PAM_SYSTEM_ERR;
 		default:
 			pam_syslog(pamh, LOG_ERR, "checker sent an unknown frame type 0x%02x", hdr[0]);
-			return -1;
+			return PAM_SYSTEM_ERR;
 		}
 	}
 	pam_syslog(pamh, LOG_ERR, "checker sent too many frames");
-	return -1;
+	return PAM_SYSTEM_ERR;
 }
 
 /* EOF on the socket means the checker has exited or is exiting. Returns 1 on EOF. */
@@ -648,8 +656,9 @@ static int wait_eof(int fd, long long deadline)
 
 /*
  * Waits for our own child only. The checker exits right after its verdict;
- * one that lingers, or that failed, is killed. Returns 1 if it exited 0,
- * or if the host reaped it first (then the verdict stands on its own).
+ * one that lingers, or that failed, is killed. Returns PAM_SUCCESS if it
+ * exited 0, or if the host reaped it first (then the verdict stands on its
+ * own), and PAM_AUTH_ERR otherwise.
  */
 static int reap(pam_handle_t *pamh, int sock, pid_t pid, int kill_now)
 {
@@ -667,22 +676,23 @@ static int reap(pam_handle_t *pamh, int sock, pid_t pid, int kill_now)
 		r = waitpid(pid, &status, 0);
 	while (r < 0 && errno == EINTR);
 	if (r < 0)
-		return errno == ECHILD;
+		return errno == ECHILD ? PAM_SUCCESS : PAM_AUTH_ERR;
 	if (WIFSIGNALED(status) && !kill_now) {
 		pam_syslog(pamh, LOG_ERR, "checker was killed by signal %d", WTERMSIG(status));
-		return 0;
+		return PAM_AUTH_ERR;
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && !kill_now) {
 		pam_syslog(pamh, LOG_ERR, "checker exited with status %d", WEXITSTATUS(status));
-		return 0;
+		return PAM_AUTH_ERR;
 	}
-	return !kill_now;
+	return kill_now ? PAM_AUTH_ERR : PAM_SUCCESS;
 }
 
 /*
  * Group policies are decided here, with the host's NSS, before any checker
  * is started: a user they exempt gets PAM_IGNORE without a prompt. Returns
- * 1 to ask for a code, 0 to ignore the user, -1 on a configuration error.
+ * PAM_SUCCESS to ask for a code, PAM_IGNORE, or PAM_AUTH_ERR on a
+ * configuration error.
  */
 static int group_policy(pam_handle_t *pamh, const struct config *c, const char *user)
 {
@@ -692,19 +702,19 @@ static int group_policy(pam_handle_t *pamh, const struct config *c, const char *
 		if (groups[i] != NULL && pam_modutil_getgrnam(pamh, groups[i]) == NULL) {
 			pam_syslog(pamh, LOG_ERR, "option %s=%s: no such group", i == 0 ? "exempt_group" : "require_group",
 				   groups[i]);
-			return -1;
+			return PAM_AUTH_ERR;
 		}
 	}
 	if (c->exempt_group != NULL && pam_modutil_user_in_group_nam_nam(pamh, user, c->exempt_group)) {
 		pam_syslog(pamh, LOG_INFO, "user %s is in exempt_group %s: not asked for a code", user, c->exempt_group);
-		return 0;
+		return PAM_IGNORE;
 	}
 	if (c->require_group != NULL && !pam_modutil_user_in_group_nam_nam(pamh, user, c->require_group)) {
 		pam_syslog(pamh, LOG_INFO, "user %s is not in require_group %s: not asked for a code", user,
 			   c->require_group);
-		return 0;
+		return PAM_IGNORE;
 	}
-	return 1;
+	return PAM_SUCCESS;
 }
 
 /*
@@ -718,35 +728,31 @@ static int run_checker(pam_handle_t *pamh, const struct config *c, const char *u
 	struct buf req = {.len = 0};
 	struct identity id;
 	char *checker = NULL;
-	int sock = -1, set_authtok = 0, verdict = PAM_AUTH_ERR, rc;
+	int sock = -1, set_authtok = 0, rc;
 	pid_t pid;
 
-	if (!checker_is_safe(pamh, c->checker, &checker))
-		goto out;
-	rc = build_request(pamh, c, user, activate, argc, argv, &req, &id);
-	if (rc != 0) {
-		if (rc != -2)
-			pam_syslog(pamh, LOG_ERR, "request for the checker too large (options or items too long)");
-		goto out;
-	}
-	pid = spawn(pamh, checker, &id, &sock);
-	if (pid < 0)
+	rc = checker_is_safe(pamh, c->checker, &checker);
+	if (rc == PAM_SUCCESS)
+		rc = build_request(pamh, c, user, activate, argc, argv, &req, &id);
+	if (rc == PAM_SUCCESS)
+		rc = spawn(pamh, checker, &id, &pid, &sock);
+	if (rc != PAM_SUCCESS)
 		goto out;
 	if (send_frame(sock, FRAME_REQUEST, req.data, req.len) != 0) {
 		pam_syslog(pamh, LOG_ERR, "cannot send the request to the checker");
-		rc = -1;
+		rc = PAM_SYSTEM_ERR;
 	} else {
 		rc = converse(pamh, sock, c, &set_authtok);
 	}
-	/* A success stands only if the checker also exited cleanly. */
-	if (!reap(pamh, sock, pid, rc < 0) && rc != PAM_AUTH_ERR)
-		rc = -1;
-	verdict = rc < 0 ? PAM_AUTH_ERR : rc;
+	/* A verdict stands only if the checker also exited cleanly. */
+	if (reap(pamh, sock, pid, rc == PAM_SYSTEM_ERR) != PAM_SUCCESS)
+		rc = PAM_AUTH_ERR;
 out:
 	/* The request may hold PAM_AUTHTOK. */
 	explicit_bzero(req.data, sizeof(req.data));
 	free(checker);
-	return verdict;
+	/* Whatever went wrong, the module fails closed. */
+	return rc == PAM_SUCCESS || rc == PAM_IGNORE ? rc : PAM_AUTH_ERR;
 }
 
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
@@ -755,7 +761,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	const char *user = NULL;
 	int rc;
 
-	if (parse_config(pamh, flags, argc, argv, &c) != 0)
+	if (parse_config(pamh, flags, argc, argv, &c) != PAM_SUCCESS)
 		return PAM_AUTH_ERR;
 	if (!c.nodelay)
 		pam_fail_delay(pamh, FAIL_DELAY_US);
@@ -767,10 +773,8 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	if (pam_getenv(pamh, PENDING_ENV) != NULL)
 		pam_putenv(pamh, PENDING_ENV);
 	rc = group_policy(pamh, &c, user);
-	if (rc < 0)
-		return PAM_AUTH_ERR;
-	if (rc == 0)
-		return PAM_IGNORE;
+	if (rc != PAM_SUCCESS)
+		return rc;
 	return run_checker(pamh, &c, user, NULL, argc, argv);
 }
 
@@ -798,7 +802,7 @@ PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const cha
 	pam_putenv(pamh, PENDING_ENV);
 	if (flags & PAM_DELETE_CRED)
 		return PAM_SUCCESS;
-	if (parse_config(pamh, flags, argc, argv, &c) != 0 ||
+	if (parse_config(pamh, flags, argc, argv, &c) != PAM_SUCCESS ||
 	    pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL || user[0] == '\0')
 		return PAM_CRED_ERR;
 	rc = run_checker(pamh, &c, user, name, argc, argv);
