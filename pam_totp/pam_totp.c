@@ -124,7 +124,7 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 		} else if (strcmp(argv[i], "nodelay") == 0) {
 			c->nodelay = 1;
 		} else if (strncmp(argv[i], "secret=", 7) == 0) {
-			/* The same rule as internal/options.AsUser; the last one counts. */
+			/* The same rule as internal/options.Access (TestOwnerRuleAgrees); the last one counts. */
 			const char *t = argv[i] + 7;
 			c->secret_as_user = t[0] == '~' || strncmp(t, "%h", 2) == 0 || strncmp(t, "${HOME}", 7) == 0 ||
 					    strstr(t, "${USER}") != NULL;

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"pamtotp/internal/options"
+	"pamtotp/internal/secret"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -495,5 +497,69 @@ func TestPAMSilent(t *testing.T) {
 	run(0, "000000")
 	if c := run(0, code(t, u.secret, 1)); len(c.infos) != 1 || !strings.Contains(c.infos[0], "2 wrong verification code") {
 		t.Fatalf("without PAM_SILENT: messages %q; want the report of both wrong codes", c.infos)
+	}
+}
+
+// Who owns a user's files is decided twice: by pam_totp.c, which starts the
+// checker as that owner, and by options.Access in Go, which the checker
+// verifies against and totp-enroll acts as. A disagreement fails closed
+// ("checker runs as uid X, not as the owner"); this table shows that they
+// agree, through the real module, for every kind of secret= and user=.
+func TestOwnerRuleAgrees(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	owner := newUser(t) // the account of user=NAME
+	for _, tt := range []struct {
+		name string
+		opts func(store string) []string
+	}{
+		{"default, in the home", func(string) []string { return nil }},
+		{"%h template", func(string) []string { return []string{"secret=%h/.otp-%u"} }},
+		{"${HOME} template", func(string) []string { return []string{"secret=${HOME}/.otp"} }},
+		{"root store", func(store string) []string { return []string{"secret=" + store + "/%u"} }},
+		{"${USER} outside the home", func(store string) []string { return []string{"secret=" + store + "/${USER}"} }},
+		{"user=root", func(store string) []string { return []string{"user=root", "secret=" + store + "/${USER}"} }},
+		{"user=NAME", func(store string) []string { return []string{"user=" + owner.name, "secret=" + store + "/%u"} }},
+		{"user=UID", func(store string) []string {
+			return []string{fmt.Sprintf("user=%d", owner.uid), "secret=" + store + "/%u"}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			u := newUser(t)
+			u.secret = newSecret(t)
+			store := filepath.Join(workDir, "owner-"+u.name)
+			opts := tt.opts(store)
+			o, err := options.Parse(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			acc, err := o.Access(u.uid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path, err := options.Expand(o.Secrets()[0], u.name, u.home)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.HasPrefix(path, u.home) {
+				// A store directory of the owner's, that only it may write.
+				if err := os.Mkdir(store, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				os.Chown(store, acc.Owner, acc.Owner)
+			}
+			content := "pam_totp 1\ntoken default type=totp secret=" + u.secret + "\n"
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			os.Chown(path, acc.Owner, acc.Owner)
+			m := syslogs.mark()
+			if err := authenticate(t, service(t, module("required", opts...)), u.name, &conv{answers: []string{code(t, u.secret, 0)}}); err != nil {
+				t.Fatalf("files owned by uid %d as options.Access says: %v\n%s", acc.Owner, err, strings.Join(syslogs.since(m), "\n"))
+			}
+			st, err := os.Stat(secret.StatePath(path))
+			if err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != acc.Owner {
+				t.Fatalf("the state file: %v, want it owned by uid %d", err, acc.Owner)
+			}
+		})
 	}
 }

@@ -100,12 +100,11 @@ func (l *location) path(a *account) (string, error) {
 	return options.Expand(l.opts.Secret, a.name, a.home)
 }
 
-// access is who must own a's file: a itself, or root in the store.
+// access is who must own a's file: a itself, or root in the store (the
+// module's rule, options.Access; totp-enroll has no user=, so it cannot fail).
 func (l *location) access(a *account) secret.Access {
-	if l.opts.AsUser() {
-		return secret.Owner(a.uid)
-	}
-	return secret.Owner(0)
+	acc, _ := l.opts.Access(a.uid)
+	return acc
 }
 
 // as runs fn with the identity that a's files at l need: as the user for

@@ -11,9 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/user"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -191,7 +189,7 @@ func (s *session) open() (*secret.File, error) {
 	if !s.req.Known {
 		return nil, errors.New("unknown user")
 	}
-	acc, err := s.access()
+	acc, err := s.opts.Access(s.req.UID)
 	if err != nil {
 		return nil, err
 	}
@@ -226,40 +224,6 @@ func (s *session) open() (*secret.File, error) {
 	// Not enrolled: a new enrollment goes into the first place looked at.
 	s.path = first
 	return nil, secret.ErrNotEnrolled
-}
-
-// access is who owns the files: the account of user=, else the user for
-// their own files, else root for the system store.
-func (s *session) access() (secret.Access, error) {
-	acc := secret.Access{Perm: s.opts.Perm, AllowRoot: s.opts.AllowRoot}
-	switch {
-	case s.opts.RunAs != "":
-		uid, err := runAsUID(s.opts.RunAs)
-		if err != nil {
-			return acc, err
-		}
-		acc.Owner = uid
-	case s.opts.AsUser():
-		acc.Owner = s.req.UID
-	}
-	return acc, nil
-}
-
-// runAsUID resolves user=NAME or user=UID to the uid that owns the files.
-// Names are looked up in /etc/passwd: the checker is a static program
-// without NSS.
-func runAsUID(v string) (int, error) {
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		return int(n), nil
-	}
-	if v == "root" {
-		return 0, nil
-	}
-	u, err := user.Lookup(v)
-	if err != nil {
-		return 0, fmt.Errorf("user=%s: %w", v, err)
-	}
-	return strconv.Atoi(u.Uid)
 }
 
 // policy is the module's policy, adjusted for a pam_google_authenticator

@@ -14,10 +14,12 @@ package options
 import (
 	"errors"
 	"fmt"
+	"os/user"
 	"strconv"
 	"strings"
 	"time"
 
+	"pamtotp/internal/secret"
 	"pamtotp/internal/verify"
 )
 
@@ -215,6 +217,43 @@ func (o *Options) Secrets() []string {
 // they belong to the account of user=, or to root (the system store).
 // pam_totp.c applies the same rule when it starts the checker.
 func (o *Options) AsUser() bool { return o.RunAs == "" && o.secretAsUser }
+
+// Access is who must own a user's files, and which modes they may have:
+// the account of user=, else the user (uid userUID) for their own files,
+// else root for the system store. It is the one statement of this rule in
+// Go: the checker verifies with it that it runs as the owner that
+// pam_totp.c chose (choose_identity, which must agree), and totp-enroll
+// acts as that owner.
+func (o *Options) Access(userUID int) (secret.Access, error) {
+	acc := secret.Access{Perm: o.Perm, AllowRoot: o.AllowRoot}
+	switch {
+	case o.RunAs != "":
+		uid, err := runAsUID(o.RunAs)
+		if err != nil {
+			return acc, err
+		}
+		acc.Owner = uid
+	case o.AsUser():
+		acc.Owner = userUID
+	}
+	return acc, nil
+}
+
+// runAsUID resolves user=NAME or user=UID. Names are looked up in
+// /etc/passwd: the checker is a static program without NSS.
+func runAsUID(v string) (int, error) {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return int(n), nil
+	}
+	if v == "root" {
+		return 0, nil
+	}
+	u, err := user.Lookup(v)
+	if err != nil {
+		return 0, fmt.Errorf("user=%s: %w", v, err)
+	}
+	return strconv.Atoi(u.Uid)
+}
 
 // template checks a secret= value and turns pam_google_authenticator's
 // ${USER} and ${HOME} into %u and %h.
