@@ -83,7 +83,7 @@ func TestTokensSeveralPerUser(t *testing.T) {
 
 	// Users manage their own tokens.
 	out, rc := enrollAs(t, u, "list")
-	if rc != 0 || !regexp.MustCompile(`tablet +enabled +totp SHA256 8 digits 60 s +last used 20\d\d-.*# iPad in the safe`).MatchString(out) ||
+	if rc != 0 || !regexp.MustCompile(`tablet +enabled +time-based, SHA256, 8 digits, 60 s +last used 20\d\d-.*# iPad in the safe`).MatchString(out) ||
 		!strings.Contains(out, "scratch codes left: 2") {
 		t.Fatalf("list as the user: %d\n%s", rc, out)
 	}

@@ -263,16 +263,6 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	return c, nil
 }
 
-// showToken prints a token's QR code, its secret for typing and its URI.
-func showToken(w io.Writer, issuer, label string, t *secret.Token, qr string) error {
-	uri := enroll.URI(issuer, label, t)
-	if err := enroll.WriteQR(w, uri, qr); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "\nOr type the secret: %s\n(%s)\n%s\n\n", enroll.Grouped(t.Key), t.Describe(), uri)
-	return nil
-}
-
 func newToken(c *config) (*secret.Token, error) {
 	alg, err := otp.ParseAlgorithm(c.algorithm)
 	if err != nil {

@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Root's commands on one user's enrollment: show, status, unlock, sync,
+// passcodes, scratch, reset.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"pamtotp/internal/enroll"
+	"pamtotp/internal/otp"
+	"pamtotp/internal/secret"
+	"time"
+)
+
+func (fl *commandFlags) showFlags(fs *flag.FlagSet) func() error {
+	fs.StringVar(&fl.qr, "qr", enroll.QRUTF8, "")
+	fs.StringVar(&fl.issuer, "issuer", "", "")
+	fs.StringVar(&fl.label, "label", "", "")
+	return func() error { return nil }
+}
+
+// show prints a token's QR code, secret and URI again.
+func (fl *commandFlags) show(t *target, pos []string, out io.Writer) error {
+	f, _, err := t.read()
+	if err != nil {
+		return err
+	}
+	tok, err := tokenNamed(f, pos[0])
+	if err != nil {
+		return err
+	}
+	host, _ := os.Hostname()
+	issuer, label := fl.issuer, fl.label
+	if issuer == "" {
+		issuer = host
+	}
+	if label == "" {
+		label = t.acct.name + "@" + host
+	}
+	return showToken(out, issuer, label, tok, fl.qr)
+}
+
+// unlock clears the failures and the lock, and ends the doubling.
+func unlock(t *target, _ []string, out io.Writer) error {
+	return t.update(func(_ *secret.File, st *secret.State) error {
+		// Missed stays: the user is still told of the wrong codes.
+		st.Failures, st.LockedUntil, st.FailedAt, st.Lockouts = 0, 0, nil, 0
+		fmt.Fprintf(out, "%s: unlocked\n", t.acct.name)
+		return nil
+	})
+}
+
+func (fl *commandFlags) syncFlags(fs *flag.FlagSet) func() error {
+	fs.IntVar(&fl.syncRange, "range", 600, "")
+	return func() error {
+		if fl.syncRange < 1 || fl.syncRange > 100000 {
+			return errors.New("--range must be 1..100000")
+		}
+		return nil
+	}
+}
+
+func (fl *commandFlags) passcodeFlags(fs *flag.FlagSet) func() error {
+	fs.IntVar(&fl.generate, "generate", 0, "")
+	fs.BoolVar(&fl.clear, "clear", false, "")
+	return func() error {
+		if fl.clear == (fl.generate != 0) || fl.generate < 0 || fl.generate > 20 {
+			return errors.New("want --generate 1..20 or --clear")
+		}
+		return nil
+	}
+}
+
+// passcodes makes one-time admin passcodes, or clears them.
+func (fl *commandFlags) passcodes(t *target, _ []string, out io.Writer) error {
+	var codes []string
+	err := t.update(func(f *secret.File, _ *secret.State) error {
+		if fl.clear {
+			f.Passcodes = nil
+			return nil
+		}
+		var err error
+		if codes, err = enroll.ScratchCodes(fl.generate); err != nil {
+			return err
+		}
+		f.Passcodes = append(f.Passcodes, codes...)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if fl.clear {
+		fmt.Fprintf(out, "%s: admin passcodes cleared\n", t.acct.name)
+	} else {
+		printCodes(out, t.acct.name+": admin passcodes (each works once; they are not shown again):", codes)
+	}
+	return nil
+}
+
+func (fl *commandFlags) scratchFlags(fs *flag.FlagSet) func() error {
+	fs.BoolVar(&fl.regenerate, "regenerate", false, "")
+	fs.IntVar(&fl.count, "count", 5, "")
+	return func() error {
+		if !fl.regenerate || fl.count < 1 || fl.count > 10 {
+			return errors.New("want --regenerate [--count 1..10]")
+		}
+		return nil
+	}
+}
+
+// scratch replaces the scratch codes with new ones.
+func (fl *commandFlags) scratch(t *target, _ []string, out io.Writer) error {
+	var codes []string
+	err := t.update(func(f *secret.File, _ *secret.State) error {
+		var err error
+		codes, err = enroll.ScratchCodes(fl.count)
+		f.Scratch = codes
+		return err
+	})
+	if err == nil {
+		printCodes(out, t.acct.name+": new scratch codes (the old ones no longer work):", codes)
+	}
+	return err
+}
+
+func status(t *target, _ []string, out io.Writer) error {
+	f, st, err := t.read()
+	if err != nil {
+		return err
+	}
+	now := time.Now().Unix()
+	fmt.Fprintf(out, "user %s, file %s\n", t.acct.name, t.path)
+	for i := range f.Tokens {
+		tok := &f.Tokens[i]
+		ts := st.Token(tok)
+		enabled := "enabled"
+		if tok.Disabled {
+			enabled = "disabled"
+		}
+		fmt.Fprintf(out, "token %s: %s, %s, created %s, last used %s", tok.Name, tok.Describe(), enabled, when(tok.Created), when(ts.At))
+		if tok.Type == secret.TOTP {
+			fmt.Fprintf(out, ", drift %+d steps (%+d s)", ts.Drift, ts.Drift*int64(tok.Params.Period))
+		} else if ts.Used {
+			fmt.Fprintf(out, ", last counter %d", ts.LastStep)
+		}
+		if ts.Pending {
+			fmt.Fprint(out, ", resync pending")
+		}
+		fmt.Fprintln(out)
+	}
+	lock := "not locked"
+	if st.LockedUntil > now {
+		lock = "locked until " + when(st.LockedUntil)
+	}
+	fmt.Fprintf(out, "failures %d, %s, locks since the last success %d, wrong codes since the last success %d\n",
+		st.Failures, lock, st.Lockouts, st.Missed)
+	fmt.Fprintf(out, "scratch codes left %d, admin passcodes left %d\n", unused(f.Scratch, st), unused(f.Passcodes, st))
+	return nil
+}
+
+// syncToken finds two consecutive codes within the range and sets the
+// token's drift (TOTP) or counter (HOTP) to the second; both count as used.
+func (fl *commandFlags) syncToken(t *target, pos []string, out io.Writer) error {
+	return t.update(func(f *secret.File, st *secret.State) error {
+		tok, err := tokenNamed(f, pos[0])
+		if err != nil {
+			return err
+		}
+		for _, c := range pos[1:] {
+			if !otp.IsDigits(c, tok.Params.Digits) {
+				return fmt.Errorf("a code of %s is %d digits", tok.Name, tok.Params.Digits)
+			}
+		}
+		ts := st.Token(tok)
+		now := time.Now().Unix()
+		from, to, center := int64(0), int64(0), int64(0)
+		if tok.Type == secret.HOTP {
+			from = tok.Counter
+			if ts.Used {
+				from = ts.LastStep + 1
+			}
+			to, center = from+int64(fl.syncRange), from
+		} else {
+			center = otp.Step(now, tok.Params.Period)
+			from, to = max(center-int64(fl.syncRange), 0), center+int64(fl.syncRange)
+			if ts.Used {
+				from = max(from, ts.LastStep+1) // used codes stay used
+			}
+		}
+		best, found := int64(0), false
+		for s := from; s < to; s++ {
+			a, _ := otp.Code(tok.Key, uint64(s), tok.Params)
+			b, _ := otp.Code(tok.Key, uint64(s+1), tok.Params)
+			if otp.Equal(pos[1], a) && otp.Equal(pos[2], b) && (!found || abs(s+1-center) < abs(best-center)) {
+				best, found = s+1, true
+			}
+		}
+		if !found {
+			return fmt.Errorf("%s: no two consecutive codes match within %d steps; nothing was changed", tok.Name, fl.syncRange)
+		}
+		ts.Used, ts.LastStep, ts.At = true, best, now
+		ts.Pending, ts.PendingStep, ts.PendingOffset = false, 0, 0
+		if tok.Type == secret.HOTP {
+			fmt.Fprintf(out, "%s: token %s is at counter %d\n", t.acct.name, tok.Name, best)
+			return nil
+		}
+		ts.Drift = best - center
+		fmt.Fprintf(out, "%s: token %s drift set to %+d steps (%+d s)\n", t.acct.name, tok.Name, ts.Drift, ts.Drift*int64(tok.Params.Period))
+		return nil
+	})
+}
+
+// reset removes the enrollment: the state first, then the secret.
+func reset(t *target, _ []string, out io.Writer) error {
+	return t.loc.as(t.acct, func() error {
+		a, err := secret.Lock(t.path, t.loc.access(t.acct))
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		// The state first: without the secret it means nothing.
+		if err := os.Remove(secret.StatePath(t.path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := os.Remove(t.path); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s: enrollment removed (%s)\n", t.acct.name, t.path)
+		return nil
+	})
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// The command table of totp-enroll: every command, its arguments, whether
+// it is root's, its help and flags, and the function that runs it. --help,
+// the bash completion and the docs are tested against it
+// (TestCommandsAreDocumented).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"pamtotp/internal/options"
+	"pamtotp/internal/secret"
+	"strings"
+)
+
+// A command runs with its arguments and exits with the returned status.
+type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+
+// commandFlags are the values of the commands' own flags, fresh for each
+// run of totp-enroll.
+type commandFlags struct {
+	syncRange, generate, count int
+	clear, regenerate          bool
+	qr, issuer, label          string
+}
+
+// newCommands returns the commands.
+func newCommands() map[string]command {
+	fl := &commandFlags{}
+	token := map[string]*tokenCommand{
+		// A user's own tokens (tokens.go).
+		"list":    {help: "Lists the user's tokens.", run: listTokens},
+		"remove":  {args: "NAME ", nargs: 1, help: "Removes a token; its codes stop working at once.", run: removeToken},
+		"disable": {args: "NAME ", nargs: 1, help: "Disables a token (a lost device); the others keep working.", run: setDisabled(true)},
+		"enable":  {args: "NAME ", nargs: 1, help: "Enables a disabled token again.", run: setDisabled(false)},
+		// Root's (admin.go).
+		"show": {args: "NAME ", nargs: 1, root: true,
+			help:  "Shows a token's QR code again (root only: a secret should not leave the server twice by accident).",
+			flags: fl.showFlags, run: fl.show},
+		"status": {root: true, help: "Shows each token's type, creation, last use and drift, and the failures and lock.", run: status},
+		"unlock": {root: true, help: "Clears the failure count and the lock, and starts locks at unlock_time again.", run: unlock},
+		"sync": {args: "NAME CODE1 CODE2 ", nargs: 3, root: true,
+			help:  "Resynchronises a token from two consecutive codes, searching --range STEPS (default 600) each side of now.",
+			flags: fl.syncFlags, run: fl.syncToken},
+		"passcodes": {root: true, help: "--generate N makes N one-time admin passcodes (8 digits, no expiry, single use, shown once); --clear removes them all.",
+			flags: fl.passcodeFlags, run: fl.passcodes},
+		"scratch": {root: true, help: "--regenerate makes new scratch codes (--count N, default 5); the old ones stop working.",
+			flags: fl.scratchFlags, run: fl.scratch},
+		"reset": {root: true, help: "Removes the enrollment: the next login fails, or passes with nullok.", run: reset},
+	}
+	commands := map[string]command{
+		"migrate": func(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+			return runMigrate(args, stdout, stderr)
+		},
+		"import": runImport,
+	}
+	for name, c := range token {
+		commands[name] = func(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+			return runTokenCommand(name, c, args, stdout, stderr)
+		}
+	}
+	return commands
+}
+
+// A tokenCommand works on one user's enrollment.
+type tokenCommand struct {
+	args  string // the positional arguments, for the usage line
+	nargs int
+	root  bool // an admin command
+	help  string
+	flags func(fs *flag.FlagSet) func() error // extra flags, and their check
+	run   func(t *target, pos []string, out io.Writer) error
+}
+
+// target is the user a command works on, and their files.
+type target struct {
+	acct *account
+	loc  *location
+	path string
+}
+
+// update changes the enrollment under the lock that logins take, as the
+// identity that owns the files.
+func (t *target) update(change func(*secret.File, *secret.State) error) error {
+	return t.loc.as(t.acct, func() error { return secret.Update(t.path, t.loc.access(t.acct), change) })
+}
+
+// read returns the enrollment as it is now.
+func (t *target) read() (*secret.File, *secret.State, error) {
+	var f *secret.File
+	var st *secret.State
+	err := t.loc.as(t.acct, func() error {
+		a, err := secret.Lock(t.path, t.loc.access(t.acct))
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		f, st = a.File, a.State
+		return nil
+	})
+	if errors.Is(err, secret.ErrNotEnrolled) {
+		err = fmt.Errorf("%s is not enrolled (%s does not exist)", t.acct.name, t.path)
+	}
+	return f, st, err
+}
+
+// runTokenCommand parses a command's flags, finds the user and runs it.
+func runTokenCommand(name string, c *tokenCommand, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	userName := fs.String("user", "", "")
+	secretFile := fs.String("secret-file", options.DefaultSecret, "")
+	check := func() error { return nil }
+	if c.flags != nil {
+		check = c.flags(fs)
+	}
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, "Usage: totp-enroll %s %s[--user NAME] [--secret-file TEMPLATE]\n\n%s\n", name, c.args, c.help)
+		return exitOK
+	}
+	if err == nil && len(pos) != c.nargs {
+		err = fmt.Errorf("want %s", strings.TrimSpace(c.args))
+		if c.nargs == 0 {
+			err = fmt.Errorf("unexpected argument %q", pos[0])
+		}
+	}
+	if err == nil {
+		err = check()
+	}
+	if err == nil && c.root && os.Geteuid() != 0 {
+		err = fmt.Errorf("%s is an admin command: run it as root", name)
+	}
+	t := &target{}
+	if err == nil {
+		t.loc, err = parseLocation("--secret-file", *secretFile)
+	}
+	if err == nil {
+		t.acct, err = lookupAccount(*userName)
+	}
+	if err == nil {
+		t.path, err = t.loc.path(t.acct)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll %s: %v (see %s --help)\n", name, err, name)
+		return exitUsage
+	}
+	if err := c.run(t, pos, stdout); err != nil {
+		fmt.Fprintf(stderr, "totp-enroll %s: %v\n", name, err)
+		return exitError
+	}
+	return exitOK
+}
+
+// splitCommand finds a command after the global --user and --secret-file
+// flags. The command's arguments come first in rest, then those flags.
+func splitCommand(commands map[string]command, args []string) (name string, rest []string, ok bool) {
+	var globals []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--user" || a == "-user" || a == "--secret-file" || a == "-secret-file":
+			if i+1 < len(args) {
+				globals = append(globals, a, args[i+1])
+				i++
+				continue
+			}
+			return "", nil, false
+		case strings.HasPrefix(a, "--user=") || strings.HasPrefix(a, "--secret-file="):
+			globals = append(globals, a)
+			continue
+		}
+		if _, known := commands[a]; known || a == "add" {
+			return a, append(append([]string(nil), args[i+1:]...), globals...), true
+		}
+		return "", nil, false
+	}
+	return "", nil, false
+}
+
+func runImport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "totp-enroll import: want oath, csv or pskc (see --help)")
+		return exitUsage
+	}
+	switch args[0] {
+	case "oath":
+		return runImportOath(args[1:], stdout, stderr)
+	case "csv":
+		return runImportCSV(args[1:], stdout, stderr)
+	case "pskc":
+		return runImportPSKC(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "totp-enroll import: unknown kind %q: want oath, csv or pskc\n", args[0])
+	return exitUsage
+}
