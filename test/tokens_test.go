@@ -331,7 +331,7 @@ func TestImportCSV(t *testing.T) {
 
 func TestImportPSKC(t *testing.T) {
 	needRoot(t, "oathtool", "openssl")
-	// The RFC's figures, copied from ../shared/fixtures.
+	// The RFC's figures 6 and 7, from internal/pskc/testdata.
 	fig6, _ := filepath.Abs("../internal/pskc/testdata/rfc6030-figure6.xml")
 	fig7, _ := filepath.Abs("../internal/pskc/testdata/rfc6030-figure7.xml")
 	u := newUser(t)

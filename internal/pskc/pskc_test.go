@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-// The RFC's figures 6 and 7 (copied from ../shared/fixtures): both hold the
+// The RFC's figures 6 and 7 (testdata, copies of the RFC's examples): both hold the
 // key ASCII "12345678901234567890", HOTP, 8 digits.
 func read(t testing.TB, name string) []byte {
 	t.Helper()
