@@ -5,6 +5,7 @@ package test
 import (
 	"encoding/base32"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -536,4 +537,68 @@ func TestSameKeyTwice(t *testing.T) {
 		t.Fatal("the tail of an accepted 8-digit code logged in through the 6-digit token")
 	}
 	expectLog(t, m, `user=`+u.name+`.*token=six outcome=fail reason=replay`)
+}
+
+// status --all: one row per enrolled user, with a row that says why for a
+// file that cannot be read; --json for monitoring, per user too.
+func TestStatusAll(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	good, locked, broken, bare := newUser(t), newUser(t), newUser(t), newUser(t)
+	for _, u := range []*user{good, locked, broken} {
+		enroll(t, u)
+	}
+	dir := service(t, module("required", "deny=2"))
+	if err := login(t, dir, good, code(t, good.secret, 0)); err != nil {
+		t.Fatal(err)
+	}
+	login(t, dir, locked, "000000")
+	login(t, dir, locked, "000000")
+	os.Chmod(filepath.Join(broken.home, ".pam_totp"), 0o644)
+
+	var rows []struct {
+		User     string `json:"user"`
+		Error    string `json:"error"`
+		Failures int    `json:"failures"`
+		Locked   bool   `json:"locked"`
+		Missed   int    `json:"wrong_codes_since_last_success"`
+		Tokens   []struct {
+			Name     string `json:"name"`
+			Kind     string `json:"kind"`
+			LastUsed int64  `json:"last_used"`
+		} `json:"tokens"`
+	}
+	out := mustEnroll(t, "status", "--all", "--json")
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("status --all --json is not JSON: %v\n%s", err, out)
+	}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		seen[r.User] = true
+		switch r.User {
+		case good.name:
+			if r.Error != "" || r.Locked || len(r.Tokens) != 1 || r.Tokens[0].Name != "default" || r.Tokens[0].Kind != "totp" || r.Tokens[0].LastUsed == 0 {
+				t.Errorf("enrolled user: %+v", r)
+			}
+		case locked.name:
+			if !r.Locked || r.Missed != 2 {
+				t.Errorf("locked user: %+v", r)
+			}
+		case broken.name:
+			if !strings.Contains(r.Error, "mode 0644") {
+				t.Errorf("unreadable file: %+v", r)
+			}
+		}
+	}
+	if !seen[good.name] || !seen[locked.name] || !seen[broken.name] || seen[bare.name] {
+		t.Fatalf("rows for %v; want the three enrolled users and not %s\n%s", seen, bare.name, out)
+	}
+	text := mustEnroll(t, "status", "--all")
+	if !regexp.MustCompile(`(?m)^`+locked.name+` +default\(totp\) .* until 20`).MatchString(text) ||
+		!regexp.MustCompile(`(?m)^`+broken.name+` +cannot read: .*mode 0644`).MatchString(text) {
+		t.Fatalf("status --all:\n%s", text)
+	}
+	out = mustEnroll(t, "--user", good.name, "status", "--json")
+	if !strings.Contains(out, `"user": "`+good.name+`"`) || !strings.Contains(out, `"locked": false`) {
+		t.Fatalf("status --json:\n%s", out)
+	}
 }

@@ -5,14 +5,18 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"pamtotp/internal/enroll"
 	"pamtotp/internal/otp"
 	"pamtotp/internal/secret"
+	"strings"
+	"text/tabwriter"
 	"time"
 )
 
@@ -127,7 +131,126 @@ func (fl *commandFlags) scratch(t *target, _ []string, out io.Writer) error {
 	return err
 }
 
-func status(t *target, _ []string, out io.Writer) error {
+func (fl *commandFlags) statusFlags(fs *flag.FlagSet) func() error {
+	fs.BoolVar(&fl.all, "all", false, "")
+	fs.BoolVar(&fl.json, "json", false, "")
+	return func() error { return nil }
+}
+
+// status shows one user's enrollment, or with --all every enrolled user's
+// of the --secret-file location, one row each; --json for monitoring. A
+// user whose file cannot be read gets a row that says why, and the others
+// still come.
+func (fl *commandFlags) status(t *target, _ []string, out io.Writer) error {
+	if !fl.all {
+		if !fl.json {
+			return statusText(t, out)
+		}
+		row := userStatusOf(t)
+		if row.Error != "" {
+			return errors.New(row.Error)
+		}
+		return writeJSON(out, row)
+	}
+	accounts, err := localAccounts()
+	if err != nil {
+		return err
+	}
+	rows := []userStatus{}
+	for _, a := range accounts {
+		path, err := t.loc.path(a)
+		if err != nil {
+			continue
+		}
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			continue // not enrolled
+		}
+		rows = append(rows, userStatusOf(&target{acct: a, loc: t.loc, path: path}))
+	}
+	if fl.json {
+		return writeJSON(out, rows)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tTOKENS\tLAST USE\tDRIFT\tFAILURES\tLOCKED\tSCRATCH\tPASSCODES")
+	for _, r := range rows {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\tcannot read: %s\n", r.User, r.Error)
+			continue
+		}
+		var toks, drift []string
+		last := int64(0)
+		for _, tok := range r.Tokens {
+			toks = append(toks, tok.Name+"("+tok.Kind+")")
+			if tok.Kind == string(secret.TOTP) {
+				drift = append(drift, fmt.Sprintf("%+d", tok.DriftSteps))
+			}
+			last = max(last, tok.LastUsed)
+		}
+		locked := "no"
+		if r.Locked {
+			locked = "until " + when(r.LockedUntil)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\n", r.User, strings.Join(toks, ","), when(last),
+			strings.Join(drift, ","), r.Failures, locked, r.ScratchLeft, r.PasscodesLeft)
+	}
+	return tw.Flush()
+}
+
+// userStatus is one user's row of status --json.
+type userStatus struct {
+	User          string        `json:"user"`
+	File          string        `json:"file"`
+	Error         string        `json:"error,omitempty"` // the file cannot be read; nothing else is known
+	Tokens        []tokenStatus `json:"tokens"`
+	Failures      int           `json:"failures"`
+	Locked        bool          `json:"locked"`
+	LockedUntil   int64         `json:"locked_until,omitempty"` // Unix time
+	Lockouts      int           `json:"lockouts"`               // locks since the last success
+	Missed        int           `json:"wrong_codes_since_last_success"`
+	ScratchLeft   int           `json:"scratch_codes_left"`
+	PasscodesLeft int           `json:"passcodes_left"`
+}
+
+type tokenStatus struct {
+	Name          string `json:"name"`
+	Kind          string `json:"kind"` // totp or hotp
+	Description   string `json:"description"`
+	Enabled       bool   `json:"enabled"`
+	Created       int64  `json:"created,omitempty"`   // Unix time
+	LastUsed      int64  `json:"last_used,omitempty"` // Unix time
+	DriftSteps    int64  `json:"drift_steps"`
+	ResyncPending bool   `json:"resync_pending"`
+}
+
+func userStatusOf(t *target) userStatus {
+	row := userStatus{User: t.acct.name, File: t.path, Tokens: []tokenStatus{}}
+	f, st, err := t.read()
+	if err != nil {
+		row.Error = err.Error()
+		return row
+	}
+	for i := range f.Tokens {
+		tok := &f.Tokens[i]
+		ts := st.Token(tok)
+		row.Tokens = append(row.Tokens, tokenStatus{Name: tok.Name, Kind: string(tok.Type), Description: tok.Describe(),
+			Enabled: !tok.Disabled, Created: tok.Created, LastUsed: ts.At, DriftSteps: ts.Drift, ResyncPending: ts.Pending})
+	}
+	row.Failures, row.Lockouts, row.Missed = st.Failures, st.Lockouts, st.Missed
+	if st.LockedUntil > time.Now().Unix() {
+		row.Locked, row.LockedUntil = true, st.LockedUntil
+	}
+	row.ScratchLeft, row.PasscodesLeft = unused(f.Scratch, st), unused(f.Passcodes, st)
+	return row
+}
+
+func writeJSON(out io.Writer, v any) error {
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// statusText prints one user's status for a person.
+func statusText(t *target, out io.Writer) error {
 	f, st, err := t.read()
 	if err != nil {
 		return err

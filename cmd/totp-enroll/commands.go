@@ -24,7 +24,8 @@ type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 // run of totp-enroll.
 type commandFlags struct {
 	syncRange, generate, count int
-	clear, regenerate          bool
+	clear, regenerate, all     bool
+	json                       bool
 	qr, issuer, label          string
 }
 
@@ -41,7 +42,8 @@ func newCommands() map[string]command {
 		"show": {args: "NAME ", nargs: 1, root: true,
 			help:  "Shows a token's QR code again (root only: a secret should not leave the server twice by accident).",
 			flags: fl.showFlags, run: fl.show},
-		"status": {root: true, help: "Shows each token's type, creation, last use and drift, and the failures and lock.", run: status},
+		"status": {root: true, help: "Shows each token's type, creation, last use and drift, and the failures and lock; --all: one row per enrolled user; --json: for monitoring.",
+			flags: fl.statusFlags, run: fl.status},
 		"unlock": {root: true, help: "Clears the failure count and the lock, and starts locks at unlock_time again.", run: unlock},
 		"sync": {args: "NAME CODE1 CODE2 ", nargs: 3, root: true,
 			help:  "Resynchronises a token from two consecutive codes, searching --range STEPS (default 600) each side of now.",

@@ -66,7 +66,8 @@ Commands for your own tokens (root: for anyone's, with --user):
 
 Admin commands (root):
   show NAME                  show a token's QR code again
-  status                     tokens, last use, drift, failures and lock
+  status [--all] [--json]    tokens, last use, drift, failures and lock;
+                             --all: one row per enrolled user; --json: for monitoring
   unlock                     clear the failures and the lock
   sync NAME CODE1 CODE2 [--range STEPS]   resynchronise from two consecutive codes
   passcodes --generate N | --clear        one-time admin passcodes
