@@ -59,6 +59,7 @@ func newCommands() map[string]command {
 			return runMigrate(args, stdout, stderr)
 		},
 		"import": runImport,
+		"doctor": runDoctor,
 	}
 	for name, c := range token {
 		commands[name] = func(args []string, _ io.Reader, stdout, stderr io.Writer) int {

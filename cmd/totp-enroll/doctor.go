@@ -1,0 +1,386 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"pamtotp/internal/options"
+	"pamtotp/internal/pamconf"
+)
+
+const doctorUsage = `Usage: totp-enroll doctor [--pam-dir DIR] [--sshd-config FILE] [--json]
+
+Checks, before you restart anything, whether a login can skip pam_totp or
+will be locked out: every service in the PAM directory that loads
+pam_totp.so (includes followed), sshd's effective settings (sshd -T), the
+accounts without an enrollment, the groups and the checker the module
+needs, and the clock. One line per finding: its level, what it means for a
+login, and the fix. Point it at staged copies to check a change first.
+
+Options:
+  --pam-dir DIR          the PAM services (default /etc/pam.d)
+  --sshd-config FILE     sshd's configuration (default /etc/ssh/sshd_config;
+                         checked if it exists)
+  --json                 the findings as a JSON array
+
+Exit status: 0 nothing at the error level, 1 an error, 2 what doctor needs
+could not be read.
+`
+
+// finding is one thing doctor has to say.
+type finding struct {
+	Level string `json:"level"` // error, warning or note
+	Where string `json:"where"`
+	What  string `json:"finding"`
+	Fix   string `json:"fix,omitempty"`
+}
+
+type doctor struct {
+	pamDir, sshdConfig string
+	findings           []finding
+}
+
+func (d *doctor) add(level, where, what, fix string) {
+	d.findings = append(d.findings, finding{level, where, what, fix})
+}
+
+func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	d := &doctor{}
+	fs.StringVar(&d.pamDir, "pam-dir", "/etc/pam.d", "")
+	fs.StringVar(&d.sshdConfig, "sshd-config", "/etc/ssh/sshd_config", "")
+	asJSON := fs.Bool("json", false, "")
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, doctorUsage)
+		return exitOK
+	}
+	if err == nil && len(pos) > 0 {
+		err = fmt.Errorf("unexpected argument %q", pos[0])
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll doctor: %v (see doctor --help)\n", err)
+		return exitUsage
+	}
+	if err := d.run(); err != nil {
+		fmt.Fprintf(stderr, "totp-enroll doctor: %v\n", err)
+		return 2
+	}
+	sort.SliceStable(d.findings, func(i, j int) bool { return rank(d.findings[i].Level) < rank(d.findings[j].Level) })
+	if *asJSON {
+		if d.findings == nil {
+			d.findings = []finding{}
+		}
+		writeJSON(stdout, d.findings)
+	} else {
+		for _, f := range d.findings {
+			fmt.Fprintf(stdout, "%-7s %s: %s", strings.ToUpper(f.Level), f.Where, f.What)
+			if f.Fix != "" {
+				fmt.Fprintf(stdout, " Fix: %s", f.Fix)
+			}
+			fmt.Fprintln(stdout)
+		}
+		if len(d.findings) == 0 {
+			fmt.Fprintln(stdout, "no findings")
+		}
+	}
+	for _, f := range d.findings {
+		if f.Level == "error" {
+			return exitError
+		}
+	}
+	return exitOK
+}
+
+func rank(level string) int {
+	return map[string]int{"error": 0, "warning": 1, "note": 2}[level]
+}
+
+// run checks everything; an error means something doctor needs could not
+// be read.
+func (d *doctor) run() error {
+	entries, err := os.ReadDir(d.pamDir)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", d.pamDir, err)
+	}
+	found := false
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || strings.Contains(name, ".dpkg-") {
+			continue
+		}
+		lines, err := pamconf.Auth(d.pamDir, name)
+		if err != nil {
+			d.add("error", name, fmt.Sprintf("cannot be read as libpam reads it: %v.", err), "correct the file; libpam fails such a service closed or skips lines")
+			continue
+		}
+		at, err := pamconf.Index(lines, "pam_totp.so")
+		if err != nil {
+			continue
+		}
+		found = true
+		d.checkStack(name, lines, at)
+		if name == "sshd" {
+			if err := d.checkSSHD(); err != nil {
+				return err
+			}
+		}
+	}
+	if !found {
+		d.add("note", d.pamDir, "no service loads pam_totp.so: nobody is asked for a code.", "")
+	}
+	d.checkClock()
+	return nil
+}
+
+// checkStack looks at one service's auth lines; at is pam_totp's.
+func (d *doctor) checkStack(service string, lines []pamconf.Line, at int) {
+	me := lines[at]
+	where := fmt.Sprintf("%s (%s:%d)", service, me.File, me.No)
+	for i := 0; i < at; i++ {
+		l := lines[i]
+		if l.Depth != me.Depth {
+			continue // a substack's done or jump ends in the substack
+		}
+		lw := fmt.Sprintf("%s (%s:%d)", service, l.File, l.No)
+		if l.Action("success") == "done" {
+			d.add("error", lw, fmt.Sprintf("%s %s comes before pam_totp: when it succeeds, the login succeeds without a code.", l.Control, l.Module),
+				"move pam_totp before it, or make it required")
+		}
+		for value, action := range l.Actions {
+			if n, err := strconv.Atoi(action); err == nil && i+n >= at {
+				d.add("error", lw, fmt.Sprintf("%s=%d on %s jumps over pam_totp: that path asks for no code.", value, n, l.Module),
+					"correct the jump so that it lands before pam_totp")
+			}
+		}
+	}
+	if a := me.Action("auth_err"); a != "bad" && a != "die" {
+		d.add("error", where, fmt.Sprintf("pam_totp's control %s ignores its failure: a wrong code does not stop the login.", me.Control),
+			"use required or requisite")
+	}
+	opts, err := options.Parse(me.Args)
+	if err != nil {
+		d.add("error", where, fmt.Sprintf("the module refuses its options (%v): every login through %s fails.", err, service), "correct the option")
+		return
+	}
+	d.checkEnrollAtLogin(service, lines, at, opts)
+	d.checkGroups(where, me.Args)
+	d.checkChecker(where, me.Args)
+	d.checkAccounts(service, where, opts)
+}
+
+// checkEnrollAtLogin: a wrong password must not reach the enrollment.
+func (d *doctor) checkEnrollAtLogin(service string, lines []pamconf.Line, at int, opts *options.Options) {
+	if !opts.EnrollAtLogin {
+		return
+	}
+	where := fmt.Sprintf("%s (%s:%d)", service, lines[at].File, lines[at].No)
+	unix := false
+	for _, l := range lines[:at] {
+		if l.Action("auth_err") == "die" {
+			return // a refused password stops the stack here
+		}
+		unix = unix || l.Module == "pam_unix.so"
+	}
+	if unix {
+		d.add("warning", where, "enroll=login after a pam_unix that does not stop the stack: pam_totp reads pam_unix's verdict and refuses, but another module in between could let a wrong password reach the enrollment.",
+			"make the password module requisite")
+		return
+	}
+	d.add("error", where, "enroll=login where a wrong password can reach it: no module before it stops the stack when the password is wrong.",
+		"make the password module requisite")
+}
+
+func (d *doctor) checkGroups(where string, args []string) {
+	for _, a := range args {
+		k, v, _ := strings.Cut(a, "=")
+		if k != "exempt_group" && k != "require_group" {
+			continue
+		}
+		if _, err := user.LookupGroup(v); err != nil {
+			d.add("error", where, fmt.Sprintf("%s names group %q, which does not exist: the module fails every login.", k, v), "create the group or correct the name")
+		}
+	}
+}
+
+// checkChecker applies the module's own rule for the checker's path.
+func (d *doctor) checkChecker(where string, args []string) {
+	path := checkerPath
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "checker="); ok {
+			path = v
+		}
+	}
+	if err := safeChecker(path); err != nil {
+		d.add("error", where, fmt.Sprintf("the module would refuse the checker %s (%v): every login fails.", path, err),
+			"install the package, or use a root-owned checker in root-owned directories")
+	}
+}
+
+// checkerPath is where the package installs the checker.
+const checkerPath = "/usr/libexec/pam-totp/pam-totp-check"
+
+func safeChecker(path string) error {
+	if !filepath.IsAbs(path) {
+		return errors.New("not an absolute path")
+	}
+	p, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 || st.Mode&0o022 != 0 || st.Mode&0o100 == 0 {
+		return errors.New("not an executable root-owned file that only root can write")
+	}
+	for dir := filepath.Dir(p); ; dir = filepath.Dir(dir) {
+		if err := unix.Stat(dir, &st); err != nil {
+			return err
+		}
+		if st.Uid != 0 || (st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0) {
+			return fmt.Errorf("%s is writable by someone other than root", dir)
+		}
+		if dir == "/" {
+			return nil
+		}
+	}
+}
+
+// checkAccounts lists accounts with a login shell and no enrollment.
+func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
+	accounts, err := localAccounts()
+	if err != nil {
+		d.add("warning", where, fmt.Sprintf("accounts not checked: %v.", err), "run doctor as root")
+		return
+	}
+	if !opts.AsUser() {
+		d.checkStore(where, opts)
+	}
+	var missing []string
+	rootMissing, shells := false, 0
+	for _, a := range accounts {
+		if !loginShell(a.name) {
+			continue
+		}
+		shells++
+		enrolled := false
+		for _, tmpl := range opts.Secrets() {
+			if p, err := options.Expand(tmpl, a.name, a.home); err == nil {
+				if _, err := os.Lstat(p); err == nil {
+					enrolled = true
+				}
+			}
+		}
+		if !enrolled {
+			missing = append(missing, a.name)
+			rootMissing = rootMissing || a.uid == 0
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	list := strings.Join(missing, ", ")
+	switch {
+	case opts.NullOK:
+		d.add("warning", where, fmt.Sprintf("with nullok, these accounts log in through %s without a code: %s.", service, list),
+			"enroll them (totp-enroll --user NAME), then remove nullok")
+	case opts.EnrollAtLogin:
+		d.add("note", where, fmt.Sprintf("these accounts will be asked to enroll at their next login through %s: %s.", service, list), "")
+	case rootMissing || len(missing) == shells:
+		d.add("error", where, fmt.Sprintf("these accounts cannot log in through %s, having no enrollment: %s.", service, list),
+			"enroll them first, or add nullok while you roll out")
+	default:
+		d.add("warning", where, fmt.Sprintf("these accounts cannot log in through %s, having no enrollment: %s.", service, list),
+			"enroll them, or add nullok while you roll out")
+	}
+}
+
+// checkStore: a root-owned store that others can write lets them plant files.
+func (d *doctor) checkStore(where string, opts *options.Options) {
+	dir := filepath.Dir(opts.Secret)
+	if strings.Contains(dir, "%") {
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		d.add("warning", where, fmt.Sprintf("the store %s: %v.", dir, err), "create it, owned by root, mode 0700")
+		return
+	}
+	if st.Mode&0o022 != 0 {
+		d.add("error", where, fmt.Sprintf("the store %s is writable by group or others: the module refuses it, and every login fails.", dir),
+			"chmod 0700 "+dir)
+	}
+}
+
+// loginShell reports whether the account's shell lets it log in.
+func loginShell(name string) bool {
+	data, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		p := strings.Split(l, ":")
+		if len(p) >= 7 && p[0] == name {
+			sh := filepath.Base(p[6])
+			return p[6] != "" && sh != "nologin" && sh != "false" && sh != "sync"
+		}
+	}
+	return false
+}
+
+// checkSSHD reads sshd's effective settings with the real sshd -T.
+func (d *doctor) checkSSHD() error {
+	if _, err := os.Stat(d.sshdConfig); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	out, err := exec.Command("/usr/sbin/sshd", "-T", "-f", d.sshdConfig).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("sshd -T -f %s: %v: %s", d.sshdConfig, err, strings.TrimSpace(string(out)))
+	}
+	set := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok {
+			set[k] = v
+		}
+	}
+	where := d.sshdConfig
+	if set["usepam"] != "yes" {
+		d.add("error", where, "UsePAM is no: sshd never asks pam_totp, and its stack with pam_totp is dead.", "UsePAM yes")
+	}
+	if set["kbdinteractiveauthentication"] == "no" {
+		d.add("error", where, "KbdInteractiveAuthentication is no: the code can never be typed, so logins through PAM fail.", "KbdInteractiveAuthentication yes")
+	}
+	if set["passwordauthentication"] == "yes" && (set["authenticationmethods"] == "" || set["authenticationmethods"] == "any") {
+		d.add("warning", where, "PasswordAuthentication yes without AuthenticationMethods: a client that tries the password method first is refused after a good code (pam_setcred replays that failed attempt; docs/sshd.md).",
+			"PasswordAuthentication no, or AuthenticationMethods publickey,keyboard-interactive")
+	}
+	return nil
+}
+
+// checkClock: codes are time-based.
+func (d *doctor) checkClock() {
+	var tx unix.Timex
+	state, err := unix.Adjtimex(&tx)
+	if err != nil {
+		return
+	}
+	if state == unix.TIME_ERROR || tx.Status&unix.STA_UNSYNC != 0 {
+		d.add("warning", "clock", "the system clock is not synchronised: time-based codes fail when it drifts.", "run an NTP client (systemd-timesyncd, chrony)")
+	}
+}

@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// doctorRun runs totp-enroll doctor on a staged PAM directory holding
+// services (name -> lines) and, if sshdConfig is not empty, a staged
+// sshd_config with a host key of its own.
+func doctorRun(t *testing.T, services map[string][]string, sshdConfig string, extra ...string) (string, int) {
+	t.Helper()
+	dir := t.TempDir()
+	pamDir := filepath.Join(dir, "pam.d")
+	os.Mkdir(pamDir, 0o755)
+	for name, lines := range services {
+		if err := os.WriteFile(filepath.Join(pamDir, name), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	args := append([]string{"doctor", "--pam-dir", pamDir, "--sshd-config", filepath.Join(dir, "none")}, extra...)
+	if sshdConfig != "" {
+		key := filepath.Join(dir, "hostkey")
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v\n%s", err, out)
+		}
+		cfg := filepath.Join(dir, "sshd_config")
+		if err := os.WriteFile(cfg, []byte("HostKey "+key+"\n"+sshdConfig), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args[4] = cfg
+	}
+	out, err := enrollCmd(t, args...)
+	return out, exitCode(err)
+}
+
+// Each staged set-up, broken in one way, gives the finding it must; the
+// sound one exits 0.
+func TestDoctor(t *testing.T) {
+	needRoot(t, "ssh-keygen", "/usr/sbin/sshd")
+	password := "auth requisite pam_unix.so nodelay"
+	tests := []struct {
+		name     string
+		services map[string][]string
+		sshd     string
+		exit     int
+		want     string
+	}{
+		{"sound", map[string][]string{"sudo": {password, module("required", "nullok")}}, "", 0, "WARNING"},
+		{"sufficient before", map[string][]string{"sudo": {"auth sufficient pam_permit.so", module("required", "nullok")}}, "", 1,
+			"sufficient pam_permit.so comes before pam_totp: when it succeeds, the login succeeds without a code"},
+		{"jump over", map[string][]string{"sudo": {"auth [success=1 default=ignore] pam_unix.so", module("required", "nullok"), "auth required pam_permit.so"}}, "", 1,
+			"success=1 on pam_unix.so jumps over pam_totp"},
+		{"jump over through an include", map[string][]string{
+			"common": {"auth [success=2 default=ignore] pam_unix.so", "auth requisite pam_deny.so"},
+			"sudo":   {"@include common", module("required", "nullok")}}, "", 1, "jumps over pam_totp"},
+		{"optional pam_totp", map[string][]string{"sudo": {password, module("optional", "nullok")}}, "", 1, "ignores its failure"},
+		{"a bad option", map[string][]string{"sudo": {password, module("required", "nullok", "windo=3")}}, "", 1, "refuses its options"},
+		{"enroll=login behind a module that goes on", map[string][]string{"sudo": {"auth required pam_env.so", module("required", "enroll=login")}}, "", 1,
+			"enroll=login where a wrong password can reach it"},
+		{"a missing group", map[string][]string{"sudo": {password, module("required", "nullok", "exempt_group=pamtotp-nosuchgroup")}}, "", 1,
+			`exempt_group names group "pamtotp-nosuchgroup", which does not exist`},
+		{"an unsafe checker", map[string][]string{"sudo": {password, "auth required pam_totp.so checker=/tmp/pamtotp-no-checker nullok"}}, "", 1,
+			"the module would refuse the checker /tmp/pamtotp-no-checker"},
+		{"no nullok, root not enrolled", map[string][]string{"sudo": {password, module("required")}}, "", 1,
+			"cannot log in through sudo, having no enrollment: root"},
+		{"sshd without PAM", map[string][]string{"sshd": {password, module("required", "nullok")}}, "UsePAM no\n", 1, "UsePAM is no"},
+		{"sshd without keyboard-interactive", map[string][]string{"sshd": {password, module("required", "nullok")}},
+			"UsePAM yes\nKbdInteractiveAuthentication no\n", 1, "KbdInteractiveAuthentication is no"},
+		{"sshd with passwords first", map[string][]string{"sshd": {password, module("required", "nullok")}},
+			"UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication yes\n", 0, "PasswordAuthentication yes without AuthenticationMethods"},
+		{"sshd's configuration broken", map[string][]string{"sshd": {password, module("required", "nullok")}}, "NoSuchOption yes\n", 2, "sshd -T"},
+		{"a stack libpam cannot read", map[string][]string{"sudo": {"auth sometimes pam_totp.so"}}, "", 1, "cannot be read as libpam reads it"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, rc := doctorRun(t, tt.services, tt.sshd)
+			t.Logf("%s", out)
+			if rc != tt.exit || !strings.Contains(out, tt.want) {
+				t.Fatalf("exit %d, want %d; want %q in:\n%s", rc, tt.exit, tt.want, out)
+			}
+			if tt.exit == 0 && strings.Contains(out, "ERROR") {
+				t.Fatalf("exit 0 with an error:\n%s", out)
+			}
+		})
+	}
+	// --json for monitoring.
+	out, rc := doctorRun(t, map[string][]string{"sudo": {"auth sufficient pam_permit.so", module("required", "nullok")}}, "", "--json")
+	var findings []struct{ Level, Where, Finding, Fix string }
+	if err := json.Unmarshal([]byte(out), &findings); err != nil || rc != 1 || len(findings) == 0 || findings[0].Level != "error" || findings[0].Fix == "" {
+		t.Fatalf("--json: exit %d, %v:\n%s", rc, err, out)
+	}
+}
+
+// The live paths, in the test's private mount namespace: /etc/pam.d and
+// /etc/ssh/sshd_config as this machine has them, then with pam_totp added
+// to sshd's stack (Debian's sshd_config turns keyboard-interactive off).
+func TestDoctorLive(t *testing.T) {
+	needRoot(t, "/usr/sbin/sshd")
+	if _, err := os.Stat("/etc/ssh/ssh_host_ed25519_key"); err != nil {
+		t.Skip("needs sshd's host keys (openssh-server's postinst makes them)")
+	}
+	out, err := enrollCmd(t, "doctor")
+	if exitCode(err) != 0 || !strings.Contains(out, "no service loads pam_totp.so") {
+		t.Fatalf("doctor on the machine's own /etc/pam.d: %v\n%s", err, out)
+	}
+	stack, _ := os.ReadFile("/etc/pam.d/sshd")
+	writeEtc(t, "/etc/pam.d/sshd", string(stack)+module("required", "nullok")+"\n", 0o644)
+	out, err = enrollCmd(t, "doctor")
+	cfg, _ := exec.Command("/usr/sbin/sshd", "-T").Output()
+	switch {
+	case strings.Contains(string(cfg), "kbdinteractiveauthentication no"):
+		if exitCode(err) != 1 || !strings.Contains(out, "KbdInteractiveAuthentication is no") {
+			t.Fatalf("doctor with pam_totp in sshd's stack: %v\n%s", err, out)
+		}
+	default:
+		if exitCode(err) == 2 {
+			t.Fatalf("doctor could not read what it needs: %v\n%s", err, out)
+		}
+	}
+}
