@@ -125,3 +125,36 @@ func TestDoctorLive(t *testing.T) {
 		}
 	}
 }
+
+// Findings that need enrolled users: a secret file the module would refuse,
+// root allowed in by sshd without an enrollment, and a server clock that
+// the tokens' learned drifts point at.
+func TestDoctorFilesRootAndDrift(t *testing.T) {
+	needRoot(t, "oathtool", "openssl", "ssh-keygen", "/usr/sbin/sshd")
+	store := filepath.Join(workDir, "doctor-store")
+	os.MkdirAll(store, 0o700)
+	users := []*user{newUser(t), newUser(t), newUser(t)}
+	dir := service(t, module("required", "secret="+store+"/%u"))
+	for _, u := range users {
+		enroll(t, u, "--secret-file", store+"/%u")
+		// Every phone runs a minute ahead: the server is the one that is off.
+		if err := authenticate(t, dir, u.name, &conv{answers: []string{code(t, u.secret, 2)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	loose := newUser(t)
+	enroll(t, loose)
+	os.Chmod(filepath.Join(loose.home, ".pam_totp"), 0o644)
+
+	line := module("required", "nullok", "secret="+store+"/%u")
+	out, rc := doctorRun(t, map[string][]string{"sshd": {"auth requisite pam_unix.so", line}},
+		"UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\nPermitRootLogin yes\n")
+	if rc != 0 || !strings.Contains(out, "3 of 3 used tokens learned the same drift of +60 s") ||
+		!strings.Contains(out, "PermitRootLogin yes while root has no enrollment") {
+		t.Fatalf("exit %d:\n%s", rc, out)
+	}
+	out, rc = doctorRun(t, map[string][]string{"sudo": {"auth requisite pam_unix.so", module("required", "nullok")}}, "")
+	if rc != 0 || !strings.Contains(out, loose.name+"'s secret file "+filepath.Join(loose.home, ".pam_totp")+" has mode 0644") {
+		t.Fatalf("a loose secret file: exit %d:\n%s", rc, out)
+	}
+}

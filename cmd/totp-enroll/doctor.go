@@ -14,11 +14,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"pamtotp/internal/options"
 	"pamtotp/internal/pamconf"
+	"pamtotp/internal/secret"
 )
 
 const doctorUsage = `Usage: totp-enroll doctor [--pam-dir DIR] [--sshd-config FILE] [--json]
@@ -51,6 +53,8 @@ type finding struct {
 type doctor struct {
 	pamDir, sshdConfig string
 	findings           []finding
+	drifts             map[int64]int   // learned TOTP drift (steps) -> tokens
+	rootEnrolled       map[string]bool // service -> root has an enrollment or is exempt
 }
 
 func (d *doctor) add(level, where, what, fix string) {
@@ -117,6 +121,7 @@ func (d *doctor) run() error {
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", d.pamDir, err)
 	}
+	d.drifts, d.rootEnrolled = map[int64]int{}, map[string]bool{}
 	found := false
 	for _, e := range entries {
 		name := e.Name()
@@ -281,11 +286,18 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 		shells++
 		enrolled := false
 		for _, tmpl := range opts.Secrets() {
-			if p, err := options.Expand(tmpl, a.name, a.home); err == nil {
-				if _, err := os.Lstat(p); err == nil {
-					enrolled = true
-				}
+			p, err := options.Expand(tmpl, a.name, a.home)
+			if err != nil {
+				continue
 			}
+			if fi, err := os.Lstat(p); err == nil {
+				enrolled = true
+				d.checkFile(where, a.name, p, fi, opts)
+				break
+			}
+		}
+		if a.uid == 0 {
+			d.rootEnrolled[service] = enrolled || inGroup(a.name, exemptGroup(opts))
 		}
 		if !enrolled {
 			missing = append(missing, a.name)
@@ -309,6 +321,60 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 		d.add("warning", where, fmt.Sprintf("these accounts cannot log in through %s, having no enrollment: %s.", service, list),
 			"enroll them, or add nullok while you roll out")
 	}
+}
+
+// checkFile: a file the module would refuse locks its user out; a used
+// token's learned drift is noted for the clock check.
+func (d *doctor) checkFile(where, name, path string, fi os.FileInfo, opts *options.Options) {
+	if fi.Mode().Perm()&^os.FileMode(opts.Perm&^0o022) != 0 || !fi.Mode().IsRegular() {
+		d.add("warning", where, fmt.Sprintf("%s's secret file %s has mode %04o (allowed at most %04o) or is no regular file: the module refuses it, so %s cannot log in.",
+			name, path, fi.Mode().Perm(), opts.Perm&^0o022, name), "chmod 0600 "+path)
+		return
+	}
+	f, err := secret.Read(path, secret.Access{Owner: int(fi.Sys().(*syscall.Stat_t).Uid), Perm: opts.Perm})
+	if err != nil {
+		return
+	}
+	data, err := os.ReadFile(secret.StatePath(path))
+	if err != nil || len(data) > secret.MaxFileSize {
+		return
+	}
+	st, err := secret.ParseState(data)
+	if err != nil {
+		return
+	}
+	for i := range f.Tokens {
+		if t := &f.Tokens[i]; t.Type == secret.TOTP {
+			if ts := st.Tokens[t.Fingerprint()]; ts != nil && ts.Used {
+				d.drifts[ts.Drift*int64(t.Params.Period)]++
+			}
+		}
+	}
+}
+
+// exemptGroup is the module line's exempt_group=, or "".
+func exemptGroup(opts *options.Options) string { return opts.ExemptGroup }
+
+// inGroup reports whether name is a member of group (primary or not).
+func inGroup(name, group string) bool {
+	if group == "" {
+		return false
+	}
+	u, err := user.Lookup(name)
+	g, gerr := user.LookupGroup(group)
+	if err != nil || gerr != nil {
+		return false
+	}
+	ids, err := u.GroupIds()
+	if err != nil {
+		return false
+	}
+	for _, id := range append(ids, u.Gid) {
+		if id == g.Gid {
+			return true
+		}
+	}
+	return false
 }
 
 // checkStore: a root-owned store that others can write lets them plant files.
@@ -366,6 +432,10 @@ func (d *doctor) checkSSHD() error {
 	if set["kbdinteractiveauthentication"] == "no" {
 		d.add("error", where, "KbdInteractiveAuthentication is no: the code can never be typed, so logins through PAM fail.", "KbdInteractiveAuthentication yes")
 	}
+	if set["permitrootlogin"] == "yes" && !d.rootEnrolled["sshd"] {
+		d.add("warning", where, "PermitRootLogin yes while root has no enrollment and is not exempt: root cannot log in with a password and code (or, with nullok, logs in without a code).",
+			"enroll root (totp-enroll --user root), or PermitRootLogin prohibit-password")
+	}
 	if set["passwordauthentication"] == "yes" && (set["authenticationmethods"] == "" || set["authenticationmethods"] == "any") {
 		d.add("warning", where, "PasswordAuthentication yes without AuthenticationMethods: a client that tries the password method first is refused after a good code (pam_setcred replays that failed attempt; docs/sshd.md).",
 			"PasswordAuthentication no, or AuthenticationMethods publickey,keyboard-interactive")
@@ -382,5 +452,22 @@ func (d *doctor) checkClock() {
 	}
 	if state == unix.TIME_ERROR || tx.Status&unix.STA_UNSYNC != 0 {
 		d.add("warning", "clock", "the system clock is not synchronised: time-based codes fail when it drifts.", "run an NTP client (systemd-timesyncd, chrony)")
+	}
+	d.checkDrifts()
+}
+
+// checkDrifts: when most used tokens learned the same non-zero drift, the
+// phones agree with each other and the server is the one that is off.
+func (d *doctor) checkDrifts() {
+	total, best, most := 0, int64(0), 0
+	for drift, n := range d.drifts {
+		total += n
+		if n > most || (n == most && drift < best) {
+			best, most = drift, n
+		}
+	}
+	if total >= 3 && best != 0 && 2*most > total {
+		d.add("warning", "clock", fmt.Sprintf("%d of %d used tokens learned the same drift of %+d s: the server's clock is probably that far off.", most, total, best),
+			"set the server's clock right (NTP); the tokens then drift back within their resync window")
 	}
 }

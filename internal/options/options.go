@@ -47,9 +47,10 @@ type Options struct {
 	TryFirstPass  bool
 	Prompt        string
 	EchoCode      bool
-	AllowReadonly bool  // accepted, never honoured: it would allow replay
-	EnrollAtLogin bool  // enroll=login
-	EnrollUntil   int64 // Unix time after which enroll=login stops; 0: no end
+	AllowReadonly bool   // accepted, never honoured: it would allow replay
+	EnrollAtLogin bool   // enroll=login
+	EnrollUntil   int64  // Unix time after which enroll=login stops; 0: no end
+	ExemptGroup   string // exempt_group=, which the C module applies; doctor reads it
 	// A pam_google_authenticator file's WINDOW_SIZE may be wider than the
 	// module line's window= (and hotp_window=) only with this option.
 	TrustFileSettings bool
@@ -130,6 +131,9 @@ func Parse(args []string) (*Options, error) {
 			// decided by the C module with the host's NSS; checked here too
 			if !hasVal || ValidUser(val) != nil {
 				err = errors.New("needs a group name")
+			}
+			if name == "exempt_group" {
+				o.ExemptGroup = val
 			}
 		case "checker", "timeout":
 			// read and checked by the C module, which refuses bad values
