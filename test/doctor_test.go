@@ -157,4 +157,11 @@ func TestDoctorFilesRootAndDrift(t *testing.T) {
 	if rc != 0 || !strings.Contains(out, loose.name+"'s secret file "+filepath.Join(loose.home, ".pam_totp")+" has mode 0644") {
 		t.Fatalf("a loose secret file: exit %d:\n%s", rc, out)
 	}
+	open := filepath.Join(workDir, "doctor-open-store")
+	os.Mkdir(open, 0o777)
+	os.Chmod(open, 0o777)
+	out, rc = doctorRun(t, map[string][]string{"sudo": {"auth requisite pam_unix.so", module("required", "nullok", "secret="+open+"/%u")}}, "")
+	if rc != 1 || !strings.Contains(out, "the store "+open+" is writable by group or others") {
+		t.Fatalf("a store others can write: exit %d:\n%s", rc, out)
+	}
 }
