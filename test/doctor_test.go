@@ -62,6 +62,8 @@ func TestDoctor(t *testing.T) {
 			"sudo":   {"@include common", module("required", "nullok")}}, "", 1, "jumps over pam_totp"},
 		{"optional pam_totp", map[string][]string{"sudo": {password, module("optional", "nullok")}}, "", 1, "ignores its failure"},
 		{"a bad option", map[string][]string{"sudo": {password, module("required", "nullok", "windo=3")}}, "", 1, "refuses its options"},
+		{"a timeout the C module refuses", map[string][]string{"sudo": {password, module("required", "nullok", "timeout=999")}}, "", 1,
+			`option "timeout=999": want a whole number from 1 to 300`},
 		{"enroll=login behind a module that goes on", map[string][]string{"sudo": {"auth required pam_env.so", module("required", "enroll=login")}}, "", 1,
 			"enroll=login where a wrong password can reach it"},
 		{"a missing group", map[string][]string{"sudo": {password, module("required", "nullok", "exempt_group=pamtotp-nosuchgroup")}}, "", 1,

@@ -135,11 +135,14 @@ func Parse(args []string) (*Options, error) {
 			if name == "exempt_group" {
 				o.ExemptGroup = val
 			}
-		case "checker", "timeout":
-			// read and checked by the C module, which refuses bad values
-			if !hasVal {
-				err = errors.New("needs a value")
+		case "checker":
+			// read and checked by the C module, which refuses a bad path
+			if !hasVal || !strings.HasPrefix(val, "/") {
+				err = errors.New("needs an absolute path")
 			}
+		case "timeout":
+			// read by the C module, which refuses the same range
+			_, err = number(val, hasVal, 1, 300)
 		case "secret":
 			o.Secret, o.secretAsUser, err = template(val)
 			o.SecretGiven = true
