@@ -331,15 +331,14 @@ func (d *doctor) checkFile(where, name, path string, fi os.FileInfo, opts *optio
 			name, path, fi.Mode().Perm(), opts.Perm&^0o022, name), "chmod 0600 "+path)
 		return
 	}
-	f, err := secret.Read(path, secret.Access{Owner: int(fi.Sys().(*syscall.Stat_t).Uid), Perm: opts.Perm})
+	// Files a user may plant things in (a FIFO, a link): read only as a
+	// login reads them.
+	acc := secret.Access{Owner: int(fi.Sys().(*syscall.Stat_t).Uid), Perm: opts.Perm}
+	f, err := secret.Read(path, acc)
 	if err != nil {
 		return
 	}
-	data, err := os.ReadFile(secret.StatePath(path))
-	if err != nil || len(data) > secret.MaxFileSize {
-		return
-	}
-	st, err := secret.ParseState(data)
+	st, err := secret.ReadState(path, acc)
 	if err != nil {
 		return
 	}

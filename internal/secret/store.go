@@ -117,6 +117,25 @@ func Read(path string, acc Access) (*File, error) {
 	return file, err
 }
 
+// ReadState reads and parses the state file of the secret file at path
+// without locking, with the same checks as a login (no symlink, a small
+// regular file owned as acc says). A missing state file is an empty state.
+func ReadState(path string, acc Access) (*State, error) {
+	f, err := openChecked(StatePath(path), acc)
+	if errors.Is(err, fs.ErrNotExist) {
+		return NewState(), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := readBounded(f)
+	if err != nil {
+		return nil, err
+	}
+	return ParseState(data)
+}
+
 // parseOpen reads and parses an opened, checked secret file, in pam_totp's
 // format or pam_google_authenticator's.
 func parseOpen(f *os.File, path string) (*File, *google, error) {
