@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -147,6 +148,12 @@ func TestDoctorFilesRootAndDrift(t *testing.T) {
 	loose := newUser(t)
 	enroll(t, loose)
 	os.Chmod(filepath.Join(loose.home, ".pam_totp"), 0o644)
+	// A user's planted FIFO must not hang root's doctor: it reads as a login does.
+	fifo := newUser(t)
+	enroll(t, fifo)
+	if err := mknodAs(fifo, filepath.Join(fifo.home, ".pam_totp.state"), syscall.S_IFIFO|0o600, 0); err != nil {
+		t.Fatal(err)
+	}
 
 	line := module("required", "nullok", "secret="+store+"/%u")
 	out, rc := doctorRun(t, map[string][]string{"sshd": {"auth requisite pam_unix.so", line}},

@@ -3,6 +3,7 @@
 package test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -19,9 +20,16 @@ import (
 	"github.com/msteinert/pam/v2"
 )
 
+// enrollCmd runs the real totp-enroll as root; one that runs for a minute
+// has hung (on a user's planted file, say), and fails the test.
 func enrollCmd(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(libDir, "totp-enroll"), args...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(libDir, "totp-enroll"), args...).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("totp-enroll %q hung for a minute:\n%s", args, out)
+	}
 	return string(out), err
 }
 
