@@ -102,7 +102,7 @@ sanitizers: build/fuzz-frames build/asan/pam_totp.so build/asan/pamlogin
 # mount namespace, as the tests do).
 bench: all build/pamlogin
 	scripts/deps --tests --with-reference
-	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle' -benchtime 1x -timeout 60m ./test/
+	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling' -benchtime 1x -timeout 60m ./test/
 
 build/pamlogin: bench/pamlogin.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lpam

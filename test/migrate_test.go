@@ -22,7 +22,7 @@ import (
 
 // enrollCmd runs the real totp-enroll as root; one that runs for a minute
 // has hung (on a user's planted file, say), and fails the test.
-func enrollCmd(t *testing.T, args ...string) (string, error) {
+func enrollCmd(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

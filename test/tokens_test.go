@@ -30,7 +30,7 @@ func enrollAs(t *testing.T, u *user, args ...string) (string, int) {
 	return string(out), exitCode(err)
 }
 
-func mustEnroll(t *testing.T, args ...string) string {
+func mustEnroll(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := enrollCmd(t, args...)
 	if err != nil {
