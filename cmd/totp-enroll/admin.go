@@ -220,6 +220,10 @@ type tokenStatus struct {
 	LastUsed      int64  `json:"last_used,omitempty"` // Unix time
 	DriftSteps    int64  `json:"drift_steps"`
 	ResyncPending bool   `json:"resync_pending"`
+	// For the text form only.
+	period   int
+	used     bool
+	lastStep int64
 }
 
 func userStatusOf(t *target) userStatus {
@@ -233,7 +237,8 @@ func userStatusOf(t *target) userStatus {
 		tok := &f.Tokens[i]
 		ts := st.Token(tok)
 		row.Tokens = append(row.Tokens, tokenStatus{Name: tok.Name, Kind: string(tok.Type), Description: tok.Describe(),
-			Enabled: !tok.Disabled, Created: tok.Created, LastUsed: ts.At, DriftSteps: ts.Drift, ResyncPending: ts.Pending})
+			Enabled: !tok.Disabled, Created: tok.Created, LastUsed: ts.At, DriftSteps: ts.Drift, ResyncPending: ts.Pending,
+			period: tok.Params.Period, used: ts.Used, lastStep: ts.LastStep})
 	}
 	row.Failures, row.Lockouts, row.Missed = st.Failures, st.Lockouts, st.Missed
 	if st.LockedUntil > time.Now().Unix() {
@@ -251,37 +256,34 @@ func writeJSON(out io.Writer, v any) error {
 
 // statusText prints one user's status for a person.
 func statusText(t *target, out io.Writer) error {
-	f, st, err := t.read()
-	if err != nil {
-		return err
+	r := userStatusOf(t)
+	if r.Error != "" {
+		return errors.New(r.Error)
 	}
-	now := time.Now().Unix()
-	fmt.Fprintf(out, "user %s, file %s\n", t.acct.name, t.path)
-	for i := range f.Tokens {
-		tok := &f.Tokens[i]
-		ts := st.Token(tok)
+	fmt.Fprintf(out, "user %s, file %s\n", r.User, r.File)
+	for _, tok := range r.Tokens {
 		enabled := "enabled"
-		if tok.Disabled {
+		if !tok.Enabled {
 			enabled = "disabled"
 		}
-		fmt.Fprintf(out, "token %s: %s, %s, created %s, last used %s", tok.Name, tok.Describe(), enabled, when(tok.Created), when(ts.At))
-		if tok.Type == secret.TOTP {
-			fmt.Fprintf(out, ", drift %+d steps (%+d s)", ts.Drift, ts.Drift*int64(tok.Params.Period))
-		} else if ts.Used {
-			fmt.Fprintf(out, ", last counter %d", ts.LastStep)
+		fmt.Fprintf(out, "token %s: %s, %s, created %s, last used %s", tok.Name, tok.Description, enabled, when(tok.Created), when(tok.LastUsed))
+		if tok.Kind == string(secret.TOTP) {
+			fmt.Fprintf(out, ", drift %+d steps (%+d s)", tok.DriftSteps, tok.DriftSteps*int64(tok.period))
+		} else if tok.used {
+			fmt.Fprintf(out, ", last counter %d", tok.lastStep)
 		}
-		if ts.Pending {
+		if tok.ResyncPending {
 			fmt.Fprint(out, ", resync pending")
 		}
 		fmt.Fprintln(out)
 	}
 	lock := "not locked"
-	if st.LockedUntil > now {
-		lock = "locked until " + when(st.LockedUntil)
+	if r.Locked {
+		lock = "locked until " + when(r.LockedUntil)
 	}
 	fmt.Fprintf(out, "failures %d, %s, locks since the last success %d, wrong codes since the last success %d\n",
-		st.Failures, lock, st.Lockouts, st.Missed)
-	fmt.Fprintf(out, "scratch codes left %d, admin passcodes left %d\n", unused(f.Scratch, st), unused(f.Passcodes, st))
+		r.Failures, lock, r.Lockouts, r.Missed)
+	fmt.Fprintf(out, "scratch codes left %d, admin passcodes left %d\n", r.ScratchLeft, r.PasscodesLeft)
 	return nil
 }
 

@@ -280,7 +280,7 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 	var missing []string
 	rootMissing, shells := false, 0
 	for _, a := range accounts {
-		if !loginShell(a.name) {
+		if !loginShell(a.shell) {
 			continue
 		}
 		shells++
@@ -297,7 +297,7 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 			}
 		}
 		if a.uid == 0 {
-			d.rootEnrolled[service] = enrolled || inGroup(a.name, exemptGroup(opts))
+			d.rootEnrolled[service] = enrolled || inGroup(a.name, opts.ExemptGroup)
 		}
 		if !enrolled {
 			missing = append(missing, a.name)
@@ -351,9 +351,6 @@ func (d *doctor) checkFile(where, name, path string, fi os.FileInfo, opts *optio
 	}
 }
 
-// exemptGroup is the module line's exempt_group=, or "".
-func exemptGroup(opts *options.Options) string { return opts.ExemptGroup }
-
 // inGroup reports whether name is a member of group (primary or not).
 func inGroup(name, group string) bool {
 	if group == "" {
@@ -393,20 +390,10 @@ func (d *doctor) checkStore(where string, opts *options.Options) {
 	}
 }
 
-// loginShell reports whether the account's shell lets it log in.
-func loginShell(name string) bool {
-	data, err := os.ReadFile("/etc/passwd")
-	if err != nil {
-		return false
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		p := strings.Split(l, ":")
-		if len(p) >= 7 && p[0] == name {
-			sh := filepath.Base(p[6])
-			return p[6] != "" && sh != "nologin" && sh != "false" && sh != "sync"
-		}
-	}
-	return false
+// loginShell reports whether an account with this shell can log in.
+func loginShell(shell string) bool {
+	sh := filepath.Base(shell)
+	return shell != "" && sh != "nologin" && sh != "false" && sh != "sync"
 }
 
 // checkSSHD reads sshd's effective settings with the real sshd -T.

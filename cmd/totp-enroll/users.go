@@ -22,6 +22,7 @@ type account struct {
 	name     string
 	uid, gid int
 	home     string
+	shell    string // from /etc/passwd, for localAccounts only
 }
 
 func accountOf(u *user.User) (*account, error) {
@@ -77,7 +78,7 @@ func localAccounts() ([]*account, error) {
 		if err1 != nil || err2 != nil || options.ValidUser(p[0]) != nil {
 			continue
 		}
-		out = append(out, &account{name: p[0], uid: uid, gid: gid, home: p[5]})
+		out = append(out, &account{name: p[0], uid: uid, gid: gid, home: p[5], shell: p[6]})
 	}
 	return out, sc.Err()
 }

@@ -133,7 +133,11 @@ func ReadState(path string, acc Access) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseState(data)
+	st, err := ParseState(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", StatePath(path), err)
+	}
+	return st, nil
 }
 
 // parseOpen reads and parses an opened, checked secret file, in pam_totp's
@@ -250,21 +254,9 @@ func load(f *os.File, path string, acc Access) (*LockedEnrollment, error) {
 	if g != nil {
 		return &LockedEnrollment{Path: path, File: file, State: g.state, acc: acc, lock: f, google: g}, nil
 	}
-	state := NewState()
-	sf, err := openChecked(StatePath(path), acc)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	state, err := ReadState(path, acc)
+	if err != nil {
 		return nil, err
-	default:
-		data, err := readBounded(sf)
-		sf.Close()
-		if err != nil {
-			return nil, err
-		}
-		if state, err = ParseState(data); err != nil {
-			return nil, fmt.Errorf("%s: %w", StatePath(path), err)
-		}
 	}
 	return &LockedEnrollment{Path: path, File: file, State: state, acc: acc, lock: f}, nil
 }
