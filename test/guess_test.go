@@ -248,6 +248,11 @@ func TestGuessesUnderFileSizeLimit(t *testing.T) {
 				if compared == deny && st.LockedUntil <= time.Now().Unix() {
 					t.Fatalf("fsize %d: %d wrong codes counted, but the user is not locked", limit, compared)
 				}
+				// A state file fits in 1 MiB: there every guess must reach the
+				// checker and lock the user, or the test proves nothing.
+				if limit == 1<<20 && compared != deny {
+					t.Fatalf("fsize %d: only %d of %d wrong codes were compared", limit, compared, deny)
+				}
 				t.Logf("%s, fsize %d: %d of %d wrong codes compared and counted, %d attempts never asked (the host died), the rest refused unread",
 					name, limit, compared, deny, notAsked)
 			}
@@ -314,6 +319,11 @@ func TestGuessesUnderTerminalSignals(t *testing.T) {
 			}
 			if st := storeState(t, store, h.victim); st.Missed != compared {
 				t.Fatalf("%d wrong codes reached the checker, the state counts %d", compared, st.Missed)
+			}
+			// Some keys must land after the code reached the checker, or the
+			// signals were never in the race this test is about.
+			if compared <= 3 {
+				t.Fatalf("no signalled attempt reached the checker (%d counted, 3 of them unsignalled)", compared)
 			}
 			if !h.attempt(t, nil, code(t, h.victim.secret, 0), nil, 20*time.Second) {
 				t.Fatal("the right code, without any key, did not get in")
