@@ -22,7 +22,7 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test vet bench fuzz stress sanitizers deb install demo demo-stop clean
+.PHONY: all test vet bench bench-against fuzz stress sanitizers deb install demo demo-stop clean
 all: build/pam_totp.so build/pam-totp-check build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
@@ -97,12 +97,33 @@ build/asan/pamlogin: bench/pamlogin.c
 
 sanitizers: build/fuzz-frames build/asan/pam_totp.so build/asan/pamlogin
 
-# Not a test: measures pam_totp against pam_google_authenticator and writes
-# docs/benchmarks.md. Root only (it adds users and starts sshd in a private
-# mount namespace, as the tests do).
-bench: all build/pamlogin
-	scripts/deps --tests --with-reference
+# Not a test: measures pam_totp against pam_google_authenticator and
+# pam_oath and writes docs/benchmarks.md and docs/benchmarks-scaling.md.
+# Root only (it adds users and starts sshd in a private mount namespace, as
+# the tests do).
+BENCH_TOOLS = build/pamlogin build/bench/nullcheck build/bench/nullcheck-sync
+bench: all $(BENCH_TOOLS)
+	scripts/deps --tests --with-reference --bench
 	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling' -benchtime 1x -timeout 60m ./test/
+
+# Before and after: this tree against the commit REV, interleaved in one
+# run (libpam and sudo loops), into build/bench-against.md.
+bench-against: all $(BENCH_TOOLS)
+	@test -n "$(REV)" || { echo "usage: make bench-against REV=<commit>"; exit 1; }
+	scripts/deps --tests --with-reference --bench
+	rm -rf build/against && git worktree add --detach build/against $(REV)
+	$(MAKE) -C build/against build/pam_totp.so build/pam-totp-check
+	PAMTOTP_BENCH_BASE=$(CURDIR)/build/against/build go test -count=1 -run '^$$' -bench 'Logins' -benchtime 1x -timeout 60m ./test/
+	git worktree remove --force build/against
+
+# The floor of an exec'd checker: an empty static Go program, and the same
+# with one fdatasync (bench/nullcheck).
+build/bench/nullcheck: bench/nullcheck/main.go
+	@mkdir -p build/bench
+	CGO_ENABLED=0 go build -trimpath -o $@ ./bench/nullcheck
+build/bench/nullcheck-sync: bench/nullcheck/main.go
+	@mkdir -p build/bench
+	CGO_ENABLED=0 go build -trimpath -ldflags="-X main.sync=1" -o $@ ./bench/nullcheck
 
 build/pamlogin: bench/pamlogin.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lpam

@@ -3,7 +3,7 @@
  * pam_totp.so: a TOTP second factor.
  *
  * This module does no checking itself. For each pam_sm_authenticate it
- * starts pam-totp-check (a Go program) with fork + execve, a clean
+ * starts pam-totp-check (a Go program) with clone + execve, a clean
  * environment and one socketpair, relays the checker's prompts to the
  * application's conversation function, and returns the checker's verdict.
  * A Go runtime inside sshd would hang logins (docs/architecture.md), so no
@@ -19,12 +19,14 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -370,7 +372,7 @@ static void fix_limit(int resource, rlim_t value)
  * directory, the fixed limits, the default priority and scheduling. A root
  * host must manage the session and the priority; a host that is not root
  * crosses no privilege boundary, and gets what it is allowed. Only system
- * calls: we are between fork and execve.
+ * calls: we are between clone and execve, in the host's memory.
  */
 static int detach_from_caller(void)
 {
@@ -393,55 +395,98 @@ static int detach_from_caller(void)
 	return 0;
 }
 
-/* Starts the checker; on success *pid and *sock are its pid and our end of the socket. */
-static int spawn(pam_handle_t *pamh, const char *path, const struct identity *id, pid_t *pid, int *sock)
+/* What the child needs between clone and execve: only plain values. */
+struct child {
+	const char *path;
+	const struct identity *id;
+	int sock, devnull;
+	long maxfd;
+};
+
+/*
+ * The child, from clone to execve. It shares the host's memory
+ * (CLONE_VM) while the host's thread waits, so it writes nothing but its
+ * own stack and errno, and makes system calls only. The identity change
+ * goes through syscall(): glibc's setresuid would, in a threaded host,
+ * ask the host's other threads to change their credentials too.
+ */
+static int child_main(void *arg)
 {
+	const struct child *ch = arg;
 	char *const args[] = {"pam-totp-check", NULL};
 	char *const env[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", NULL};
-	long maxfd = sysconf(_SC_OPEN_MAX);
-	int sv[2], devnull;
+	sigset_t none;
+	int s = fcntl(ch->sock, F_DUPFD, 3), n = fcntl(ch->devnull, F_DUPFD, 3);
 
-	if (maxfd < 0 || maxfd > 65536)
-		maxfd = 65536;
+	if (s < 0 || n < 0 || dup2(s, 0) < 0 || dup2(n, 1) < 0 || dup2(n, 2) < 0)
+		_exit(127);
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
+		for (long fd = 3; fd < ch->maxfd; fd++)
+			close((int)fd);
+	/* The handler table is the child's own copy (no CLONE_SIGHAND). */
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	if (detach_from_caller() != 0)
+		_exit(125);
+	if (ch->id->change && (syscall(SYS_setgroups, 1, &ch->id->gid) != 0 ||
+			       syscall(SYS_setresgid, ch->id->gid, ch->id->gid, ch->id->gid) != 0 ||
+			       syscall(SYS_setresuid, ch->id->uid, ch->id->uid, ch->id->uid) != 0))
+		_exit(126);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	execve(ch->path, args, env);
+	_exit(127);
+}
+
+#define CHILD_STACK (64 * 1024)
+
+/*
+ * Starts the checker; on success *pid and *sock are its pid and our end of
+ * the socket. clone(CLONE_VM | CLONE_VFORK), as glibc's posix_spawn does,
+ * instead of fork: copying the host's page tables, and the copy-on-write
+ * faults after, cost more than the rest of the module (docs/benchmarks.md).
+ * The child runs on a stack of its own with a guard page, and every signal
+ * stays blocked until it has reset their handlers, so no handler of the
+ * host ever runs in it.
+ */
+static int spawn(pam_handle_t *pamh, const char *path, const struct identity *id, pid_t *pid, int *sock)
+{
+	struct child ch = {.path = path, .id = id};
+	sigset_t all, saved;
+	int sv[2], err;
+	char *stack;
+
+	ch.maxfd = sysconf(_SC_OPEN_MAX);
+	if (ch.maxfd < 0 || ch.maxfd > 65536)
+		ch.maxfd = 65536;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
 		pam_syslog(pamh, LOG_ERR, "socketpair: %m");
 		return PAM_SYSTEM_ERR;
 	}
-	devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (devnull < 0) {
-		pam_syslog(pamh, LOG_ERR, "/dev/null: %m");
+	ch.sock = sv[1];
+	ch.devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+	stack = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (ch.devnull < 0 || stack == MAP_FAILED || mprotect(stack, 4096, PROT_NONE) != 0) {
+		pam_syslog(pamh, LOG_ERR, "preparing to start the checker: %m");
+		if (stack != MAP_FAILED)
+			munmap(stack, CHILD_STACK);
+		if (ch.devnull >= 0)
+			close(ch.devnull);
 		close(sv[0]);
 		close(sv[1]);
 		return PAM_SYSTEM_ERR;
 	}
-	*pid = fork();
-	if (*pid == 0) {
-		/* Only async-signal-safe calls from here to execve. */
-		sigset_t none;
-		int s = fcntl(sv[1], F_DUPFD, 3), n = fcntl(devnull, F_DUPFD, 3);
-
-		if (s < 0 || n < 0 || dup2(s, 0) < 0 || dup2(n, 1) < 0 || dup2(n, 2) < 0)
-			_exit(127);
-		if (syscall(SYS_close_range, 3U, ~0U, 0U) != 0)
-			for (long fd = 3; fd < maxfd; fd++)
-				close((int)fd);
-		for (int sig = 1; sig < NSIG; sig++)
-			signal(sig, SIG_DFL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		if (detach_from_caller() != 0)
-			_exit(125);
-		/* After fork glibc knows this child has one thread: these are plain system calls. */
-		if (id->change && (setgroups(1, &id->gid) != 0 || setresgid(id->gid, id->gid, id->gid) != 0 ||
-				   setresuid(id->uid, id->uid, id->uid) != 0))
-			_exit(126);
-		execve(path, args, env);
-		_exit(127);
-	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
+	*pid = clone(child_main, stack + CHILD_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &ch);
+	err = errno;
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	munmap(stack, CHILD_STACK);
 	close(sv[1]);
-	close(devnull);
+	close(ch.devnull);
 	if (*pid < 0) {
-		pam_syslog(pamh, LOG_ERR, "fork: %m");
+		errno = err;
+		pam_syslog(pamh, LOG_ERR, "clone: %m");
 		close(sv[0]);
 		return PAM_SYSTEM_ERR;
 	}
