@@ -61,7 +61,7 @@ test:
 # Every Go parser under go test -fuzz, FUZZTIME each (make test runs only
 # their seeds). A crash is saved under testdata/fuzz and then fails make test.
 FUZZTIME ?= 60s
-FUZZ_TARGETS = internal/secret:FuzzParseFile internal/secret:FuzzParseState \
+FUZZ_TARGETS = internal/secret:FuzzParseFile internal/secret:FuzzParseState internal/secret:FuzzDecodeSlots \
 	internal/protocol:FuzzReadFrame internal/protocol:FuzzParseReq \
 	internal/options:FuzzParseAndExpand internal/verify:FuzzCheck \
 	internal/gafile:FuzzParse internal/pskc:FuzzParse \

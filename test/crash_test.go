@@ -178,7 +178,7 @@ func readState(t *testing.T, secretPath string) *secret.State {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := secret.ParseState(data)
+	st, err := secret.DecodeState(data)
 	if err != nil {
 		t.Fatalf("state file does not parse after a kill: %v\n%s", err, data)
 	}

@@ -206,7 +206,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// The state first: it records the confirmation code as used, and is
 	// ignored until a secret with the same key exists.
 	if !c.noConfirm {
-		if err := secret.WriteAtomic(secret.StatePath(path), state.Marshal(file), true); err != nil {
+		if err := secret.WriteAtomic(secret.StatePath(path), secret.EncodeState(state, file), true); err != nil {
 			return fail(exitError, "%v", err)
 		}
 	}

@@ -3,6 +3,7 @@
 package secret
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"testing"
@@ -50,6 +51,26 @@ func FuzzParseState(f *testing.F) {
 		}
 		if st.Failures < 0 {
 			t.Fatal("negative failure count accepted")
+		}
+	})
+}
+
+// FuzzDecodeSlots: whatever the bytes, a record is returned only if its
+// checksum holds, and it lies inside its slot.
+func FuzzDecodeSlots(f *testing.F) {
+	f.Add(image(1, []byte("pam_totp-state 1\nfailures 2\n")))
+	f.Add(append(image(7, []byte("pam_totp-state 1\n")), make([]byte, 0)...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		payload, at, err := decodeSlots(data)
+		if err != nil {
+			return
+		}
+		if at.cur < 0 || at.cur > 1 || len(payload) > at.size-slotHeader {
+			t.Fatalf("record outside its slot: %+v, %d bytes", at, len(payload))
+		}
+		rec := data[at.cur*at.size : at.cur*at.size+slotHeader+len(payload)]
+		if sum := checksum(rec); !bytes.Equal(sum[:], rec[24:slotHeader]) {
+			t.Fatal("a record with a wrong checksum was returned")
 		}
 	})
 }

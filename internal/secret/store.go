@@ -121,23 +121,71 @@ func Read(path string, acc Access) (*File, error) {
 // without locking, with the same checks as a login (no symlink, a small
 // regular file owned as acc says). A missing state file is an empty state.
 func ReadState(path string, acc Access) (*State, error) {
+	st, _, err := readState(path, acc)
+	return st, err
+}
+
+// readState also returns where the state file's records are.
+func readState(path string, acc Access) (*State, slots, error) {
 	f, err := openChecked(StatePath(path), acc)
 	if errors.Is(err, fs.ErrNotExist) {
-		return NewState(), nil
+		return NewState(), slots{cur: -1}, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, slots{}, err
 	}
 	defer f.Close()
 	data, err := readBounded(f)
 	if err != nil {
-		return nil, err
+		return nil, slots{}, err
+	}
+	st, at, err := decodeState(data)
+	if err != nil {
+		return nil, slots{}, fmt.Errorf("%s: %w", StatePath(path), err)
+	}
+	return st, at, nil
+}
+
+// DecodeState parses a state file's content, in slots or as text.
+func DecodeState(data []byte) (*State, error) {
+	st, _, err := decodeState(data)
+	return st, err
+}
+
+// RecordSequence is the sequence number of a state file's current record:
+// how many records were written into it since it was created.
+func RecordSequence(data []byte) (uint64, error) {
+	if !isSlotted(data) {
+		return 0, errors.New("not a state file in slots")
+	}
+	_, at, err := decodeSlots(data)
+	return at.seq, err
+}
+
+func decodeState(data []byte) (*State, slots, error) {
+	at := slots{cur: -1}
+	if isSlotted(data) {
+		var err error
+		if data, at, err = decodeSlots(data); err != nil {
+			return nil, slots{}, err
+		}
 	}
 	st, err := ParseState(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", StatePath(path), err)
+		return nil, slots{}, err
 	}
-	return st, nil
+	return st, at, nil
+}
+
+// EncodeState is a new state file holding st: a record in slots, or the
+// text alone if st is too large for a slot.
+func EncodeState(st *State, f *File) []byte { return encodeState(1, st.Marshal(f)) }
+
+func encodeState(seq uint64, payload []byte) []byte {
+	if img := image(seq, payload); img != nil {
+		return img
+	}
+	return payload
 }
 
 // parseOpen reads and parses an opened, checked secret file, in pam_totp's
@@ -174,6 +222,7 @@ type LockedEnrollment struct {
 	acc    Access
 	lock   *os.File
 	google *google
+	slots  slots // where the state file's records are (pam_totp's format)
 	// published: a state was written without waiting for the disk, and
 	// SaveState must write one that is durable.
 	published bool
@@ -254,11 +303,11 @@ func load(f *os.File, path string, acc Access) (*LockedEnrollment, error) {
 	if g != nil {
 		return &LockedEnrollment{Path: path, File: file, State: g.state, acc: acc, lock: f, google: g}, nil
 	}
-	state, err := ReadState(path, acc)
+	state, at, err := readState(path, acc)
 	if err != nil {
 		return nil, err
 	}
-	return &LockedEnrollment{Path: path, File: file, State: state, acc: acc, lock: f}, nil
+	return &LockedEnrollment{Path: path, File: file, State: state, acc: acc, lock: f, slots: at}, nil
 }
 
 // Publish writes st where the next login sees it, before the caller
@@ -275,7 +324,7 @@ func (a *LockedEnrollment) SaveState() error { return a.save(a.State, true) }
 
 func (a *LockedEnrollment) save(st *State, durable bool) error {
 	if a.google == nil {
-		return a.replace(StatePath(a.Path), st.Marshal(a.File), 0o600, durable)
+		return a.writeState(st, durable)
 	}
 	data, changed := a.google.update(st)
 	if !changed && !(durable && a.published) {
@@ -353,6 +402,60 @@ func (a *LockedEnrollment) replace(path string, data []byte, mode os.FileMode, d
 	if durable {
 		return syncDir(filepath.Dir(path))
 	}
+	return nil
+}
+
+// writeState writes st as the next record of the state file, in place,
+// with one fdatasync when durable. A file that is missing, in the old text
+// format, or whose slots st has outgrown is replaced by a new one instead,
+// durably even for a charge: it happens once, and the record in it must not
+// be the only one when the next write overwrites it in place.
+func (a *LockedEnrollment) writeState(st *State, durable bool) error {
+	payload := st.Marshal(a.File)
+	path := StatePath(a.Path)
+	if a.slots.size > 0 && slotHeader+len(payload) <= a.slots.size {
+		return a.writeSlot(path, payload, durable)
+	}
+	seq := a.slots.seq + 1
+	data := encodeState(seq, payload)
+	if err := a.replace(path, data, 0o600, true); err != nil {
+		return err
+	}
+	a.slots = slots{cur: -1}
+	if isSlotted(data) {
+		a.slots = slots{size: len(data) / 2, cur: 0, seq: seq, durable: true}
+	}
+	return nil
+}
+
+// writeSlot writes one record into the slot its turn gives (slots.next).
+func (a *LockedEnrollment) writeSlot(path string, payload []byte, durable bool) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if err != nil {
+		return fmt.Errorf("opening %s: %w", path, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if err := checkFile(f, a.acc); err != nil {
+		return err
+	}
+	var fi unix.Stat_t
+	if err := unix.Fstat(fd, &fi); err != nil {
+		return fmt.Errorf("stat %s: %w", path, err)
+	}
+	if fi.Size != int64(2*a.slots.size) {
+		return fmt.Errorf("%s changed size while locked", path)
+	}
+	i := a.slots.next()
+	if _, err := f.WriteAt(record(a.slots.seq+1, durable, payload), int64(i*a.slots.size)); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if durable {
+		if err := unix.Fdatasync(fd); err != nil {
+			return fmt.Errorf("syncing %s: %w", path, err)
+		}
+	}
+	a.slots.cur, a.slots.seq, a.slots.durable = i, a.slots.seq+1, durable
 	return nil
 }
 
@@ -460,7 +563,7 @@ func Create(path string, acc Access, f *File, st *State, force bool) error {
 			return fmt.Errorf("%s exists (use --force to replace it)", path)
 		}
 	}
-	if err := WriteAtomic(StatePath(path), st.Marshal(f), true); err != nil {
+	if err := WriteAtomic(StatePath(path), EncodeState(st, f), true); err != nil {
 		return err
 	}
 	return Replace(path, acc, f, force)
@@ -488,7 +591,7 @@ func CreatePending(path string, acc Access, f *File, st *State, name string) err
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-	if err := WriteAtomic(StatePath(path), st.Marshal(f), true); err != nil {
+	if err := WriteAtomic(StatePath(path), EncodeState(st, f), true); err != nil {
 		return err
 	}
 	return WriteAtomic(PendingPath(path, name), f.Marshal(), false)
@@ -533,7 +636,7 @@ func Update(path string, acc Access, change func(*File, *State) error) error {
 	if _, err := ParseFile(data); err != nil {
 		return fmt.Errorf("refusing to write an invalid file: %w", err)
 	}
-	if err := a.replace(StatePath(path), a.State.Marshal(a.File), 0o600, true); err != nil {
+	if err := a.replace(StatePath(path), encodeState(a.slots.seq+1, a.State.Marshal(a.File)), 0o600, true); err != nil {
 		return err
 	}
 	return WriteAtomic(path, data, true)
