@@ -111,7 +111,7 @@ bench: all $(BENCH_TOOLS)
 bench-against: all $(BENCH_TOOLS)
 	@test -n "$(REV)" || { echo "usage: make bench-against REV=<commit>"; exit 1; }
 	scripts/deps --tests --with-reference --bench
-	rm -rf build/against && git worktree add --detach build/against $(REV)
+	rm -rf build/against && git worktree prune && git worktree add --detach build/against $(REV)
 	$(MAKE) -C build/against build/pam_totp.so build/pam-totp-check
 	PAMTOTP_BENCH_BASE=$(CURDIR)/build/against/build go test -count=1 -run '^$$' -bench 'Logins' -benchtime 1x -timeout 60m ./test/
 	git worktree remove --force build/against

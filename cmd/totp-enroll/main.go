@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -209,6 +210,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err := secret.WriteAtomic(secret.StatePath(path), secret.EncodeState(state, file), true); err != nil {
 			return fail(exitError, "%v", err)
 		}
+	} else if err := secret.WriteAtomic(secret.StatePath(path), secret.EncodeState(state, file), false); err != nil && !errors.Is(err, fs.ErrExist) {
+		// Without a confirmation there is nothing to record, but a state
+		// file made now lets the first login write in place. One that
+		// exists is left alone: it may hold a lock on the old enrollment.
+		return fail(exitError, "%v", err)
 	}
 	if err := secret.Replace(path, acc, file, c.force); err != nil {
 		return fail(exitError, "%v", err)
