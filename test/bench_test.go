@@ -405,8 +405,8 @@ interleaved runs, so the rows add up to the total.
 | **pam_totp, total** | | **%s** |
 
 The floor of this design, an empty static Go program exec'd from the module
-plus one fdatasync, is %s per login here: %s of pam_google_authenticator's
-%s. pam_totp is %s above that floor (%s of pam_google_authenticator).
+plus one fdatasync, is %s per login here: %s pam_google_authenticator's
+%s. pam_totp is %s above that floor (%s pam_google_authenticator).
 pam_oath: %s.
 
 ## Peak memory (median max RSS)
