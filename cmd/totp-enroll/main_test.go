@@ -50,8 +50,11 @@ func TestEnrollNoConfirm(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	paths, _ := filepath.Glob(dir + "/*")
-	if len(paths) != 1 {
-		t.Fatalf("files: %v (want just the secret, no temporary file)", paths)
+	if len(paths) != 2 || paths[1] != secret.StatePath(paths[0]) {
+		t.Fatalf("files: %v (want the secret and its state, no temporary file)", paths)
+	}
+	if state, err := secret.ReadState(paths[0], secret.Owner(0)); err != nil || state.Failures != 0 || len(state.Tokens) != 0 {
+		t.Fatalf("the new state file: %+v, %v", state, err)
 	}
 	st, err := os.Stat(paths[0])
 	if err != nil || st.Mode().Perm() != 0o600 {
