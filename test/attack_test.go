@@ -66,6 +66,8 @@ func TestPAMAttacksFromHome(t *testing.T) {
 			u := newUser(t)
 			if tc.name[:5] == "state" {
 				enroll(t, u)
+				// The user replaces the state file enrollment wrote.
+				os.Remove(filepath.Join(u.home, ".pam_totp.state"))
 			}
 			if err := tc.plant(u); err != nil {
 				t.Fatal(err)

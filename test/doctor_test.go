@@ -151,6 +151,7 @@ func TestDoctorFilesRootAndDrift(t *testing.T) {
 	// A user's planted FIFO must not hang root's doctor: it reads as a login does.
 	fifo := newUser(t)
 	enroll(t, fifo)
+	os.Remove(filepath.Join(fifo.home, ".pam_totp.state")) // the user replaces it
 	if err := mknodAs(fifo, filepath.Join(fifo.home, ".pam_totp.state"), syscall.S_IFIFO|0o600, 0); err != nil {
 		t.Fatal(err)
 	}
