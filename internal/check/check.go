@@ -34,9 +34,10 @@ type Env struct {
 	Conn io.ReadWriter // the socket to pam_totp.so
 	Log  Logger
 	Now  func() time.Time
-	// LoginSession is the kernel's audit session of the login we run in
-	// (inherited from the host), or "" if none was set.
-	LoginSession string
+	// LoginSession returns the kernel's audit session of the login we run
+	// in (inherited from the host), or "" if none was set. Only
+	// grace_period asks for it; nil is no session.
+	LoginSession func() string
 }
 
 // Run handles one request and always tries to send a verdict.
@@ -257,8 +258,10 @@ func (s *session) place() string {
 	switch {
 	case s.req.RHost != "":
 		return s.req.RHost
-	case s.req.TTY != "" && s.env.LoginSession != "":
-		return "tty:" + s.req.TTY + "@" + s.env.LoginSession
+	case s.req.TTY != "" && s.env.LoginSession != nil:
+		if id := s.env.LoginSession(); id != "" {
+			return "tty:" + s.req.TTY + "@" + id
+		}
 	}
 	return ""
 }
@@ -266,8 +269,11 @@ func (s *session) place() string {
 // inGrace reports whether the user logged in with a code from the same
 // place within grace_period seconds.
 func (s *session) inGrace() bool {
+	if s.opts.GracePeriod == 0 || s.opts.ForwardPass || s.opts.UseFirstPass {
+		return false
+	}
 	place := s.place()
-	if s.opts.GracePeriod == 0 || s.opts.ForwardPass || s.opts.UseFirstPass || !secret.ValidPlace(place) {
+	if !secret.ValidPlace(place) {
 		return false
 	}
 	acct, err := secret.Lock(s.path, s.acc)

@@ -50,29 +50,30 @@ func openChecked(path string, acc Access) (*os.File, error) {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
-	if err := checkFile(f, acc); err != nil {
+	if _, err := checkFile(f, acc); err != nil {
 		f.Close()
 		return nil, err
 	}
 	return f, nil
 }
 
-func checkFile(f *os.File, acc Access) error {
+// checkFile refuses what openChecked refuses, and returns the file's size.
+func checkFile(f *os.File, acc Access) (int64, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return fmt.Errorf("stat %s: %w", f.Name(), err)
+		return 0, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return fmt.Errorf("%s is not a regular file", f.Name())
+		return 0, fmt.Errorf("%s is not a regular file", f.Name())
 	case int(st.Uid) != acc.Owner && !(acc.AllowRoot && st.Uid == 0):
-		return fmt.Errorf("%s is owned by uid %d, not %d", f.Name(), st.Uid, acc.Owner)
+		return 0, fmt.Errorf("%s is owned by uid %d, not %d", f.Name(), st.Uid, acc.Owner)
 	case st.Mode&^(acc.Perm&^0o022)&0o7777 != 0:
-		return fmt.Errorf("%s has mode %04o: allowed are at most %04o", f.Name(), st.Mode&0o7777, acc.Perm&^0o022)
+		return 0, fmt.Errorf("%s has mode %04o: allowed are at most %04o", f.Name(), st.Mode&0o7777, acc.Perm&^0o022)
 	case st.Size > MaxFileSize:
-		return fmt.Errorf("%s is larger than %d bytes", f.Name(), MaxFileSize)
+		return 0, fmt.Errorf("%s is larger than %d bytes", f.Name(), MaxFileSize)
 	}
-	return nil
+	return st.Size, nil
 }
 
 func readBounded(f *os.File) ([]byte, error) {
@@ -222,7 +223,8 @@ type LockedEnrollment struct {
 	acc    Access
 	lock   *os.File
 	google *google
-	slots  slots // where the state file's records are (pam_totp's format)
+	slots  slots    // where the state file's records are (pam_totp's format)
+	state  *os.File // the state file, opened for writing at the first record
 	// published: a state was written without waiting for the disk, and
 	// SaveState must write one that is durable.
 	published bool
@@ -418,6 +420,10 @@ func (a *LockedEnrollment) writeState(st *State, durable bool) error {
 	}
 	seq := a.slots.seq + 1
 	data := encodeState(seq, payload)
+	if a.state != nil {
+		a.state.Close() // the file it is open on is being replaced
+		a.state = nil
+	}
 	if err := a.replace(path, data, 0o600, true); err != nil {
 		return err
 	}
@@ -429,29 +435,31 @@ func (a *LockedEnrollment) writeState(st *State, durable bool) error {
 }
 
 // writeSlot writes one record into the slot its turn gives (slots.next).
+// The file is opened and checked once per lock: a login's charge and its
+// final record go through the same descriptor.
 func (a *LockedEnrollment) writeSlot(path string, payload []byte, durable bool) error {
-	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	if err != nil {
-		return fmt.Errorf("opening %s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	if err := checkFile(f, a.acc); err != nil {
-		return err
-	}
-	var fi unix.Stat_t
-	if err := unix.Fstat(fd, &fi); err != nil {
-		return fmt.Errorf("stat %s: %w", path, err)
-	}
-	if fi.Size != int64(2*a.slots.size) {
-		return fmt.Errorf("%s changed size while locked", path)
+	if a.state == nil {
+		fd, err := unix.Open(path, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+		if err != nil {
+			return fmt.Errorf("opening %s: %w", path, err)
+		}
+		f := os.NewFile(uintptr(fd), path)
+		size, err := checkFile(f, a.acc)
+		if err == nil && size != int64(2*a.slots.size) {
+			err = fmt.Errorf("%s changed size while locked", path)
+		}
+		if err != nil {
+			f.Close()
+			return err
+		}
+		a.state = f
 	}
 	i := a.slots.next()
-	if _, err := f.WriteAt(record(a.slots.seq+1, durable, payload), int64(i*a.slots.size)); err != nil {
+	if _, err := a.state.WriteAt(record(a.slots.seq+1, durable, payload), int64(i*a.slots.size)); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	if durable {
-		if err := unix.Fdatasync(fd); err != nil {
+		if err := unix.Fdatasync(int(a.state.Fd())); err != nil {
 			return fmt.Errorf("syncing %s: %w", path, err)
 		}
 	}
@@ -472,7 +480,12 @@ func syncDir(dir string) error {
 }
 
 // Close releases the lock.
-func (a *LockedEnrollment) Close() error { return a.lock.Close() }
+func (a *LockedEnrollment) Close() error {
+	if a.state != nil {
+		a.state.Close()
+	}
+	return a.lock.Close()
+}
 
 // Google is the pam_google_authenticator file the enrollment was read
 // from, whose lines also hold its state; nil for pam_totp's own format.

@@ -33,7 +33,7 @@ func main() {
 		Conn:         os.Stdin,
 		Log:          authlog.Open("pam_totp"),
 		Now:          time.Now,
-		LoginSession: loginSession(),
+		LoginSession: loginSession,
 	})
 }
 
