@@ -10,6 +10,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"syscall"
 )
@@ -19,11 +20,11 @@ var sync string // "1": one in-place write and fdatasync
 func main() {
 	conn := os.Stdin
 	var hdr [3]byte
-	if _, err := readFull(conn, hdr[:]); err != nil || hdr[0] != 'Q' {
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil || hdr[0] != 'Q' {
 		os.Exit(1)
 	}
 	req := make([]byte, int(hdr[1])<<8|int(hdr[2]))
-	if _, err := readFull(conn, req); err != nil {
+	if _, err := io.ReadFull(conn, req); err != nil {
 		os.Exit(1)
 	}
 	if sync == "1" {
@@ -38,18 +39,6 @@ func main() {
 		f.Close()
 	}
 	conn.Write([]byte{'V', 0, 1, 'S'})
-}
-
-func readFull(f *os.File, p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		m, err := f.Read(p[n:])
-		if err != nil {
-			return n, err
-		}
-		n += m
-	}
-	return n, nil
 }
 
 // field is the value of key in the request's NUL-separated key=value list.

@@ -101,13 +101,19 @@ func enrolled(t *testing.T) (string, Access) {
 	return path, Owner(os.Getuid())
 }
 
-// login does what a checker does: a charge, then a durable state.
-func login(t *testing.T, path string, acc Access, failures int) {
+func mustLock(t *testing.T, path string, acc Access) *LockedEnrollment {
 	t.Helper()
 	a, err := Lock(path, acc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+// login does what a checker does: a charge, then a durable state.
+func login(t *testing.T, path string, acc Access, failures int) {
+	t.Helper()
+	a := mustLock(t, path, acc)
 	defer a.Close()
 	charged := a.State.Clone()
 	charged.Failures = failures
@@ -151,10 +157,7 @@ func TestStateWritesInPlace(t *testing.T) {
 func TestTornChargeFallsBackToDurable(t *testing.T) {
 	path, acc := enrolled(t)
 	login(t, path, acc, 3) // durable: failures 3
-	a, err := Lock(path, acc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustLock(t, path, acc)
 	durableSlot := a.slots.cur
 	charged := a.State.Clone()
 	charged.Failures = 4
@@ -187,10 +190,7 @@ func TestTornChargeFallsBackToDurable(t *testing.T) {
 // replaces it with one in slots.
 func TestTextStateIsConverted(t *testing.T) {
 	path, acc := enrolled(t)
-	a, err := Lock(path, acc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustLock(t, path, acc)
 	st := a.State.Clone()
 	st.Failures = 2
 	text := st.Marshal(a.File)
@@ -214,10 +214,7 @@ func TestTextStateIsConverted(t *testing.T) {
 // A state too large for a slot is written as text, and read back.
 func TestOversizedStateIsText(t *testing.T) {
 	path, acc := enrolled(t)
-	a, err := Lock(path, acc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := mustLock(t, path, acc)
 	defer a.Close()
 	for i := 0; len(a.State.Marshal(a.File)) <= maxSlotSize; i++ {
 		a.State.FailedAt = append(a.State.FailedAt, 1700000000+int64(i))
