@@ -2,7 +2,9 @@
 
 // Command nullcheck is the floor that make bench measures pam_totp
 // against: a Go program with nothing in it that pam_totp.so can start as
-// its checker. It reads the request and answers success. Built with
+// its checker. It reads the request, asks for a code as pam-totp-check
+// does (behind sshd that is a round trip to the client) and answers
+// success, whatever the code. Built with
 // -X main.sync=1 it also writes 64 bytes in place into a file in the
 // user's home and fdatasyncs it: the least any checker must do to make a
 // login's replay state durable. Never install it: it lets everyone in.
@@ -25,6 +27,14 @@ func main() {
 	}
 	req := make([]byte, int(hdr[1])<<8|int(hdr[2]))
 	if _, err := io.ReadFull(conn, req); err != nil {
+		os.Exit(1)
+	}
+	const prompt = "Verification code: "
+	conn.Write(append([]byte{'P', 0, byte(len(prompt))}, prompt...))
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil || hdr[0] != 'A' {
+		os.Exit(1)
+	}
+	if _, err := io.ReadFull(conn, make([]byte, int(hdr[1])<<8|int(hdr[2]))); err != nil {
 		os.Exit(1)
 	}
 	if sync == "1" {
