@@ -78,6 +78,8 @@ func TestDoctor(t *testing.T) {
 			"UsePAM yes\nKbdInteractiveAuthentication no\n", 1, "KbdInteractiveAuthentication is no"},
 		{"sshd with passwords first", map[string][]string{"sshd": {password, module("required", "nullok")}},
 			"UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication yes\n", 0, "PasswordAuthentication yes without AuthenticationMethods"},
+		{"sshd letting keys in without a code", map[string][]string{"sshd": {password, module("required", "nullok")}},
+			"UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\nPubkeyAuthentication yes\n", 0, "AuthenticationMethods lets a key alone in"},
 		{"sshd's configuration broken", map[string][]string{"sshd": {password, module("required", "nullok")}}, "NoSuchOption yes\n", 2, "sshd -T"},
 		{"a stack libpam cannot read", map[string][]string{"sudo": {"auth sometimes pam_totp.so"}}, "", 1, "cannot be read as libpam reads it"},
 	}
@@ -93,8 +95,14 @@ func TestDoctor(t *testing.T) {
 			}
 		})
 	}
+	// A key that must be followed by a code is not reported.
+	out, rc := doctorRun(t, map[string][]string{"sshd": {password, module("required", "nullok")}},
+		"UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\nAuthenticationMethods publickey,keyboard-interactive\n")
+	if rc != 0 || strings.Contains(out, "a key alone") {
+		t.Fatalf("key and code required: exit %d, and reported as a key alone:\n%s", rc, out)
+	}
 	// --json for monitoring.
-	out, rc := doctorRun(t, map[string][]string{"sudo": {"auth sufficient pam_permit.so", module("required", "nullok")}}, "", "--json")
+	out, rc = doctorRun(t, map[string][]string{"sudo": {"auth sufficient pam_permit.so", module("required", "nullok")}}, "", "--json")
 	var findings []struct{ Level, Where, Finding, Fix string }
 	if err := json.Unmarshal([]byte(out), &findings); err != nil || rc != 1 || len(findings) == 0 || findings[0].Level != "error" || findings[0].Fix == "" {
 		t.Fatalf("--json: exit %d, %v:\n%s", rc, err, out)

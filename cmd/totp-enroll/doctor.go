@@ -426,7 +426,32 @@ func (d *doctor) checkSSHD() error {
 		d.add("warning", where, "PasswordAuthentication yes without AuthenticationMethods: a client that tries the password method first is refused after a good code (pam_setcred replays that failed attempt; docs/sshd.md).",
 			"PasswordAuthentication no, or AuthenticationMethods publickey,keyboard-interactive")
 	}
+	if set["pubkeyauthentication"] == "yes" && keyAlone(set["authenticationmethods"]) {
+		d.add("note", where, "PubkeyAuthentication yes, and AuthenticationMethods lets a key alone in: sshd runs no PAM authentication for a key, so such a login is asked for no code.",
+			"if a key should need a code too: AuthenticationMethods publickey,keyboard-interactive")
+	}
 	return nil
+}
+
+// keyAlone reports whether sshd's AuthenticationMethods (as sshd -T
+// prints it) has a list that a public key satisfies without a method that
+// runs the PAM stack (keyboard-interactive, or password with UsePAM).
+func keyAlone(methods string) bool {
+	if methods == "" || methods == "any" {
+		return true
+	}
+	for _, list := range strings.Fields(methods) {
+		key, pam := false, false
+		for _, m := range strings.Split(list, ",") {
+			name, _, _ := strings.Cut(m, ":")
+			key = key || name == "publickey"
+			pam = pam || name == "keyboard-interactive" || name == "password"
+		}
+		if key && !pam {
+			return true
+		}
+	}
+	return false
 }
 
 // checkClock: codes are time-based.
