@@ -146,6 +146,11 @@ func TestEnrollConfirm(t *testing.T) {
 	if ts := acct.State.Token(&acct.File.Tokens[0]); !ts.Used || ts.LastStep < now {
 		t.Fatalf("confirmation code not recorded as used: %+v", ts)
 	}
+	// The wrong code typed while confirming is no guess to report at the
+	// first login, and no failure toward a lock.
+	if acct.State.Missed != 0 || acct.State.Failures != 0 {
+		t.Fatalf("after a wrong code while confirming: missed %d, failures %d; want 0 and 0", acct.State.Missed, acct.State.Failures)
+	}
 }
 
 func TestEnrollRefusesBadInput(t *testing.T) {

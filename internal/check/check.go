@@ -329,10 +329,10 @@ func (s *session) decide(candidates []candidate) (verify.Result, candidate, erro
 	if r.Outcome == verify.OK && s.opts.GracePeriod > 0 {
 		acct.State.Remember(s.place(), now)
 	}
-	if r.Outcome == verify.OK && s.req.Silent {
-		// No message reaches the user now (PAM_SILENT; sudo's default):
-		// the next login that can show the count does.
-		acct.State.Missed = r.Missed
+	if r.Outcome == verify.OK && !s.req.Silent {
+		// Told below. Under PAM_SILENT (sudo's default) no message reaches
+		// the user, so the next login that can show the count does.
+		acct.State.Missed = 0
 	}
 	if err := acct.SaveState(); err != nil {
 		// Without the saved state a code could be used again: refuse.

@@ -91,7 +91,6 @@ func (s *session) enrollAtLogin() byte {
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: the code was wrong three times; nothing was written")
 		return protocol.Fail
 	}
-	state.Failures, state.Missed = 0, 0
 	// The enrollment waits under a random name: a wrong password earlier
 	// in the stack may still fail this login, and only a login that
 	// succeeds as a whole may make it active. The module keeps the name

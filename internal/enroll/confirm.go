@@ -26,6 +26,7 @@ func Confirm(f *secret.File, st *secret.State, now int64, initialWindow int, ask
 			return false, err
 		}
 		if verify.Check(tokens, st, code, now, p).Outcome == verify.OK {
+			st.Missed = 0 // the owner's own typing, not guesses to report
 			return true, nil
 		}
 		wrong(try < ConfirmTries)

@@ -33,7 +33,7 @@ type State struct {
 	Failures    int                    // wrong codes since the last success or lock
 	LockedUntil int64                  // Unix time
 	Lockouts    int                    // locks since the last success: each lasts twice as long
-	Missed      int                    // wrong codes since the last success, told at the next one
+	Missed      int                    // wrong codes not yet told to the user; told at the next success that can show a message
 	FailedAt    []int64                // Unix times of recent failures, for a rate limit
 	Grace       []Grace                // recent successful logins, for grace_period
 }

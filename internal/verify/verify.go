@@ -62,11 +62,13 @@ type Result struct {
 	Drift         int64 // the token's drift after the check, in steps
 	NowLocked     bool  // this failure locked the user
 	LockedFor     int64 // seconds of that lock
-	Missed        int   // with OK: wrong codes entered since the last success
+	Missed        int   // with OK: wrong codes the user has not been told of
 }
 
 // Check decides on code at Unix time now and updates st. st must be saved
-// whatever the outcome: failures and pending resyncs are state too.
+// whatever the outcome: failures and pending resyncs are state too. A
+// success ends the lock and its doubling but leaves st.Missed: the caller
+// clears it once it has told the user, which not every login can.
 func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) Result {
 	if r, ok := Admit(f, st, code, now, p); !ok {
 		return r
@@ -83,7 +85,7 @@ func Check(f *secret.File, st *secret.State, code string, now int64, p Policy) R
 	}
 	if r.Outcome == OK {
 		r.Missed = st.Missed
-		st.Failures, st.LockedUntil, st.Lockouts, st.Missed = 0, 0, 0, 0
+		st.Failures, st.LockedUntil, st.Lockouts = 0, 0, 0
 		return r
 	}
 	r.NowLocked, r.LockedFor = Charge(st, now, p)
