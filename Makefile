@@ -107,13 +107,17 @@ bench: all $(BENCH_TOOLS)
 	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling' -benchtime 1x -timeout 60m ./test/
 
 # Before and after: this tree against the commit REV, interleaved in one
-# run (libpam and sudo loops), into build/bench-against.md.
+# run (libpam and sudo loops), into build/bench-against.md. A REV with the
+# state file in slots (internal/secret/slots.go) starts from the enrolled
+# state as this tree does; an older one starts without a state file.
 bench-against: all $(BENCH_TOOLS)
 	@test -n "$(REV)" || { echo "usage: make bench-against REV=<commit>"; exit 1; }
 	scripts/deps --tests --with-reference --bench
 	rm -rf build/against && git worktree prune && git worktree add --detach build/against $(REV)
 	$(MAKE) -C build/against build/pam_totp.so build/pam-totp-check
-	PAMTOTP_BENCH_BASE=$(CURDIR)/build/against/build go test -count=1 -run '^$$' -bench 'Logins' -benchtime 1x -timeout 60m ./test/
+	PAMTOTP_BENCH_BASE=$(CURDIR)/build/against/build \
+	PAMTOTP_BENCH_BASE_STATE=$$(test -f build/against/internal/secret/slots.go && echo enrolled || echo none) \
+	go test -count=1 -run '^$$' -bench 'Logins' -benchtime 1x -timeout 60m ./test/
 	git worktree remove --force build/against
 
 # The floor of an exec'd checker: an empty static Go program, and the same
