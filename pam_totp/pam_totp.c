@@ -81,6 +81,10 @@ struct config {
 	const char *run_as; /* user=: the account that owns the secret files, or NULL */
 	const char *require_group; /* only its members are asked for a code */
 	const char *exempt_group;  /* its members are never asked */
+	/* The checker's own prompt, which the module shows itself when the password was refused. */
+	const char *prompt;
+	int echo_code;
+	int code_in_password; /* forward_pass, use_first_pass, try_first_pass: the password carries the code */
 };
 
 /* Who the checker runs as: set in the child before execve. */
@@ -106,6 +110,9 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 	c->run_as = NULL;
 	c->require_group = NULL;
 	c->exempt_group = NULL;
+	c->prompt = "Verification code: ";
+	c->echo_code = 0;
+	c->code_in_password = 0;
 	for (int i = 0; i < argc; i++) {
 		if (strncmp(argv[i], "checker=", 8) == 0) {
 			c->checker = argv[i] + 8;
@@ -119,10 +126,20 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 				return PAM_AUTH_ERR;
 			}
 			c->timeout_ms = (int)t * 1000;
-		} else if (strcmp(argv[i], "use_first_pass") == 0 || strcmp(argv[i], "try_first_pass") == 0 ||
-			   strcmp(argv[i], "enroll=login") == 0) {
+		} else if (strcmp(argv[i], "use_first_pass") == 0 || strcmp(argv[i], "try_first_pass") == 0) {
+			c->want_authtok = 1;
+			c->code_in_password = 1;
+		} else if (strcmp(argv[i], "enroll=login") == 0) {
 			/* enroll=login only checks that an earlier module set one */
 			c->want_authtok = 1;
+		} else if (strcmp(argv[i], "forward_pass") == 0) {
+			c->code_in_password = 1;
+		} else if (strncmp(argv[i], "prompt=", 7) == 0 && argv[i][7] != '\0') {
+			c->prompt = argv[i] + 7;
+		} else if (strncmp(argv[i], "authtok_prompt=", 15) == 0 && argv[i][15] != '\0') {
+			c->prompt = argv[i] + 15;
+		} else if (strcmp(argv[i], "echo_code") == 0 || strcmp(argv[i], "echo_verification_code") == 0) {
+			c->echo_code = 1;
 		} else if (strcmp(argv[i], "nodelay") == 0) {
 			c->nodelay = 1;
 		} else if (strncmp(argv[i], "secret=", 7) == 0) {
@@ -256,11 +273,17 @@ static int choose_identity(pam_handle_t *pamh, const struct config *c, const str
 /*
  * pam_unix records its verdict for its own pam_sm_setcred as module data.
  * When it ran before us in this pass of the stack and refused the
- * password, the checker must know: it then compares no code and counts no
- * failure (an attacker without the password cannot lock the owner out),
- * and never enrolls (enroll=login). A record we saw at our previous run on
- * this handle is stale: pam_unix has not run since (it allocates a new one
- * each time, before it frees the old). Without a fresh record nothing is
+ * password, the login fails whatever the code: the module then shows the
+ * code prompt itself and starts no checker, so a wrong password never runs
+ * code as the account named, never compares or counts a code (an attacker
+ * without the password cannot lock the owner out) and never enrolls.
+ *
+ * The record is from this pass only if pam_unix ran before us in it. libpam
+ * clears PAM_AUTHTOK when each pam_authenticate starts, and pam_unix sets it
+ * when it reads the password, so a record without PAM_AUTHTOK is from an
+ * earlier pass in which pam_unix ran after us (sudo's second try). A record
+ * we saw at our previous run on this handle is stale too: pam_unix
+ * allocates a new one each time it runs. Without a fresh record nothing is
  * assumed.
  */
 #define SEEN_UNIX_DATA "pam_totp_seen_unix_verdict"
@@ -276,13 +299,40 @@ static int password_failed(pam_handle_t *pamh)
 	/* Only the address is kept, to compare; it is never followed. */
 	if (pam_set_data(pamh, SEEN_UNIX_DATA, (void *)ret, NULL) != PAM_SUCCESS)
 		return 0;
+	if (item(pamh, PAM_AUTHTOK) == NULL)
+		return 0;
 	return *(const int *)ret != PAM_SUCCESS;
 }
 
-static int build_request(pam_handle_t *pamh, const struct config *c, const char *user, const char *activate, int argc,
-			 const char **argv, struct buf *b, struct identity *id)
+/*
+ * The same prompt as the checker's, answered and thrown away: what the
+ * user sees must not tell that the password was wrong.
+ */
+static int refuse_after_prompt(pam_handle_t *pamh, const struct config *c, const char *user)
 {
-	const struct passwd *pw = pam_modutil_getpwnam(pamh, user);
+	char *resp = NULL;
+	const char *text = c->code_in_password ? "Password & verification code: " : c->prompt;
+
+	if (pam_prompt(pamh, c->echo_code ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF, &resp, "%s", text) ==
+		    PAM_SUCCESS &&
+	    resp != NULL)
+		explicit_bzero(resp, strlen(resp));
+	free(resp);
+	pam_syslog(pamh, LOG_NOTICE,
+		   "user=%s outcome=fail reason=\"the password was refused earlier in the stack; no checker started\"", user);
+	return PAM_AUTH_ERR;
+}
+
+/*
+ * The enrollment is the account's, never the spelling typed: where NSS
+ * matches names without regard to case or takes aliases (sssd with
+ * case_sensitive = false, winbind, user@domain), "ALICE" is alice's
+ * account, and must find alice's enrollment, not a file of its own. So the
+ * checker gets the name the lookup resolved, and the typed one for its log.
+ */
+static int build_request(pam_handle_t *pamh, const struct config *c, const char *typed, const struct passwd *pw,
+			 const char *activate, int argc, const char **argv, struct buf *b, struct identity *id)
+{
 	char num[32];
 	int rc = 0;
 
@@ -290,7 +340,9 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 		return PAM_AUTH_ERR;
 	b->len = 0;
 	rc |= add_field(b, "v", PROTO_VERSION);
-	rc |= add_field(b, "user", user);
+	rc |= add_field(b, "user", pw != NULL ? pw->pw_name : typed);
+	if (pw != NULL && strcmp(pw->pw_name, typed) != 0)
+		rc |= add_field(b, "typed", typed);
 	if (pw != NULL) {
 		snprintf(num, sizeof(num), "%lu", (unsigned long)pw->pw_uid);
 		rc |= add_field(b, "uid", num);
@@ -306,8 +358,6 @@ static int build_request(pam_handle_t *pamh, const struct config *c, const char 
 		rc |= add_field(b, "authtok", item(pamh, PAM_AUTHTOK));
 	if (activate != NULL)
 		rc |= add_field(b, "activate", activate);
-	else if (password_failed(pamh))
-		rc |= add_field(b, "password_failed", "1");
 	if (c->silent)
 		rc |= add_field(b, "silent", "1");
 	for (int i = 0; i < argc; i++)
@@ -572,6 +622,16 @@ static int relay_prompt(pam_handle_t *pamh, int sock, int style, const char *tex
  */
 #define PENDING_ENV "PAM_TOTP_ENROLL"
 #define MAX_PENDING 64
+/* Module data: the pending name our authentication received, and that pam_setcred has run. */
+#define PENDING_DATA "pam_totp_pending"
+#define SETCRED_DATA "pam_totp_setcred_done"
+
+static void free_data(pam_handle_t *pamh, void *data, int status)
+{
+	(void)pamh;
+	(void)status;
+	free(data);
+}
 
 static int valid_pending(const char *p, size_t len)
 {
@@ -586,6 +646,7 @@ static int valid_pending(const char *p, size_t len)
 static int set_pending(pam_handle_t *pamh, const char *name, size_t len)
 {
 	char env[sizeof(PENDING_ENV) + 1 + MAX_PENDING];
+	char *copy;
 
 	if (!valid_pending(name, len) || pam_getenv(pamh, PENDING_ENV) != NULL) {
 		pam_syslog(pamh, LOG_ERR, "checker sent a bad or second pending enrollment");
@@ -594,6 +655,13 @@ static int set_pending(pam_handle_t *pamh, const char *name, size_t len)
 	snprintf(env, sizeof(env), "%s=%.*s", PENDING_ENV, (int)len, name);
 	if (pam_putenv(pamh, env) != PAM_SUCCESS) {
 		pam_syslog(pamh, LOG_ERR, "cannot keep the pending enrollment in the PAM environment");
+		return -1;
+	}
+	/* The copy a host that authenticates in this process keeps, to tell our name from a foreign one. */
+	copy = strndup(name, len);
+	if (copy == NULL || pam_set_data(pamh, PENDING_DATA, copy, free_data) != PAM_SUCCESS) {
+		free(copy);
+		pam_syslog(pamh, LOG_ERR, "cannot keep the pending enrollment's name");
 		return -1;
 	}
 	return 0;
@@ -767,8 +835,8 @@ static int group_policy(pam_handle_t *pamh, const struct config *c, const char *
  * verdict: PAM_SUCCESS, PAM_IGNORE or PAM_AUTH_ERR. activate is NULL for an
  * authentication, or the pending enrollment pam_sm_setcred activates.
  */
-static int run_checker(pam_handle_t *pamh, const struct config *c, const char *user, const char *activate, int argc,
-		       const char **argv)
+static int run_checker(pam_handle_t *pamh, const struct config *c, const char *user, const struct passwd *pw,
+		       const char *activate, int argc, const char **argv)
 {
 	struct buf req = {.len = 0};
 	struct identity id;
@@ -778,7 +846,7 @@ static int run_checker(pam_handle_t *pamh, const struct config *c, const char *u
 
 	rc = checker_is_safe(pamh, c->checker, &checker);
 	if (rc == PAM_SUCCESS)
-		rc = build_request(pamh, c, user, activate, argc, argv, &req, &id);
+		rc = build_request(pamh, c, user, pw, activate, argc, argv, &req, &id);
 	if (rc == PAM_SUCCESS)
 		rc = spawn(pamh, checker, &id, &pid, &sock);
 	if (rc != PAM_SUCCESS)
@@ -803,6 +871,7 @@ out:
 PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
 	struct config c;
+	const struct passwd *pw;
 	const char *user = NULL;
 	int rc;
 
@@ -817,39 +886,64 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	/* A pending enrollment of an earlier, failed attempt on this handle is void. */
 	if (pam_getenv(pamh, PENDING_ENV) != NULL)
 		pam_putenv(pamh, PENDING_ENV);
-	rc = group_policy(pamh, &c, user);
+	pam_set_data(pamh, PENDING_DATA, NULL, NULL);
+	pam_set_data(pamh, SETCRED_DATA, NULL, NULL);
+	pw = pam_modutil_getpwnam(pamh, user);
+	rc = group_policy(pamh, &c, pw != NULL ? pw->pw_name : user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	return run_checker(pamh, &c, user, NULL, argc, argv);
+	if (!c.code_in_password && password_failed(pamh))
+		return refuse_after_prompt(pamh, &c, user);
+	return run_checker(pamh, &c, user, pw, NULL, argc, argv);
 }
 
 /*
  * Hosts call pam_setcred only after the whole authentication stack has
  * succeeded: the moment to activate an enrollment made at this login
  * (enroll=login). Without one there is nothing to do.
+ *
+ * Only a name this module made is acted on. The PAM environment also takes
+ * what pam_env reads from a user's ~/.pam_environment, and sshd calls
+ * pam_setcred again after the session has opened. So the first pam_setcred
+ * on a handle after our authentication is the only one that activates, and
+ * where our authentication ran in this process (su, sudo, login) the name
+ * must also be the one it received. A foreign value is logged, removed and
+ * ignored: it never fails the login.
  */
 PAM_EXTERN int pam_sm_setcred(pam_handle_t *pamh, int flags, int argc, const char **argv)
 {
+	static const char done = 1;
 	struct config c;
+	const struct passwd *pw;
 	const char *pending, *user = NULL;
+	const void *ours = NULL, *seen = NULL;
 	char name[MAX_PENDING + 1];
 	int rc;
 
 	pending = pam_getenv(pamh, PENDING_ENV);
+	if (pam_get_data(pamh, SETCRED_DATA, &seen) != PAM_SUCCESS)
+		seen = NULL;
+	if (pam_get_data(pamh, PENDING_DATA, &ours) != PAM_SUCCESS)
+		ours = NULL;
+	pam_set_data(pamh, SETCRED_DATA, (void *)&done, NULL);
 	if (pending == NULL)
 		return PAM_SUCCESS;
-	if (!valid_pending(pending, strlen(pending))) {
-		pam_syslog(pamh, LOG_ERR, "%s in the PAM environment is not ours", PENDING_ENV);
-		return PAM_CRED_ERR;
+	if (seen != NULL || !valid_pending(pending, strlen(pending)) || (ours != NULL && strcmp(ours, pending) != 0)) {
+		pam_syslog(pamh, LOG_WARNING, "%s in the PAM environment was not set by this login's authentication: ignored",
+			   PENDING_ENV);
+		pam_putenv(pamh, PENDING_ENV);
+		return PAM_SUCCESS;
 	}
 	memcpy(name, pending, strlen(pending) + 1);
 	/* Used once, and never seen by the session. */
 	pam_putenv(pamh, PENDING_ENV);
+	pam_set_data(pamh, PENDING_DATA, NULL, NULL);
 	if (flags & PAM_DELETE_CRED)
 		return PAM_SUCCESS;
 	if (parse_config(pamh, flags, argc, argv, &c) != PAM_SUCCESS ||
 	    pam_get_user(pamh, &user, NULL) != PAM_SUCCESS || user == NULL || user[0] == '\0')
 		return PAM_CRED_ERR;
-	rc = run_checker(pamh, &c, user, name, argc, argv);
+	pw = pam_modutil_getpwnam(pamh, user);
+	rc = run_checker(pamh, &c, user, pw, name, argc, argv);
 	return rc == PAM_SUCCESS ? PAM_SUCCESS : PAM_CRED_ERR;
 }

@@ -172,8 +172,12 @@ func TestDoctorFilesRootAndDrift(t *testing.T) {
 		t.Fatalf("exit %d:\n%s", rc, out)
 	}
 	out, rc = doctorRun(t, map[string][]string{"sudo": {"auth requisite pam_unix.so", module("required", "nullok")}}, "")
-	if rc != 0 || !strings.Contains(out, loose.name+"'s secret file "+filepath.Join(loose.home, ".pam_totp")+" has mode 0644") {
-		t.Fatalf("a loose secret file: exit %d:\n%s", rc, out)
+	refused := func(u *user, why string) string {
+		return u.name + "'s enrollment " + filepath.Join(u.home, ".pam_totp") + " is refused by the module (" + why
+	}
+	if rc != 0 || !strings.Contains(out, refused(loose, filepath.Join(loose.home, ".pam_totp")+" has mode 0644")) ||
+		!strings.Contains(out, refused(fifo, filepath.Join(fifo.home, ".pam_totp.state")+" is not a regular file")) {
+		t.Fatalf("a loose secret file and a FIFO as the state: exit %d:\n%s", rc, out)
 	}
 	open := filepath.Join(workDir, "doctor-open-store")
 	os.Mkdir(open, 0o777)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -215,8 +216,25 @@ func (c *enrollConv) RespondPAM(s pam.Style, msg string) (string, error) {
 		return code(c.t, u.Query().Get("secret"), 0), nil
 	case strings.Contains(msg, "Press Enter"):
 		return "", nil
+	case msg == "Verification code: ":
+		// An enrolled user's prompt, or the one the module shows after a
+		// refused password: the same to whoever sees it.
+		c.prompts = append(c.prompts, msg)
+		return "000000", nil
 	}
 	return "", fmt.Errorf("unexpected prompt %q", msg)
+}
+
+// pendingOf lists u's pending enrollments made at login (their secret files).
+func pendingOf(u *user) []string {
+	all, _ := filepath.Glob(filepath.Join(u.home, ".pam_totp.pending-*"))
+	var out []string
+	for _, p := range all {
+		if !strings.HasSuffix(p, ".state") {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // loginAndSetcred runs pam_authenticate and, only if it succeeded and
@@ -259,10 +277,11 @@ func TestEnrollAtLoginNeedsTheWholeStack(t *testing.T) {
 			if enrolled(u) {
 				t.Fatal("a wrong password enrolled the user")
 			}
-			// pam_unix left its verdict for us: no QR code at all.
-			expectLog(t, m, `user=`+u.name+`.*pam_unix refused the password earlier in this stack; not enrolling`)
-			if len(bad.infos) != 0 {
-				t.Fatalf("a wrong password was shown %q", bad.infos)
+			// pam_unix left its verdict for us: the module asks for a code
+			// itself, starts no checker, and shows no QR code at all.
+			expectLog(t, m, `pam_totp.*user=`+u.name+` outcome=fail reason="the password was refused earlier in the stack; no checker started"`)
+			if len(bad.infos) != 0 || !slices.Contains(bad.prompts, "Verification code: ") {
+				t.Fatalf("a wrong password was shown %q and asked %q; want the code prompt alone", bad.infos, bad.prompts)
 			}
 
 			// The right password: authenticated, but not enrolled until setcred.
@@ -305,7 +324,7 @@ func TestEnrollAtLoginLaterModuleRefuses(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(u.home, ".pam_totp")); err == nil {
 		t.Fatal("enrolled although the stack refused the login")
 	}
-	if pending, _ := filepath.Glob(filepath.Join(u.home, ".pam_totp.pending-*")); len(pending) != 1 {
+	if pending := pendingOf(u); len(pending) != 1 {
 		t.Fatalf("pending enrollments: %v, want one", pending)
 	}
 }

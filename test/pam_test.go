@@ -450,7 +450,7 @@ func TestPAMWrongPasswordCostsNoLock(t *testing.T) {
 			t.Fatalf("wrong password %d: %v, prompts %q (want the same two prompts as anyone)", i, err, c.prompts)
 		}
 	}
-	expectLog(t, m, `user=`+u.name+`.*outcome=fail reason="the password was refused earlier in the stack; the code was not compared"`)
+	expectLog(t, m, `pam_totp.*user=`+u.name+` outcome=fail reason="the password was refused earlier in the stack; no checker started"`)
 	right := code(t, u.secret, 0)
 	if err := authenticate(t, dir, u.name, &conv{answers: []string{"wrong password", right}}); err == nil {
 		t.Fatal("a wrong password with the right code got in")

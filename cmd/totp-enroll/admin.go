@@ -157,6 +157,9 @@ func (fl *commandFlags) status(t *target, _ []string, out io.Writer) error {
 		return err
 	}
 	rows := []userStatus{}
+	// One wait in all: a user who holds their own lock (a stopped login,
+	// or on purpose) costs the others nothing once it has passed.
+	until := time.Now().Add(secret.LockTimeout)
 	for _, a := range accounts {
 		path, err := t.loc.path(a)
 		if err != nil {
@@ -165,7 +168,7 @@ func (fl *commandFlags) status(t *target, _ []string, out io.Writer) error {
 		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 			continue // not enrolled
 		}
-		rows = append(rows, userStatusOf(&target{acct: a, loc: t.loc, path: path}))
+		rows = append(rows, userStatusOf(&target{acct: a, loc: t.loc, path: path, until: until}))
 	}
 	if fl.json {
 		return writeJSON(out, rows)
@@ -227,16 +230,16 @@ type tokenStatus struct {
 }
 
 func userStatusOf(t *target) userStatus {
-	row := userStatus{User: t.acct.name, File: t.path, Tokens: []tokenStatus{}}
+	row := userStatus{User: printable(t.acct.name), File: printable(t.path), Tokens: []tokenStatus{}}
 	f, st, err := t.read()
 	if err != nil {
-		row.Error = err.Error()
+		row.Error = printable(err.Error())
 		return row
 	}
 	for i := range f.Tokens {
 		tok := &f.Tokens[i]
 		ts := st.Token(tok)
-		row.Tokens = append(row.Tokens, tokenStatus{Name: tok.Name, Kind: string(tok.Type), Description: tok.Describe(),
+		row.Tokens = append(row.Tokens, tokenStatus{Name: printable(tok.Name), Kind: string(tok.Type), Description: printable(tok.Describe()),
 			Enabled: !tok.Disabled, Created: tok.Created, LastUsed: ts.At, DriftSteps: ts.Drift, ResyncPending: ts.Pending,
 			period: tok.Params.Period, used: ts.Used, lastStep: ts.LastStep})
 	}

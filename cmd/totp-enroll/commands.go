@@ -15,6 +15,7 @@ import (
 	"pamtotp/internal/options"
 	"pamtotp/internal/secret"
 	"strings"
+	"time"
 )
 
 // A command runs with its arguments and exits with the returned status.
@@ -84,6 +85,9 @@ type target struct {
 	acct *account
 	loc  *location
 	path string
+	// until: how long read waits for a lock held by another process; zero
+	// is secret.LockTimeout from now.
+	until time.Time
 }
 
 // update changes the enrollment under the lock that logins take, as the
@@ -97,7 +101,11 @@ func (t *target) read() (*secret.File, *secret.State, error) {
 	var f *secret.File
 	var st *secret.State
 	err := t.loc.as(t.acct, func() error {
-		a, err := secret.Lock(t.path, t.loc.access(t.acct))
+		until := t.until
+		if until.IsZero() {
+			until = time.Now().Add(secret.LockTimeout)
+		}
+		a, err := secret.LockBy(t.path, t.loc.access(t.acct), until)
 		if err != nil {
 			return err
 		}

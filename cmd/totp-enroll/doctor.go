@@ -14,12 +14,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"pamtotp/internal/options"
 	"pamtotp/internal/pamconf"
+	"pamtotp/internal/privilege"
 	"pamtotp/internal/secret"
 )
 
@@ -194,6 +194,10 @@ func (d *doctor) checkEnrollAtLogin(service string, lines []pamconf.Line, at int
 		return
 	}
 	where := fmt.Sprintf("%s (%s:%d)", service, lines[at].File, lines[at].No)
+	if service == "sudo" || service == "sudo-i" {
+		d.add("warning", where, "enroll=login under sudo: sudo shows no PAM messages, so the QR code and the secret never reach the user, who cannot enroll here.",
+			"enroll with totp-enroll, or through ssh or the console, where enroll=login can show the code")
+	}
 	unix := false
 	for _, l := range lines[:at] {
 		if l.Action("auth_err") == "die" {
@@ -284,22 +288,22 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 			continue
 		}
 		shells++
-		enrolled := false
-		for _, tmpl := range opts.Secrets() {
-			p, err := options.Expand(tmpl, a.name, a.home)
-			if err != nil {
-				continue
+		path, f, st, found, err := enrollmentOf(a, opts)
+		switch {
+		case found && err != nil:
+			level := "warning"
+			if a.uid == 0 {
+				level = "error"
 			}
-			if fi, err := os.Lstat(p); err == nil {
-				enrolled = true
-				d.checkFile(where, a.name, p, fi, opts)
-				break
-			}
+			d.add(level, where, fmt.Sprintf("%s's enrollment %s is refused by the module (%v): %s cannot log in through %s.",
+				a.name, path, err, a.name, service), "correct the file as the error says, or re-enroll with totp-enroll --user "+a.name+" --force")
+		case found:
+			d.noteDrifts(f, st)
 		}
 		if a.uid == 0 {
-			d.rootEnrolled[service] = enrolled || inGroup(a.name, opts.ExemptGroup)
+			d.rootEnrolled[service] = (found && err == nil) || inGroup(a.name, opts.ExemptGroup)
 		}
-		if !enrolled {
+		if !found {
 			missing = append(missing, a.name)
 			rootMissing = rootMissing || a.uid == 0
 		}
@@ -323,25 +327,54 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 	}
 }
 
-// checkFile: a file the module would refuse locks its user out; a used
-// token's learned drift is noted for the clock check.
-func (d *doctor) checkFile(where, name, path string, fi os.FileInfo, opts *options.Options) {
-	if fi.Mode().Perm()&^os.FileMode(opts.Perm&^0o022) != 0 || !fi.Mode().IsRegular() {
-		d.add("warning", where, fmt.Sprintf("%s's secret file %s has mode %04o (allowed at most %04o) or is no regular file: the module refuses it, so %s cannot log in.",
-			name, path, fi.Mode().Perm(), opts.Perm&^0o022, name), "chmod 0600 "+path)
-		return
-	}
-	// Files a user may plant things in (a FIFO, a link): read only as a
-	// login reads them.
-	acc := secret.Access{Owner: int(fi.Sys().(*syscall.Stat_t).Uid), Perm: opts.Perm}
-	f, err := secret.Read(path, acc)
+// enrollmentOf reads a's enrollment as a login would: the module's files
+// in its order, with its owner, mode and store rules, and with the rights
+// its checker has. A file in the home is read as the user, so a link
+// there can never make doctor read as root what the user cannot. found
+// says a file exists; err is then why the module would refuse it.
+func enrollmentOf(a *account, opts *options.Options) (path string, f *secret.File, st *secret.State, found bool, err error) {
+	acc, err := opts.Access(a.uid)
 	if err != nil {
-		return
+		return "", nil, nil, true, err
 	}
-	st, err := secret.ReadState(path, acc)
-	if err != nil {
-		return
+	read := func() error {
+		for _, tmpl := range opts.Secrets() {
+			p, err := options.Expand(tmpl, a.name, a.home)
+			if err != nil {
+				return err
+			}
+			path = p
+			if !opts.AsUser() {
+				if err := secret.CheckStoreDir(p, acc.Owner); err != nil {
+					found = true
+					return err
+				}
+			}
+			if f, err = secret.Read(p, acc); errors.Is(err, secret.ErrNotEnrolled) {
+				continue
+			}
+			found = true
+			if err != nil {
+				return err
+			}
+			st, err = secret.ReadState(p, acc)
+			return err
+		}
+		return nil
 	}
+	if opts.AsUser() {
+		err = privilege.As(a.uid, a.gid, read)
+	} else {
+		err = read()
+	}
+	if !found {
+		err = nil
+	}
+	return path, f, st, found, err
+}
+
+// noteDrifts counts each used TOTP token's learned drift for the clock check.
+func (d *doctor) noteDrifts(f *secret.File, st *secret.State) {
 	for i := range f.Tokens {
 		if t := &f.Tokens[i]; t.Type == secret.TOTP {
 			if ts := st.Tokens[t.Fingerprint()]; ts != nil && ts.Used {

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -204,19 +203,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "Added token %q to %s\n", tok.Name, path)
 		return exitOK
 	}
-	// The state first: it records the confirmation code as used, and is
-	// ignored until a secret with the same key exists.
-	if !c.noConfirm {
-		if err := secret.WriteAtomic(secret.StatePath(path), secret.EncodeState(state, file), true); err != nil {
-			return fail(exitError, "%v", err)
-		}
-	} else if err := secret.WriteAtomic(secret.StatePath(path), secret.EncodeState(state, file), false); err != nil && !errors.Is(err, fs.ErrExist) {
-		// Without a confirmation there is nothing to record, but a state
-		// file made now lets the first login write in place. One that
-		// exists is left alone: it may hold a lock on the old enrollment.
-		return fail(exitError, "%v", err)
+	// Under the enrollment lock: the state (it records the confirmation
+	// code as used), then the secret. Without a confirmation there is
+	// nothing to record, and a state file that exists is kept: it may hold
+	// a lockout.
+	st := state
+	if c.noConfirm {
+		st = nil
 	}
-	if err := secret.Replace(path, acc, file, c.force); err != nil {
+	if err := secret.Create(path, acc, file, st, c.force); err != nil {
 		return fail(exitError, "%v", err)
 	}
 	fmt.Fprintf(stdout, "Written: %s\n", path)

@@ -50,8 +50,8 @@ func TestEnrollNoConfirm(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
 	paths, _ := filepath.Glob(dir + "/*")
-	if len(paths) != 2 || paths[1] != secret.StatePath(paths[0]) {
-		t.Fatalf("files: %v (want the secret and its state, no temporary file)", paths)
+	if len(paths) != 3 || paths[1] != secret.LockPath(paths[0]) || paths[2] != secret.StatePath(paths[0]) {
+		t.Fatalf("files: %v (want the secret, its enrollment lock and its state, no temporary file)", paths)
 	}
 	if state, err := secret.ReadState(paths[0], secret.Owner(0)); err != nil || state.Failures != 0 || len(state.Tokens) != 0 {
 		t.Fatalf("the new state file: %+v, %v", state, err)
@@ -134,7 +134,7 @@ func TestEnrollConfirm(t *testing.T) {
 	paths, _ := filepath.Glob(dir + "/*")
 	var secretPath string
 	for _, p := range paths {
-		if !strings.HasSuffix(p, ".state") {
+		if !strings.HasSuffix(p, ".state") && !strings.HasSuffix(p, ".lock") {
 			secretPath = p
 		}
 	}
@@ -225,6 +225,22 @@ func TestCommandsAreDocumented(t *testing.T) {
 	for _, w := range strings.Fields(words[1]) {
 		if !strings.HasPrefix(w, "-") && !slices.Contains(names, w) {
 			t.Errorf("the bash completion offers %s, which is no command", w)
+		}
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"alice", "alice"},
+		{"phone ü", "phone ü"},
+		{"a\x1b[2Jb", `a\u001b[2Jb`},
+		{"csi\u009b31m", `csi\u009b31m`},
+		{"raw\x9bbyte", `raw\x9bbyte`},
+		{"del\x7f", `del\u007f`},
+		{"rtl\u202eoverride", `rtl\u202eoverride`},
+	} {
+		if got := printable(c.in); got != c.want {
+			t.Errorf("printable(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }

@@ -75,10 +75,6 @@ type session struct {
 	authtok bool          // SetAuthtok sent
 }
 
-// errPasswordFailed: pam_unix refused the password earlier in this pass
-// of the stack.
-var errPasswordFailed = errors.New("the password was refused earlier in the stack; the code was not compared")
-
 // saveFailedMessage is shown when a login cannot be recorded.
 const saveFailedMessage = "pam_totp: cannot record this login (is the disk full or read-only?); ask an administrator"
 
@@ -98,10 +94,6 @@ func (s *session) run() byte {
 	s.opts = opts
 
 	if s.req.Activate != "" {
-		if !opts.EnrollAtLogin {
-			s.logf(s.env.Log.Warning, "", "fail", "configuration: a pending enrollment to activate, but no enroll=login")
-			return protocol.Fail
-		}
 		return s.activate()
 	}
 
@@ -118,13 +110,6 @@ func (s *session) run() byte {
 	if errors.Is(problem, secret.ErrNotEnrolled) && opts.NullOK {
 		s.logf(s.env.Log.Info, "", "ignore", "no secret file (nullok)")
 		return protocol.Ignore
-	}
-	if s.req.PasswordFailed && problem == nil && !opts.UseFirstPass && !opts.TryFirstPass && !opts.ForwardPass {
-		// Asked like everyone, so the prompt tells nothing; never compared
-		// or counted: a wrong password must not cost the owner a lock.
-		// (With the *_pass options the password pam_unix saw carries the
-		// code, and its refusal means nothing.)
-		problem = errPasswordFailed
 	}
 	lengths := codeLengths(file)
 	if problem == nil && s.inGrace() {
@@ -398,8 +383,19 @@ func (s *session) prompt(text string, echo bool) (string, error) {
 	if err := protocol.WriteFrame(s.env.Conn, typ, []byte(text)); err != nil {
 		return "", err
 	}
+	// Nobody waits for an answer without end: a login parked at the
+	// prompt would hold a process of the account (counted against its
+	// process limit) and, at enrollment, a decision made long ago.
+	if d, ok := s.env.Conn.(interface{ SetReadDeadline(time.Time) error }); ok {
+		if err := d.SetReadDeadline(time.Now().Add(time.Duration(s.opts.PromptTimeout) * time.Second)); err != nil {
+			return "", fmt.Errorf("setting the prompt time-out: %w", err)
+		}
+		defer d.SetReadDeadline(time.Time{})
+	}
 	t, p, err := protocol.ReadFrame(s.env.Conn)
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "", fmt.Errorf("no answer within prompt_timeout=%d s", s.opts.PromptTimeout)
 	case err != nil:
 		return "", err
 	case t == protocol.ConvFailed:
@@ -413,7 +409,11 @@ func (s *session) prompt(text string, echo bool) (string, error) {
 // logf writes the one line of a decision. It never contains a code or a secret.
 func (s *session) logf(level func(string) error, token, outcome, format string, args ...any) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "user=%s service=%s", quote(s.req.User), quote(s.req.Service))
+	fmt.Fprintf(&b, "user=%s", quote(s.req.User))
+	if s.req.Typed != "" {
+		fmt.Fprintf(&b, " typed=%s", quote(s.req.Typed))
+	}
+	fmt.Fprintf(&b, " service=%s", quote(s.req.Service))
 	if s.req.RHost != "" {
 		fmt.Fprintf(&b, " rhost=%s", quote(s.req.RHost))
 	}

@@ -22,16 +22,10 @@ const maxMessage = 512
 
 // mayEnroll reports whether enroll=login applies to a user without a secret.
 func (s *session) mayEnroll() bool {
-	o := s.opts
-	if !o.EnrollAtLogin {
-		return false
-	}
-	if o.EnrollUntil != 0 && s.env.Now().Unix() >= o.EnrollUntil {
-		s.logf(s.env.Log.Info, "", "info", "enroll=login: enroll_until has passed; not enrolling")
-		return false
-	}
-	if s.req.PasswordFailed {
-		s.logf(s.env.Log.Warning, "", "info", "enroll=login: pam_unix refused the password earlier in this stack; not enrolling")
+	if err := s.enrollAllowed(); err != nil {
+		if s.opts.EnrollAtLogin {
+			s.logf(s.env.Log.Info, "", "info", "enroll=login: %v; not enrolling", err)
+		}
 		return false
 	}
 	if s.req.Authtok == nil {
@@ -41,6 +35,35 @@ func (s *session) mayEnroll() bool {
 		return false
 	}
 	return true
+}
+
+// enrollAllowed is the policy of enroll=login at this moment. It is asked
+// before the prompt, again when the enrollment is written, and again when
+// it is made active: a login can sit at a prompt for a long time.
+func (s *session) enrollAllowed() error {
+	switch {
+	case !s.opts.EnrollAtLogin:
+		return errors.New("no enroll=login")
+	case s.opts.EnrollUntil != 0 && s.env.Now().Unix() >= s.opts.EnrollUntil:
+		return errors.New("enroll_until has passed")
+	}
+	return nil
+}
+
+// stillUnenrolled is asked under the enrollment lock before an enrollment
+// made at login is written or made active.
+func (s *session) stillUnenrolled() error {
+	if err := s.enrollAllowed(); err != nil {
+		return err
+	}
+	_, problem := s.open()
+	switch {
+	case problem == nil:
+		return errors.New("the user was enrolled meanwhile")
+	case !errors.Is(problem, secret.ErrNotEnrolled):
+		return problem
+	}
+	return nil
 }
 
 // enrollAtLogin shows a new token's QR code and secret, asks for a code
@@ -97,6 +120,9 @@ func (s *session) enrollAtLogin() byte {
 	// and sends it back from pam_sm_setcred, which hosts call only then.
 	name, err := pendingName()
 	if err == nil {
+		err = s.stillUnenrolled()
+	}
+	if err == nil {
 		err = secret.CreatePending(s.path, s.acc, file, state, name)
 	}
 	if err == nil {
@@ -122,15 +148,12 @@ func (s *session) enrollAtLogin() byte {
 // activate makes the enrollment this login's authentication left pending
 // active. pam_sm_setcred asks for it: the whole stack has succeeded.
 func (s *session) activate() byte {
-	_, problem := s.open()
-	if !errors.Is(problem, secret.ErrNotEnrolled) {
-		if problem == nil {
-			problem = errors.New("the user is enrolled already")
-		}
+	// open finds the path and checks our identity; Activate asks again under the lock.
+	if _, problem := s.open(); problem != nil && !errors.Is(problem, secret.ErrNotEnrolled) {
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: not activated: %v", problem)
 		return protocol.Fail
 	}
-	if err := secret.Activate(s.path, s.acc, s.req.Activate); err != nil {
+	if err := secret.Activate(s.path, s.acc, s.req.Activate, s.stillUnenrolled); err != nil {
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: not activated: %v", err)
 		return protocol.Fail
 	}

@@ -30,6 +30,10 @@ const (
 	GoogleSecret  = "~/.google_authenticator"
 )
 
+// DefaultPromptTimeout is how long a login may sit at a prompt: sshd's
+// LoginGraceTime default. su and sudo set no limit of their own.
+const DefaultPromptTimeout = 120
+
 // Options are the module arguments.
 type Options struct {
 	Secret        string // template: %u user, %h or a leading ~ home
@@ -42,6 +46,7 @@ type Options struct {
 	Policy        verify.Policy
 	NoHOTPAdvance bool  // no_increment_hotp
 	GracePeriod   int64 // seconds; 0: off
+	PromptTimeout int   // seconds the checker waits for an answer to a prompt
 	ForwardPass   bool
 	UseFirstPass  bool
 	TryFirstPass  bool
@@ -59,7 +64,8 @@ type Options struct {
 
 // Parse parses module arguments.
 func Parse(args []string) (*Options, error) {
-	o := &Options{Secret: DefaultSecret, secretAsUser: true, Perm: 0o600, Policy: verify.DefaultPolicy, Prompt: "Verification code: "}
+	o := &Options{Secret: DefaultSecret, secretAsUser: true, Perm: 0o600, Policy: verify.DefaultPolicy, Prompt: "Verification code: ",
+		PromptTimeout: DefaultPromptTimeout}
 	maxUnlockGiven := false
 	for _, a := range args {
 		name, val, hasVal := strings.Cut(a, "=")
@@ -104,6 +110,8 @@ func Parse(args []string) (*Options, error) {
 				err = errors.New("group or other write access would let someone else change the secret")
 			}
 			o.Perm = uint32(n)
+		case "prompt_timeout":
+			o.PromptTimeout, err = number(val, hasVal, 1, 3600)
 		case "grace_period":
 			var n int
 			n, err = number(val, hasVal, 0, 7*86400)

@@ -96,7 +96,11 @@ func ReadFrame(r io.Reader) (Type, []byte, error) {
 
 // Req is what the module tells the checker about one authentication.
 type Req struct {
+	// User is the account's name as the lookup resolved it (pw_name), for
+	// a known user; Typed is the name as typed when it differs (NSS that
+	// ignores case or takes aliases). Enrollments are found by User only.
 	User    string
+	Typed   string
 	Known   bool // the user exists (the module found it with getpwnam)
 	UID     int
 	GID     int
@@ -110,9 +114,6 @@ type Req struct {
 	// Activate is set in the request pam_sm_setcred sends: the name of
 	// the pending enrollment to make active, as a Pending frame gave it.
 	Activate string
-	// PasswordFailed: pam_unix ran before us in this authentication and
-	// refused the password.
-	PasswordFailed bool
 	// Silent: the application passed PAM_SILENT, and the module relays no
 	// messages (sudo does so by default).
 	Silent bool
@@ -124,6 +125,9 @@ func (r *Req) Marshal() []byte {
 	add := func(k, v string) { b.WriteString(k + "=" + v + "\x00") }
 	add("v", strconv.Itoa(Version))
 	add("user", r.User)
+	if r.Typed != "" {
+		add("typed", r.Typed)
+	}
 	if r.Known {
 		add("uid", strconv.Itoa(r.UID))
 		add("gid", strconv.Itoa(r.GID))
@@ -138,9 +142,6 @@ func (r *Req) Marshal() []byte {
 	}
 	if r.Activate != "" {
 		add("activate", r.Activate)
-	}
-	if r.PasswordFailed {
-		add("password_failed", "1")
 	}
 	if r.Silent {
 		add("silent", "1")
@@ -198,9 +199,10 @@ func ParseReq(p []byte) (*Req, error) {
 			r.Authtok = &s
 		case "opt":
 			r.Options = append(r.Options, val)
-		case "password_failed", "silent":
-			r.PasswordFailed = r.PasswordFailed || key == "password_failed"
-			r.Silent = r.Silent || key == "silent"
+		case "typed":
+			r.Typed = val
+		case "silent":
+			r.Silent = true
 			if val != "1" {
 				err = errors.New("the only value is 1")
 			}

@@ -238,7 +238,12 @@ type LockedEnrollment struct {
 // A lock held longer than LockTimeout (by a stopped process, or by a user
 // holding their own file) gives ErrBusy instead of a hang.
 func Lock(path string, acc Access) (*LockedEnrollment, error) {
-	deadline := time.Now().Add(LockTimeout)
+	return LockBy(path, acc, time.Now().Add(LockTimeout))
+}
+
+// LockBy is Lock with a deadline of the caller's: a command that reads
+// many enrollments waits once in all, not LockTimeout for each.
+func LockBy(path string, acc Access, deadline time.Time) (*LockedEnrollment, error) {
 	for attempt := 0; attempt < 10; attempt++ {
 		f, err := openChecked(path, acc)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -345,7 +350,8 @@ func (a *LockedEnrollment) save(st *State, durable bool) error {
 	return nil
 }
 
-// replace puts data at path while the lock is held. No one else writes
+// replace puts data at path while the lock is held, by a synced temporary
+// file and a rename; durable also syncs the directory. No one else writes
 // then, so the temporary file can have a fixed name: a checker killed
 // mid-write leaves at most that one file behind, and the next login
 // replaces it. When path is the locked file itself (a
@@ -382,10 +388,13 @@ func (a *LockedEnrollment) replace(path string, data []byte, mode os.FileMode, d
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("writing %s: %w", tmp, err)
 	}
-	if durable {
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("syncing %s: %w", tmp, err)
-		}
+	// Always, also for a charge: a rename can reach the disk before the
+	// data it names (ext4 with noauto_da_alloc, XFS), and after a crash
+	// the file would be empty, its secret lost. Synced first, the file is
+	// the old one or the whole new one at any moment. Only the directory's
+	// sync, which makes the new one the one that stays, waits for SaveState.
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", tmp, err)
 	}
 	if relock {
 		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
@@ -543,92 +552,156 @@ func commit(tmp *os.File, path string, data []byte, replace bool) (err error) {
 	return syncDir(dir)
 }
 
-// Replace writes a new secret file at path while holding the lock that logins
-// take, so that no login decides on a half-replaced enrollment. With force
-// false it refuses to replace an existing file.
-func Replace(path string, acc Access, f *File, force bool) error {
+// LockPath is the enrollment lock of the secret file at path. An
+// enrollment is created only while it is held, and only after the holder
+// has found the user unenrolled: there is no secret file yet to lock, and
+// two enrollments (totp-enroll, a login with enroll=login) must not both
+// write the state.
+func LockPath(path string) string { return path + ".lock" }
+
+// lockEnrollment takes the enrollment lock of path, creating the lock file
+// if needed, with the same checks as every file of the enrollment.
+func lockEnrollment(path string, acc Access) (*os.File, error) {
+	lp := LockPath(path)
+	fd, err := unix.Open(lp, unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("%s is a symbolic link", lp)
+		}
+		return nil, fmt.Errorf("opening %s: %w", lp, err)
+	}
+	f := os.NewFile(uintptr(fd), lp)
+	if _, err := checkFile(f, acc); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := lockWithin(f, time.Now().Add(LockTimeout)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", lp, err)
+	}
+	return f, nil
+}
+
+// Create writes a new enrollment under the enrollment lock: the state,
+// then the secret file. With force false it refuses when the user is
+// enrolled. With force true an existing enrollment is replaced while its
+// own lock is held too, so that no login decides on it meanwhile. A nil
+// st keeps the state file that is there (it may hold a lockout), or
+// starts an empty one.
+func Create(path string, acc Access, f *File, st *State, force bool) error {
+	data := f.Marshal()
+	if _, err := ParseFile(data); err != nil {
+		return fmt.Errorf("refusing to write an invalid file: %w", err)
+	}
+	l, err := lockEnrollment(path, acc)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
 	old, err := Lock(path, acc)
 	switch {
 	case errors.Is(err, ErrNotEnrolled):
-		return WriteAtomic(path, f.Marshal(), false)
+		old = nil
 	case err != nil && !force:
 		return err
 	case err != nil:
-		// A broken or foreign file: --force replaces it without a lock.
-		return WriteAtomic(path, f.Marshal(), true)
-	}
-	defer old.Close()
-	if !force {
+		old = nil // a broken or foreign file: --force replaces it without its lock
+	case !force:
+		old.Close()
 		return fmt.Errorf("%s exists: the user is enrolled (use --force to replace)", path)
 	}
-	return WriteAtomic(path, f.Marshal(), true)
-}
-
-// Create writes a new enrollment: the state first (it is ignored until a
-// secret with the same keys exists), then the secret file. With force false
-// it refuses to replace an existing enrollment.
-func Create(path string, acc Access, f *File, st *State, force bool) error {
-	if _, err := ParseFile(f.Marshal()); err != nil {
-		return fmt.Errorf("refusing to write an invalid file: %w", err)
+	if old != nil {
+		defer old.Close()
 	}
-	if !force {
-		if _, err := os.Lstat(path); err == nil {
-			return fmt.Errorf("%s exists (use --force to replace it)", path)
-		}
+	if st != nil {
+		err = WriteAtomic(StatePath(path), EncodeState(st, f), true)
+	} else if err = WriteAtomic(StatePath(path), EncodeState(NewState(), f), false); errors.Is(err, fs.ErrExist) {
+		err = nil
 	}
-	if err := WriteAtomic(StatePath(path), EncodeState(st, f), true); err != nil {
+	if err != nil {
 		return err
 	}
-	return Replace(path, acc, f, force)
+	if err := WriteAtomic(path, data, old != nil || force); err != nil {
+		return err
+	}
+	removePending(path)
+	return nil
 }
 
 // PendingPath is where an enrollment made at login waits, under a random
-// name, until the login as a whole has succeeded.
+// name, until the login as a whole has succeeded; its state waits at
+// StatePath(PendingPath(...)). Neither is the enrollment's until Activate.
 func PendingPath(path, name string) string { return path + ".pending-" + name }
 
-// CreatePending writes a new enrollment that is not yet active: the state
-// (ignored until a secret with the same keys exists), then the secret at
-// PendingPath. Other pending enrollments of path, from logins that never
-// completed, are removed.
+// CreatePending writes an enrollment that is not yet active, and nothing
+// else: a login parked at its prompt must not be able to touch the files
+// of an enrollment made meanwhile.
 func CreatePending(path string, acc Access, f *File, st *State, name string) error {
-	if _, err := ParseFile(f.Marshal()); err != nil {
+	data := f.Marshal()
+	if _, err := ParseFile(data); err != nil {
 		return fmt.Errorf("refusing to write an invalid file: %w", err)
 	}
+	p := PendingPath(path, name)
+	if err := WriteAtomic(StatePath(p), EncodeState(st, f), false); err != nil {
+		return err
+	}
+	return WriteAtomic(p, data, false)
+}
+
+// Activate makes the pending enrollment name the enrollment at path. Under
+// the enrollment lock it asks still whether the user may enroll now (not
+// enrolled meanwhile, by any file the module reads; the policy still
+// allows it), and only then writes the state and the secret. It never
+// changes an existing enrollment or its state.
+func Activate(path string, acc Access, name string, still func() error) error {
+	l, err := lockEnrollment(path, acc)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := still(); err != nil {
+		return err
+	}
+	pending := PendingPath(path, name)
+	f, err := openChecked(pending, acc)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no pending enrollment %s", pending)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	file, _, err := parseOpen(f, pending)
+	if err != nil {
+		return err
+	}
+	st, _, err := readState(pending, acc)
+	if err != nil {
+		return err
+	}
+	if err := WriteAtomic(StatePath(path), EncodeState(st, file), true); err != nil {
+		return err
+	}
+	if err := os.Link(pending, path); err != nil {
+		return fmt.Errorf("activating %s: %w", pending, err)
+	}
+	removePending(path)
+	return syncDir(filepath.Dir(path))
+}
+
+// removePending removes the pending enrollments of path, of logins that
+// did not complete; once the user is enrolled none can be activated.
+func removePending(path string) {
 	dir, prefix := filepath.Dir(path), filepath.Base(PendingPath(path, ""))
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", dir, err)
+		return
 	}
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), prefix) {
 			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
-	if err := WriteAtomic(StatePath(path), EncodeState(st, f), true); err != nil {
-		return err
-	}
-	return WriteAtomic(PendingPath(path, name), f.Marshal(), false)
-}
-
-// Activate makes the pending enrollment name the enrollment at path. It
-// fails if path exists: an enrollment made meanwhile wins.
-func Activate(path string, acc Access, name string) error {
-	pending := PendingPath(path, name)
-	f, err := openChecked(pending, acc)
-	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("no pending enrollment %s (replaced by a later login?)", pending)
-	}
-	if err != nil {
-		return err
-	}
-	f.Close()
-	if err := os.Link(pending, path); err != nil {
-		return fmt.Errorf("activating %s: %w", pending, err)
-	}
-	if err := os.Remove(pending); err != nil {
-		return fmt.Errorf("removing %s: %w", pending, err)
-	}
-	return syncDir(filepath.Dir(path))
 }
 
 // Update changes an existing enrollment under the lock that logins take,

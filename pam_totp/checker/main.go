@@ -29,8 +29,14 @@ func main() {
 	// No core file of ours may hold a secret.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Umask(0o077)
+	// Non-blocking, so that Go's poller takes the socket and a prompt can
+	// have a time-out (prompt_timeout).
+	if err := unix.SetNonblock(0, true); err != nil {
+		fmt.Fprintln(os.Stderr, "pam-totp-check:", err)
+		os.Exit(2)
+	}
 	check.Run(&check.Env{
-		Conn:         os.Stdin,
+		Conn:         os.NewFile(0, "pam_totp socket"),
 		Log:          authlog.Open("pam_totp"),
 		Now:          time.Now,
 		LoginSession: loginSession,
