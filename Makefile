@@ -52,7 +52,7 @@ vet:
 # with a message otherwise.
 test:
 	scripts/deps --tests --with-reference --deb
-	$(MAKE) all vet sanitizers
+	$(MAKE) all build/pamlogin vet sanitizers
 	@mkdir -p build/fuzz-corpus && cp pam_totp/fuzz/corpus/* build/fuzz-corpus/
 	build/fuzz-frames -max_total_time=15 -max_len=9000 -timeout=5 build/fuzz-corpus
 	go test -count=1 ./internal/... ./cmd/...
