@@ -394,3 +394,30 @@ func TestDoctorReadsHomesAsTheUser(t *testing.T) {
 		t.Fatalf("doctor did not report the file the module cannot read (did it read it as root?):\n%s", out)
 	}
 }
+
+// doctor applies the module's own rules: a root-owned ~/.pam_totp and one
+// that does not parse lock their users out and are reported, and
+// enroll=login in sudo's stack, where no QR code can be shown, is warned
+// about.
+func TestDoctorSeesWhatTheModuleRefuses(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	rootOwned, garbled := newUser(t), newUser(t)
+	enroll(t, rootOwned)
+	enroll(t, garbled)
+	os.Chown(filepath.Join(rootOwned.home, ".pam_totp"), 0, 0)
+	if err := os.WriteFile(filepath.Join(garbled.home, ".pam_totp"), []byte("pam_totp 1\ntoken broken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := doctorRun(t, map[string][]string{"sudo": {"auth requisite pam_unix.so", module("required", "nullok", "enroll=login")}}, "")
+	for _, want := range []string{
+		// As the user, as the checker reads it, a root-owned 0600 file does not even open.
+		rootOwned.name + "'s enrollment " + filepath.Join(rootOwned.home, ".pam_totp") + " is refused by the module (opening " +
+			filepath.Join(rootOwned.home, ".pam_totp") + ": permission denied",
+		garbled.name + "'s enrollment " + filepath.Join(garbled.home, ".pam_totp") + " is refused by the module (",
+		"enroll=login under sudo: sudo shows no PAM messages",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("doctor does not say %q:\n%s", want, out)
+		}
+	}
+}

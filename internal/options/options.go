@@ -350,7 +350,7 @@ func Expand(template, user, home string) (string, error) {
 // ValidUser accepts the user names that can safely go into a path: the
 // portable set plus '@' (sssd's user@domain) and a trailing '$'.
 func ValidUser(u string) error {
-	if u == "" || len(u) > 256 || u[0] == '-' || u[0] == '.' || strings.HasSuffix(u, ".state") || strings.Contains(u, ".pending-") {
+	if u == "" || len(u) > 256 || u[0] == '-' || u[0] == '.' || strings.HasSuffix(u, ".state") || strings.HasSuffix(u, ".lock") || strings.Contains(u, ".pending-") {
 		return fmt.Errorf("unsupported user name %q", u)
 	}
 	for i, c := range []byte(u) {

@@ -45,7 +45,7 @@ func TestExpand(t *testing.T) {
 			t.Errorf("Expand(%q, %q) = %q, %v", tt.tmpl, tt.user, got, err)
 		}
 	}
-	for _, u := range []string{"", "..", ".x", "a/b", "-x", "a b", "a\x00", "x.state", "a$b", "é"} {
+	for _, u := range []string{"", "..", ".x", "a/b", "-x", "a b", "a\x00", "x.state", "x.lock", "x.pending-0", "a$b", "é"} {
 		if _, err := Expand("/var/lib/pam-totp/%u", u, "/home/x"); err == nil {
 			t.Errorf("user %q accepted", u)
 		}
