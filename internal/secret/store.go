@@ -38,8 +38,12 @@ func Owner(uid int) Access { return Access{Owner: uid, Perm: 0o600} }
 // refuses anything but a small regular file owned as acc says with no
 // permission bits beyond acc.Perm. O_NONBLOCK keeps a FIFO planted by a
 // user from hanging the login.
-func openChecked(path string, acc Access) (*os.File, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+func openChecked(path string, acc Access) (*os.File, error) { return openCheckedWith(path, acc, 0) }
+
+// openCheckedWith is openChecked with more open(2) flags: O_CREAT makes a
+// missing file, mode 0600, as the caller's uid.
+func openCheckedWith(path string, acc Access, flags int) (*os.File, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY|flags, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil, fs.ErrNotExist
@@ -563,16 +567,8 @@ func LockPath(path string) string { return path + ".lock" }
 // if needed, with the same checks as every file of the enrollment.
 func lockEnrollment(path string, acc Access) (*os.File, error) {
 	lp := LockPath(path)
-	fd, err := unix.Open(lp, unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0o600)
+	f, err := openCheckedWith(lp, acc, unix.O_CREAT)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) {
-			return nil, fmt.Errorf("%s is a symbolic link", lp)
-		}
-		return nil, fmt.Errorf("opening %s: %w", lp, err)
-	}
-	f := os.NewFile(uintptr(fd), lp)
-	if _, err := checkFile(f, acc); err != nil {
-		f.Close()
 		return nil, err
 	}
 	if err := lockWithin(f, time.Now().Add(LockTimeout)); err != nil {
@@ -661,6 +657,11 @@ func Activate(path string, acc Access, name string, still func() error) error {
 	defer l.Close()
 	if err := still(); err != nil {
 		return err
+	}
+	// Whatever still said: every writer of path holds this lock, so a
+	// path absent now stays absent until the link below.
+	if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s exists: the user is enrolled", path)
 	}
 	pending := PendingPath(path, name)
 	f, err := openChecked(pending, acc)
