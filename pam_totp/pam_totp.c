@@ -306,20 +306,22 @@ static int password_failed(pam_handle_t *pamh)
 
 /*
  * The same prompt as the checker's, answered and thrown away: what the
- * user sees must not tell that the password was wrong.
+ * user sees must not tell that the password was wrong. The log names the
+ * account (an admin's name from the passwd database), not what was typed,
+ * which could be anything.
  */
-static int refuse_after_prompt(pam_handle_t *pamh, const struct config *c, const char *user)
+static int refuse_after_prompt(pam_handle_t *pamh, const struct config *c, const struct passwd *pw)
 {
 	char *resp = NULL;
-	const char *text = c->code_in_password ? "Password & verification code: " : c->prompt;
 
-	if (pam_prompt(pamh, c->echo_code ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF, &resp, "%s", text) ==
+	if (pam_prompt(pamh, c->echo_code ? PAM_PROMPT_ECHO_ON : PAM_PROMPT_ECHO_OFF, &resp, "%s", c->prompt) ==
 		    PAM_SUCCESS &&
 	    resp != NULL)
 		explicit_bzero(resp, strlen(resp));
 	free(resp);
 	pam_syslog(pamh, LOG_NOTICE,
-		   "user=%s outcome=fail reason=\"the password was refused earlier in the stack; no checker started\"", user);
+		   "user=%s outcome=fail reason=\"the password was refused earlier in the stack; no checker started\"",
+		   pw != NULL ? pw->pw_name : "(unknown)");
 	return PAM_AUTH_ERR;
 }
 
@@ -893,7 +895,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	if (rc != PAM_SUCCESS)
 		return rc;
 	if (!c.code_in_password && password_failed(pamh))
-		return refuse_after_prompt(pamh, &c, user);
+		return refuse_after_prompt(pamh, &c, pw);
 	return run_checker(pamh, &c, user, pw, NULL, argc, argv);
 }
 

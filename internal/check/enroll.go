@@ -22,10 +22,11 @@ const maxMessage = 512
 
 // mayEnroll reports whether enroll=login applies to a user without a secret.
 func (s *session) mayEnroll() bool {
+	if !s.opts.EnrollAtLogin {
+		return false
+	}
 	if err := s.enrollAllowed(); err != nil {
-		if s.opts.EnrollAtLogin {
-			s.logf(s.env.Log.Info, "", "info", "enroll=login: %v; not enrolling", err)
-		}
+		s.logf(s.env.Log.Info, "", "info", "enroll=login: %v; not enrolling", err)
 		return false
 	}
 	if s.req.Authtok == nil {
@@ -50,8 +51,8 @@ func (s *session) enrollAllowed() error {
 	return nil
 }
 
-// stillUnenrolled is asked under the enrollment lock before an enrollment
-// made at login is written or made active.
+// stillUnenrolled is asked under the enrollment lock, by CreatePending and
+// by Activate, before an enrollment made at login is written or made active.
 func (s *session) stillUnenrolled() error {
 	if err := s.enrollAllowed(); err != nil {
 		return err
@@ -120,10 +121,7 @@ func (s *session) enrollAtLogin() byte {
 	// and sends it back from pam_sm_setcred, which hosts call only then.
 	name, err := pendingName()
 	if err == nil {
-		err = s.stillUnenrolled()
-	}
-	if err == nil {
-		err = secret.CreatePending(s.path, s.acc, file, state, name)
+		err = secret.CreatePending(s.path, s.acc, file, state, name, s.stillUnenrolled)
 	}
 	if err == nil {
 		err = protocol.WriteFrame(s.env.Conn, protocol.Pending, []byte(name))

@@ -11,6 +11,8 @@ import (
 	"pamtotp/internal/otp"
 )
 
+func allow() error { return nil }
+
 func testFile() *File {
 	return &File{Tokens: []Token{{Name: "default", Type: TOTP, Key: []byte("12345678901234567890"), Params: otp.DefaultParams}}}
 }
@@ -24,7 +26,7 @@ func TestPendingAndActivate(t *testing.T) {
 	acc := Owner(os.Getuid())
 	st := NewState()
 	st.Failures = 3 // what the pending state carries, to recognise it
-	if err := CreatePending(path, acc, testFile(), st, "aa"); err != nil {
+	if err := CreatePending(path, acc, testFile(), st, "aa", allow); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(StatePath(path)); !errors.Is(err, os.ErrNotExist) {
@@ -50,7 +52,7 @@ func TestPendingAndActivate(t *testing.T) {
 		t.Fatalf("pending files left: %v", left)
 	}
 	// A second pending enrollment cannot replace the first, even if the check says yes.
-	if err := CreatePending(path, acc, testFile(), NewState(), "bb"); err != nil {
+	if err := CreatePending(path, acc, testFile(), NewState(), "bb", allow); err != nil {
 		t.Fatal(err)
 	}
 	if err := Activate(path, acc, "bb", func() error { return nil }); err == nil {
@@ -82,5 +84,28 @@ func TestCreateRefusesAnEnrollment(t *testing.T) {
 	}
 	if got, _ := ReadState(path, acc); got.Failures != 7 {
 		t.Fatalf("Create with force: state %+v", got)
+	}
+}
+
+// Logins that enroll and then fail (a later module refuses) leave at most
+// one pending enrollment of a file, whoever makes them.
+func TestPendingIsBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "carol")
+	acc := Owner(os.Getuid())
+	for _, name := range []string{"a1", "a2", "a3"} {
+		if err := CreatePending(path, acc, testFile(), NewState(), name, allow); err != nil {
+			t.Fatal(err)
+		}
+	}
+	left, _ := filepath.Glob(PendingPath(path, "*"))
+	if len(left) != 2 || left[0] != PendingPath(path, "a3") || left[1] != StatePath(PendingPath(path, "a3")) {
+		t.Fatalf("pending files: %v, want only the last one's secret and state", left)
+	}
+	refused := errors.New("enrolled meanwhile")
+	if err := CreatePending(path, acc, testFile(), NewState(), "a4", func() error { return refused }); !errors.Is(err, refused) {
+		t.Fatalf("CreatePending with a refusing check: %v", err)
+	}
+	if _, err := os.Lstat(PendingPath(path, "a4")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("a refused CreatePending wrote its file")
 	}
 }

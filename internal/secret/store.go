@@ -630,13 +630,25 @@ func Create(path string, acc Access, f *File, st *State, force bool) error {
 func PendingPath(path, name string) string { return path + ".pending-" + name }
 
 // CreatePending writes an enrollment that is not yet active, and nothing
-// else: a login parked at its prompt must not be able to touch the files
-// of an enrollment made meanwhile.
-func CreatePending(path string, acc Access, f *File, st *State, name string) error {
+// of the enrollment's own files: a login parked at its prompt must not be
+// able to touch an enrollment made meanwhile. Under the enrollment lock it
+// asks still whether the user may still enroll, and removes the pending
+// enrollments of earlier logins that never completed, so that failed
+// logins cannot fill the store.
+func CreatePending(path string, acc Access, f *File, st *State, name string, still func() error) error {
 	data := f.Marshal()
 	if _, err := ParseFile(data); err != nil {
 		return fmt.Errorf("refusing to write an invalid file: %w", err)
 	}
+	l, err := lockEnrollment(path, acc)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	if err := still(); err != nil {
+		return err
+	}
+	removePending(path)
 	p := PendingPath(path, name)
 	if err := WriteAtomic(StatePath(p), EncodeState(st, f), false); err != nil {
 		return err
@@ -690,8 +702,9 @@ func Activate(path string, acc Access, name string, still func() error) error {
 	return syncDir(filepath.Dir(path))
 }
 
-// removePending removes the pending enrollments of path, of logins that
-// did not complete; once the user is enrolled none can be activated.
+// removePending removes the pending enrollments of path: those of logins
+// that did not complete, and, once the user is enrolled, all of them (none
+// can be activated then). Callers hold the enrollment lock.
 func removePending(path string) {
 	dir, prefix := filepath.Dir(path), filepath.Base(PendingPath(path, ""))
 	entries, err := os.ReadDir(dir)
