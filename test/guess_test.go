@@ -516,11 +516,15 @@ func TestGraceIsPerLoginSession(t *testing.T) {
 	}
 	t.Logf("terminal %s", p.name())
 
+	// The offset is taken before the program starts: it may print its
+	// prompt before a later len(p.output()) is read.
+	at = len(p.output())
 	session("sudo -k id")
-	sudo(len(p.output()), code(t, u.secret, 1))
+	sudo(at, code(t, u.secret, 1))
 	p.wait(20 * time.Second)
 
+	at = len(p.output())
 	p.run(userCredential(u), u.home, "sudo", "-k", "id")
-	sudo(len(p.output()), code(t, u.secret, 2))
+	sudo(at, code(t, u.secret, 2))
 	p.wait(20 * time.Second)
 }

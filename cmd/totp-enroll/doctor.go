@@ -328,7 +328,7 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 }
 
 // enrollmentOf reads a's enrollment as a login would: the module's files
-// in its order, with its owner, mode and store rules, and with the rights
+// in its order, with its owner and mode rules, and with the rights
 // its checker has. A file in the home is read as the user, so a link
 // there can never make doctor read as root what the user cannot. found
 // says a file exists; err is then why the module would refuse it.
@@ -344,12 +344,7 @@ func enrollmentOf(a *account, opts *options.Options) (path string, f *secret.Fil
 				return err
 			}
 			path = p
-			if !opts.AsUser() {
-				if err := secret.CheckStoreDir(p, acc.Owner); err != nil {
-					found = true
-					return err
-				}
-			}
+			// The store's directory is checkStore's, reported once.
 			if f, err = secret.Read(p, acc); errors.Is(err, secret.ErrNotEnrolled) {
 				continue
 			}
