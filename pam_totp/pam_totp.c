@@ -79,6 +79,7 @@ struct config {
 	int silent; /* PAM_SILENT: no info or error messages */
 	int secret_as_user; /* secret= names a file the user owns (the default: in the home) */
 	const char *run_as; /* user=: the account that owns the secret files, or NULL */
+	int directory;      /* directory=: the enrollments are in the directory, which only root may reach */
 	const char *require_group; /* only its members are asked for a code */
 	const char *exempt_group;  /* its members are never asked */
 	/* The checker's own prompt, which the module shows itself when the password was refused. */
@@ -108,6 +109,7 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 	c->nodelay = 0;
 	c->secret_as_user = 1;
 	c->run_as = NULL;
+	c->directory = 0;
 	c->require_group = NULL;
 	c->exempt_group = NULL;
 	c->prompt = "Verification code: ";
@@ -153,6 +155,8 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 				return PAM_AUTH_ERR;
 			}
 			c->run_as = argv[i] + 5;
+		} else if (strncmp(argv[i], "directory=", 10) == 0) {
+			c->directory = 1;
 		} else if (strncmp(argv[i], "require_group=", 14) == 0) {
 			c->require_group = argv[i] + 14;
 		} else if (strncmp(argv[i], "exempt_group=", 13) == 0) {
@@ -235,17 +239,17 @@ static const char *item(pam_handle_t *pamh, int type)
 /*
  * The checker never holds more privilege than the file it reads needs: as
  * the account named by user= if given, else as the user for a secret the
- * user owns, else as root for the system store (all ids, so that a sudo
- * caller cannot signal it). An unknown user's checker reads no file and
- * keeps the host's credentials.
+ * user owns, else as root for the system store and for the directory (all
+ * ids, so that a sudo caller cannot signal it). An unknown user's checker
+ * reads no file and keeps the host's credentials.
  */
 static int choose_identity(pam_handle_t *pamh, const struct config *c, const struct passwd *pw, struct identity *id)
 {
 	id->change = pw != NULL && geteuid() == 0;
 	id->uid = 0;
 	id->gid = 0;
-	if (!id->change)
-		return PAM_SUCCESS;
+	if (!id->change || c->directory)
+		return PAM_SUCCESS; /* root: the host's key to the directory is root's */
 	if (c->run_as != NULL) {
 		const struct passwd *as;
 		char *end = NULL;

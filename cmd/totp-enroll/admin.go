@@ -152,11 +152,27 @@ func (fl *commandFlags) status(t *target, _ []string, out io.Writer) error {
 		}
 		return writeJSON(out, row)
 	}
+	rows := []userStatus{}
+	if t.dir != nil {
+		names, err := t.dir.Users()
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			acct, err := directoryAccount(n)
+			if err != nil {
+				continue // a name no login could have
+			}
+			u := &target{acct: acct, path: t.path, dir: t.dir.Other(n)}
+			rows = append(rows, userStatusOf(u))
+			u.close()
+		}
+		return fl.writeStatus(out, rows)
+	}
 	accounts, err := localAccounts()
 	if err != nil {
 		return err
 	}
-	rows := []userStatus{}
 	// One wait in all: a user who holds their own lock (a stopped login,
 	// or on purpose) costs the others nothing once it has passed.
 	until := time.Now().Add(secret.LockTimeout)
@@ -170,6 +186,11 @@ func (fl *commandFlags) status(t *target, _ []string, out io.Writer) error {
 		}
 		rows = append(rows, userStatusOf(&target{acct: a, loc: t.loc, path: path, until: until}))
 	}
+	return fl.writeStatus(out, rows)
+}
+
+// writeStatus writes status --all's rows, as a table or as JSON.
+func (fl *commandFlags) writeStatus(out io.Writer, rows []userStatus) error {
 	if fl.json {
 		return writeJSON(out, rows)
 	}
@@ -344,6 +365,13 @@ func (fl *commandFlags) syncToken(t *target, pos []string, out io.Writer) error 
 
 // reset removes the enrollment: the state first, then the secret.
 func reset(t *target, _ []string, out io.Writer) error {
+	if t.dir != nil {
+		if err := t.notEnrolled(t.dir.Remove()); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%s: enrollment removed (%s)\n", t.acct.name, t.path)
+		return nil
+	}
 	return t.loc.as(t.acct, func() error {
 		a, err := secret.Lock(t.path, t.loc.access(t.acct))
 		if err != nil {

@@ -12,10 +12,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"pamtotp/internal/options"
-	"pamtotp/internal/secret"
+	"slices"
 	"strings"
 	"time"
+
+	"pamtotp/internal/directory"
+	"pamtotp/internal/options"
+	"pamtotp/internal/secret"
 )
 
 // A command runs with its arguments and exits with the returned status.
@@ -85,6 +88,9 @@ type target struct {
 	acct *account
 	loc  *location
 	path string
+	// dir is the user's entry with --directory; path then names the
+	// configuration.
+	dir *directory.Account
 	// until: how long read waits for a lock held by another process; zero
 	// is secret.LockTimeout from now.
 	until time.Time
@@ -93,11 +99,18 @@ type target struct {
 // update changes the enrollment under the lock that logins take, as the
 // identity that owns the files.
 func (t *target) update(change func(*secret.File, *secret.State) error) error {
+	if t.dir != nil {
+		return t.notEnrolled(t.dir.Update(change))
+	}
 	return t.loc.as(t.acct, func() error { return secret.Update(t.path, t.loc.access(t.acct), change) })
 }
 
 // read returns the enrollment as it is now.
 func (t *target) read() (*secret.File, *secret.State, error) {
+	if t.dir != nil {
+		f, st, err := t.dir.Enrollment()
+		return f, st, t.notEnrolled(err)
+	}
 	var f *secret.File
 	var st *secret.State
 	err := t.loc.as(t.acct, func() error {
@@ -113,10 +126,25 @@ func (t *target) read() (*secret.File, *secret.State, error) {
 		f, st = a.File, a.State
 		return nil
 	})
-	if errors.Is(err, secret.ErrNotEnrolled) {
-		err = fmt.Errorf("%s is not enrolled (%s does not exist)", t.acct.name, t.path)
+	return f, st, t.notEnrolled(err)
+}
+
+// notEnrolled says where the enrollment was looked for.
+func (t *target) notEnrolled(err error) error {
+	switch {
+	case !errors.Is(err, secret.ErrNotEnrolled):
+		return err
+	case t.dir != nil:
+		return fmt.Errorf("%s is not enrolled in the directory (%s)", t.acct.name, t.path)
 	}
-	return f, st, err
+	return fmt.Errorf("%s is not enrolled (%s does not exist)", t.acct.name, t.path)
+}
+
+// close ends the target's connection to the directory, if any.
+func (t *target) close() {
+	if t.dir != nil {
+		t.dir.Close()
+	}
 }
 
 // runTokenCommand parses a command's flags, finds the user and runs it.
@@ -125,13 +153,15 @@ func runTokenCommand(name string, c *tokenCommand, args []string, stdout, stderr
 	fs.SetOutput(io.Discard)
 	userName := fs.String("user", "", "")
 	secretFile := fs.String("secret-file", options.DefaultSecret, "")
+	var dirs dirFlags
+	dirs.register(fs)
 	check := func() error { return nil }
 	if c.flags != nil {
 		check = c.flags(fs)
 	}
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stdout, "Usage: totp-enroll %s %s[--user NAME] [--secret-file TEMPLATE]\n\n%s\n", name, c.args, c.help)
+		fmt.Fprintf(stdout, "Usage: totp-enroll %s %s[--user NAME] [--secret-file TEMPLATE | --directory FILE [--bind-dn DN [--bind-password-file FILE]]]\n\n%s\n", name, c.args, c.help)
 		return exitOK
 	}
 	if err == nil && len(pos) != c.nargs {
@@ -150,16 +180,25 @@ func runTokenCommand(name string, c *tokenCommand, args []string, stdout, stderr
 	if err == nil {
 		t.loc, err = parseLocation("--secret-file", *secretFile)
 	}
+	var dc *directory.Config
 	if err == nil {
-		t.acct, err = lookupAccount(*userName)
+		dc, err = dirs.config()
 	}
-	if err == nil {
-		t.path, err = t.loc.path(t.acct)
+	switch {
+	case err == nil && dc != nil:
+		if t.acct, err = directoryAccount(*userName); err == nil {
+			t.dir, t.path = directory.New(dc, t.acct.name), "directory "+dc.Path
+		}
+	case err == nil:
+		if t.acct, err = lookupAccount(*userName); err == nil {
+			t.path, err = t.loc.path(t.acct)
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "totp-enroll %s: %v (see %s --help)\n", name, err, name)
 		return exitUsage
 	}
+	defer t.close()
 	if err := c.run(t, pos, stdout); err != nil {
 		fmt.Fprintf(stderr, "totp-enroll %s: %v\n", name, err)
 		return exitError
@@ -173,17 +212,18 @@ func splitCommand(commands map[string]command, args []string) (name string, rest
 	var globals []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		switch {
-		case a == "--user" || a == "-user" || a == "--secret-file" || a == "-secret-file":
-			if i+1 < len(args) {
+		flagName, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && slices.Contains(globalFlags, flagName) {
+			switch {
+			case hasValue:
+				globals = append(globals, a)
+				continue
+			case i+1 < len(args):
 				globals = append(globals, a, args[i+1])
 				i++
 				continue
 			}
 			return "", nil, false
-		case strings.HasPrefix(a, "--user=") || strings.HasPrefix(a, "--secret-file="):
-			globals = append(globals, a)
-			continue
 		}
 		if _, known := commands[a]; known || a == "add" {
 			return a, append(append([]string(nil), args[i+1:]...), globals...), true

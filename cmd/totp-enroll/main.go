@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"pamtotp/internal/directory"
 	"pamtotp/internal/enroll"
 	"pamtotp/internal/options"
 	"pamtotp/internal/otp"
@@ -93,6 +94,72 @@ type config struct {
 	counter                                           int64
 	noConfirm, force                                  bool
 	add                                               bool // add a token to an enrollment
+	dirs                                              dirFlags
+}
+
+// writer is where an enrollment is written: the user's files, or their
+// entry in the directory.
+type writer struct {
+	acct     *account
+	where    string
+	enrolled bool
+	create   func(f *secret.File, st *secret.State, force bool) error
+	update   func(change func(*secret.File, *secret.State) error) error
+	close    func()
+}
+
+// writer finds the user and where their enrollment goes, and drops to
+// the user for good when it goes into their home. The exit code is for
+// the error.
+func (c *config) writer() (*writer, int, error) {
+	dc, err := c.dirs.config()
+	if err != nil {
+		return nil, exitUsage, err
+	}
+	if dc != nil {
+		acct, err := directoryAccount(c.user)
+		if err != nil {
+			return nil, exitUsage, err
+		}
+		d := directory.New(dc, acct.name)
+		_, _, err = d.Enrollment()
+		if err != nil && !errors.Is(err, secret.ErrNotEnrolled) {
+			d.Close()
+			return nil, exitError, err
+		}
+		return &writer{acct: acct, where: "directory " + dc.Path, enrolled: err == nil,
+			create: d.Create, update: d.Update, close: func() { d.Close() }}, exitOK, nil
+	}
+	target, err := lookupAccount(c.user)
+	if err != nil {
+		return nil, exitUsage, err
+	}
+	loc, err := parseLocation("--secret-file", c.secretFile)
+	if err != nil {
+		return nil, exitUsage, err
+	}
+	path, err := loc.path(target)
+	if err != nil {
+		return nil, exitUsage, fmt.Errorf("--secret-file: %w", err)
+	}
+	acc := loc.access(target)
+	if loc.opts.AsUser() {
+		// Never write a user's home as root: become the user first, for good.
+		if err := privilege.Drop(target.uid, target.gid); err != nil {
+			return nil, exitError, err
+		}
+	} else if os.Geteuid() != 0 {
+		return nil, exitError, fmt.Errorf("%s is in the root-owned store: run totp-enroll as root", path)
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, exitError, err
+	}
+	_, statErr := os.Lstat(path)
+	return &writer{acct: target, where: path, enrolled: statErr == nil,
+		create: func(f *secret.File, st *secret.State, force bool) error {
+			return secret.Create(path, acc, f, st, force)
+		},
+		update: func(change func(*secret.File, *secret.State) error) error { return secret.Update(path, acc, change) },
+		close:  func() {}}, exitOK, nil
 }
 
 func main() {
@@ -118,35 +185,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitUsage, "%v (see --help)", err)
 	}
-	target, err := lookupAccount(c.user)
+	w, code, err := c.writer()
 	if err != nil {
-		return fail(exitUsage, "%v", err)
+		return fail(code, "%v", err)
 	}
-	loc, err := parseLocation("--secret-file", c.secretFile)
-	if err != nil {
-		return fail(exitUsage, "%v", err)
-	}
-	path, err := loc.path(target)
-	if err != nil {
-		return fail(exitUsage, "--secret-file: %v", err)
-	}
-	acc := loc.access(target)
-	if loc.opts.AsUser() {
-		// Never write a user's home as root: become the user first, for good.
-		if err := privilege.Drop(target.uid, target.gid); err != nil {
-			return fail(exitError, "%v", err)
-		}
-	} else if os.Geteuid() != 0 {
-		return fail(exitError, "%s is in the root-owned store: run totp-enroll as root", path)
-	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fail(exitError, "%v", err)
-	}
-	_, statErr := os.Lstat(path)
+	defer w.close()
+	target := w.acct
 	switch {
-	case c.add && statErr != nil:
+	case c.add && !w.enrolled:
 		return fail(exitError, "%s is not enrolled yet: run totp-enroll without add first", target.name)
-	case !c.add && !c.force && statErr == nil:
-		return fail(exitError, "%s exists: %s is enrolled (use --force to replace)", path, target.name)
+	case !c.add && !c.force && w.enrolled && c.dirs.conf != "":
+		return fail(exitError, "%s is enrolled in the %s (use --force to replace)", target.name, w.where)
+	case !c.add && !c.force && w.enrolled:
+		return fail(exitError, "%s exists: %s is enrolled (use --force to replace)", w.where, target.name)
 	}
 
 	tok, err := newToken(c)
@@ -185,7 +236,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	if c.add {
-		err := secret.Update(path, acc, func(f *secret.File, st *secret.State) error {
+		err := w.update(func(f *secret.File, st *secret.State) error {
 			if f.Token(tok.Name) != nil {
 				return fmt.Errorf("%s already has a token %q (choose another --name)", target.name, tok.Name)
 			}
@@ -200,7 +251,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if err != nil {
 			return fail(exitError, "%v", err)
 		}
-		fmt.Fprintf(stdout, "Added token %q to %s\n", tok.Name, path)
+		fmt.Fprintf(stdout, "Added token %q to %s\n", tok.Name, w.where)
 		return exitOK
 	}
 	// Under the enrollment lock: the state (it records the confirmation
@@ -211,10 +262,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if c.noConfirm {
 		st = nil
 	}
-	if err := secret.Create(path, acc, file, st, c.force); err != nil {
+	if err := w.create(file, st, c.force); err != nil {
 		return fail(exitError, "%v", err)
 	}
-	fmt.Fprintf(stdout, "Written: %s\n", path)
+	fmt.Fprintf(stdout, "Written: %s\n", w.where)
 	if len(scratch) > 0 {
 		fmt.Fprintf(stdout, "\nEmergency scratch codes (each works once; keep them apart from the phone):\n")
 		for _, s := range scratch {
@@ -245,6 +296,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.kind, "type", string(secret.TOTP), "")
 	fs.Int64Var(&c.counter, "counter", 0, "")
 	fs.StringVar(&c.comment, "comment", "", "")
+	c.dirs.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"pamtotp/internal/otp"
 	"pamtotp/internal/protocol"
 	"pamtotp/internal/secret"
+	"pamtotp/internal/store"
 	"pamtotp/internal/verify"
 )
 
@@ -38,6 +39,9 @@ type Env struct {
 	// in (inherited from the host), or "" if none was set. Only
 	// grace_period asks for it; nil is no session.
 	LoginSession func() string
+	// Directory opens a user's enrollment in the directory of directory=;
+	// nil refuses that option.
+	Directory store.Opener
 }
 
 // Run handles one request and always tries to send a verdict.
@@ -63,16 +67,25 @@ func Run(e *Env) {
 		return
 	}
 	s := &session{env: e, req: req}
+	defer s.closeAccount()
 	verdict = s.run()
 }
 
+func (s *session) closeAccount() {
+	if s.dir != nil {
+		s.dir.Close()
+	}
+}
+
 type session struct {
-	env     *Env
-	req     *protocol.Req
-	opts    *options.Options
-	path    string        // the user's secret file, once open has found it
-	acc     secret.Access // who owns it
-	authtok bool          // SetAuthtok sent
+	env  *Env
+	req  *protocol.Req
+	opts *options.Options
+	acct store.Account // where the user's enrollment is, once open has found it
+	dir  store.Account // the user's account in the directory, opened once
+	// fallback is why the directory was bypassed (fallback=local), or nil.
+	fallback error
+	authtok  bool // SetAuthtok sent
 }
 
 // saveFailedMessage is shown when a login cannot be recorded.
@@ -167,19 +180,65 @@ func (s *session) run() byte {
 	return s.finish(r, c, err)
 }
 
-// open finds the user's secret file, checks that the checker runs as the
-// identity that file needs, and parses it. The file is parsed again under
-// the lock. Without secret=, pam_totp's file is looked for first and then
-// pam_google_authenticator's.
+// open finds the user's enrollment and reads it. The enrollment is read
+// again when the decision is made.
 func (s *session) open() (*secret.File, error) {
 	if !s.req.Known {
 		return nil, errors.New("unknown user")
 	}
+	if s.opts.Directory == "" {
+		return s.openFiles()
+	}
+	file, err := s.openDirectory()
+	if errors.Is(err, store.ErrUnreachable) && s.opts.FallbackLocal {
+		// Only a directory that cannot be reached at all is bypassed, and
+		// only for a user with a local enrollment (root's break-glass
+		// token): everyone else fails closed.
+		local, lerr := s.openFiles()
+		if lerr == nil {
+			s.fallback = err
+			return local, nil
+		}
+		if !errors.Is(lerr, secret.ErrNotEnrolled) {
+			err = fmt.Errorf("%w; fallback=local: %v", err, lerr)
+		}
+		// Not enrolled locally either: the login fails as the directory's,
+		// never as "not enrolled", which nullok or enroll=login would take.
+		s.acct = s.dir
+	}
+	return file, err
+}
+
+// openDirectory reads the user's enrollment in the directory.
+func (s *session) openDirectory() (*secret.File, error) {
+	if s.env.Directory == nil {
+		return nil, errors.New("directory= is not supported by this checker")
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("directory=: the checker runs as uid %d, not as root", os.Geteuid())
+	}
+	if s.dir == nil {
+		acct, err := s.env.Directory(s.opts.Directory, s.req.User)
+		if err != nil {
+			return nil, err
+		}
+		s.dir = acct
+		if s.opts.Debug {
+			s.env.Log.Debug("user=" + quote(s.req.User) + " directory=" + quote(acct.Where()))
+		}
+	}
+	s.acct = s.dir
+	return s.dir.Read()
+}
+
+// openFiles finds the user's secret file, checks that the checker runs as
+// the identity that file needs, and parses it. Without secret=, pam_totp's
+// file is looked for first and then pam_google_authenticator's.
+func (s *session) openFiles() (*secret.File, error) {
 	acc, err := s.opts.Access(s.req.UID)
 	if err != nil {
 		return nil, err
 	}
-	s.acc = acc
 	// pam_totp.so started us as the account that owns the files; anything
 	// else is a mistake we refuse to work with.
 	if os.Getuid() != acc.Owner || os.Geteuid() != acc.Owner {
@@ -199,7 +258,7 @@ func (s *session) open() (*secret.File, error) {
 				return nil, err
 			}
 		}
-		s.path = path
+		s.acct = store.Files{Path: path, Acc: acc}
 		if s.opts.Debug {
 			s.env.Log.Debug("user=" + quote(s.req.User) + " secret=" + quote(path))
 		}
@@ -208,13 +267,13 @@ func (s *session) open() (*secret.File, error) {
 		}
 	}
 	// Not enrolled: a new enrollment goes into the first place looked at.
-	s.path = first
+	s.acct = store.Files{Path: first, Acc: acc}
 	return nil, secret.ErrNotEnrolled
 }
 
 // policy is the module's policy, adjusted for a pam_google_authenticator
 // file to that file's own settings (docs/migrating.md).
-func (s *session) policy(a *secret.LockedEnrollment) verify.Policy {
+func (s *session) policy(a store.Enrollment) verify.Policy {
 	p := s.opts.Policy
 	if g := a.Google(); g != nil {
 		behind, ahead, hotp := (g.Window-1)/2, g.Window/2, g.Window
@@ -261,65 +320,96 @@ func (s *session) inGrace() bool {
 	if !secret.ValidPlace(place) {
 		return false
 	}
-	acct, err := secret.Lock(s.path, s.acc)
+	e, err := s.acct.Hold()
 	if err != nil {
 		return false
 	}
-	defer acct.Close()
+	defer e.Close()
 	now := s.env.Now().Unix()
-	t := acct.State.GraceFor(place)
-	return t > 0 && t <= now && now-t < s.opts.GracePeriod && acct.State.LockedUntil <= now
+	t := e.State().GraceFor(place)
+	return t > 0 && t <= now && now-t < s.opts.GracePeriod && e.State().LockedUntil <= now
 }
 
-// decide checks the candidates under the enrollment's lock and saves the
-// state before returning. One attempt is one failure, however many
-// candidates were tried, and it is counted before any code is compared:
-// the charged state is published where the next login sees it, so a
-// checker killed or stopped at any later moment cannot leave a wrong code
-// uncounted while a right one would have gone through. If the charge
-// cannot be written, no code is compared (docs/security.md).
+// maxConflicts bounds how often a decision is made again because the
+// enrollment changed under it (the directory has no locks). Each round one
+// of the logins that raced gets through, so a bounded few cannot starve
+// the rest for long; past the bound the login fails closed.
+const maxConflicts = 8
+
+// decide checks the candidates and saves the state before returning. It
+// decides again, from what the store holds then, when another login or an
+// admin changed the enrollment meanwhile.
 func (s *session) decide(candidates []candidate) (verify.Result, candidate, error) {
-	acct, err := secret.Lock(s.path, s.acc)
+	for range maxConflicts {
+		r, c, err := s.decideOnce(candidates)
+		if !errors.Is(err, store.ErrConflict) {
+			return r, c, err
+		}
+	}
+	return verify.Result{Outcome: verify.BadCode}, candidates[0], fmt.Errorf("the enrollment kept changing: %d decisions in a row were overtaken", maxConflicts)
+}
+
+// decideOnce checks the candidates with the enrollment held. One attempt
+// is one failure, however many candidates were tried, and it is counted
+// before any code is compared: the charged state is published where the
+// next login sees it, so a checker killed or stopped at any later moment
+// cannot leave a wrong code uncounted while a right one would have gone
+// through. If the charge cannot be written, no code is compared
+// (docs/security.md).
+func (s *session) decideOnce(candidates []candidate) (verify.Result, candidate, error) {
+	e, err := s.acct.Hold()
 	if err != nil {
 		return verify.Result{Outcome: verify.BadCode}, candidates[0], err
 	}
-	defer acct.Close()
+	defer e.Close()
 	now := s.env.Now().Unix()
-	policy := s.policy(acct)
-	orig := acct.State
+	policy := s.policy(e)
+	file, orig := e.Secret(), e.State()
+	charged := false
 	for _, c := range candidates {
-		if _, ok := verify.Admit(acct.File, orig, c.code, now, policy); ok {
-			charged := orig.Clone()
-			verify.Charge(charged, now, policy)
-			if err := acct.Publish(charged); err != nil {
+		if _, ok := verify.Admit(file, orig, c.code, now, policy); ok {
+			st := orig.Clone()
+			verify.Charge(st, now, policy)
+			if err := e.Publish(st); errors.Is(err, store.ErrConflict) {
+				return verify.Result{}, candidates[0], err
+			} else if err != nil {
 				s.saveFailed()
 				return verify.Result{Outcome: verify.BadCode}, candidates[0], fmt.Errorf("cannot record the attempt, so no code was compared: %w", err)
 			}
+			charged = true
 			break
 		}
 	}
 	var r verify.Result
+	var final *secret.State
 	chosen := candidates[0]
 	for i, c := range candidates {
 		// Each reading is tried on its own copy; the one kept is saved.
 		st := orig.Clone()
-		res := verify.Check(acct.File, st, c.code, now, policy)
+		res := verify.Check(file, st, c.code, now, policy)
 		if i == 0 || res.Outcome == verify.OK {
-			r, chosen, acct.State = res, c, st
+			r, chosen, final = res, c, st
 		}
 		if res.Outcome == verify.OK {
 			break
 		}
 	}
 	if r.Outcome == verify.OK && s.opts.GracePeriod > 0 {
-		acct.State.Remember(s.place(), now)
+		final.Remember(s.place(), now)
 	}
 	if r.Outcome == verify.OK && !s.req.Silent {
 		// Told below. Under PAM_SILENT (sudo's default) no message reaches
 		// the user, so the next login that can show the count does.
-		acct.State.Missed = 0
+		final.Missed = 0
 	}
-	if err := acct.SaveState(); err != nil {
+	if err := e.Save(final); errors.Is(err, store.ErrConflict) && (r.Outcome == verify.OK || !charged) {
+		// A success must be decided again from what overtook it (the same
+		// code used elsewhere, an unlock); a failure already counted by
+		// its charge stays counted once.
+		return verify.Result{}, chosen, err
+	} else if errors.Is(err, store.ErrConflict) {
+		return r, chosen, nil
+	} else if err != nil {
 		// Without the saved state a code could be used again: refuse.
 		s.saveFailed()
 		if s.opts.AllowReadonly {
@@ -422,6 +512,9 @@ func (s *session) logf(level func(string) error, token, outcome, format string, 
 	}
 	if token != "" {
 		fmt.Fprintf(&b, " token=%s", quote(token))
+	}
+	if s.fallback != nil {
+		fmt.Fprintf(&b, " fallback=local store=%s directory=%s", quote(s.acct.Where()), quote(s.fallback.Error()))
 	}
 	fmt.Fprintf(&b, " outcome=%s reason=%s", outcome, quote(fmt.Sprintf(format, args...)))
 	level(b.String())

@@ -121,7 +121,7 @@ func (s *session) enrollAtLogin() byte {
 	// and sends it back from pam_sm_setcred, which hosts call only then.
 	name, err := pendingName()
 	if err == nil {
-		err = secret.CreatePending(s.path, s.acc, file, state, name, s.stillUnenrolled)
+		err = s.acct.CreatePending(file, state, name, s.stillUnenrolled)
 	}
 	if err == nil {
 		err = protocol.WriteFrame(s.env.Conn, protocol.Pending, []byte(name))
@@ -151,7 +151,7 @@ func (s *session) activate() byte {
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: not activated: %v", problem)
 		return protocol.Fail
 	}
-	if err := secret.Activate(s.path, s.acc, s.req.Activate, s.stillUnenrolled); err != nil {
+	if err := s.acct.Activate(s.req.Activate, s.stillUnenrolled); err != nil {
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: not activated: %v", err)
 		return protocol.Fail
 	}

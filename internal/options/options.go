@@ -60,6 +60,12 @@ type Options struct {
 	// module line's window= (and hotp_window=) only with this option.
 	TrustFileSettings bool
 	Debug             bool
+	// Directory is directory=: the configuration file of the directory
+	// that holds the enrollments (docs/fleet.md); "" for files.
+	Directory string
+	// FallbackLocal is fallback=local: when the directory cannot be
+	// reached, a user enrolled locally at secret= is checked there.
+	FallbackLocal bool
 }
 
 // Parse parses module arguments.
@@ -166,6 +172,16 @@ func Parse(args []string) (*Options, error) {
 			o.Policy.ResyncRange, err = number(val, hasVal, 0, 60)
 		case "initial_window":
 			o.Policy.InitialWindow, err = number(val, hasVal, 0, 600)
+		case "directory":
+			o.Directory = val
+			if !hasVal || !strings.HasPrefix(val, "/") {
+				err = errors.New("needs an absolute path")
+			}
+		case "fallback":
+			o.FallbackLocal = true
+			if val != "local" {
+				err = errors.New("the only value is local")
+			}
 		case "trust_file_settings":
 			err = flag(&o.TrustFileSettings)
 		case "deny":
@@ -202,6 +218,17 @@ func Parse(args []string) (*Options, error) {
 			return nil, errors.New("max_unlock_time= must not be below unlock_time=")
 		}
 		o.Policy.MaxUnlockTime = o.Policy.UnlockTime
+	}
+	if o.Directory != "" && o.RunAs != "" {
+		return nil, errors.New("directory= runs the checker as root: not with user=")
+	}
+	if o.FallbackLocal && o.Directory == "" {
+		return nil, errors.New("fallback=local needs directory=")
+	}
+	if o.FallbackLocal && o.AsUser() {
+		// The checker runs as root for the directory, and root never reads
+		// a file the user can change.
+		return nil, errors.New("fallback=local needs secret= in a root-owned store, such as secret=/etc/pam-totp/local/%u")
 	}
 	if o.EnrollUntil != 0 && !o.EnrollAtLogin {
 		return nil, errors.New("enroll_until= needs enroll=login")

@@ -18,6 +18,7 @@ import (
 
 	"pamtotp/internal/authlog"
 	"pamtotp/internal/check"
+	"pamtotp/internal/directory"
 )
 
 func main() {
@@ -40,6 +41,7 @@ func main() {
 		Log:          authlog.Open("pam_totp"),
 		Now:          time.Now,
 		LoginSession: loginSession,
+		Directory:    directory.Open,
 	})
 }
 

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
+
+	"pamtotp/internal/gafile"
+	"pamtotp/internal/secret"
+	"pamtotp/internal/store"
+)
+
+// Account is one user's place in the directory. It implements
+// store.Account for logins, and the admin's operations for totp-enroll.
+type Account struct {
+	conf  *Config
+	user  string
+	s     *session
+	e     *entry // as last read
+	fresh bool   // e was read by Read and not yet held
+	// shared: the connection is another Account's, which closes it.
+	shared bool
+}
+
+// Open is the login path's store.Opener: it reads the configuration and
+// connects at the first read.
+func Open(conf, user string) (store.Account, error) {
+	c, err := Load(conf)
+	if err != nil {
+		return nil, err
+	}
+	return New(c, user), nil
+}
+
+// New is the account of user in the directory c describes.
+func New(c *Config, user string) *Account { return &Account{conf: c, user: user} }
+
+// Where names the account for messages: the server and the user.
+func (a *Account) Where() string {
+	if a.e != nil && a.s != nil {
+		return a.s.uri.String() + " " + a.e.dn
+	}
+	return a.conf.Path + " user " + a.user
+}
+
+func (a *Account) Close() error {
+	if a.s != nil && !a.shared {
+		return a.s.Close()
+	}
+	return nil
+}
+
+// Read reads the user's entry. A user without an entry, or an entry the
+// host may not read, is an error, never "not enrolled": nullok and
+// enroll=login must not apply to a directory that did not answer for them.
+func (a *Account) Read() (*secret.File, error) {
+	if err := a.read(); err != nil {
+		return nil, err
+	}
+	a.fresh = true
+	if a.e.file == nil {
+		return nil, secret.ErrNotEnrolled
+	}
+	return a.e.file, nil
+}
+
+// connect connects and binds at the first use.
+func (a *Account) connect() error {
+	if a.s == nil {
+		s, err := dial(a.conf)
+		if err != nil {
+			return err
+		}
+		a.s = s
+	}
+	return nil
+}
+
+func (a *Account) read() error {
+	if err := a.connect(); err != nil {
+		return err
+	}
+	base, scope := a.conf.Base, ldap.ScopeWholeSubtree
+	filter := strings.Replace(a.conf.UserFilter, "%u", ldap.EscapeFilter(a.user), 1)
+	if a.conf.UserDN != "" {
+		base, scope, filter = strings.Replace(a.conf.UserDN, "%u", ldap.EscapeDN(a.user), 1), ldap.ScopeBaseObject, "(objectClass=*)"
+	}
+	// The second half is always true where the schema is loaded and the
+	// host may search pamTOTPSecret, and undefined (no entry) where not:
+	// a directory without our schema must not look like "not enrolled".
+	filter = "(&" + filter + "(|(" + attrSecret + "=*)(!(" + attrSecret + "=*))))"
+	req := ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 2, int(a.conf.Timeout.Seconds())+1, false,
+		filter, []string{"objectClass", attrSecret, attrState, attrPending}, nil)
+	var res *ldap.SearchResult
+	err := a.s.op(func(c *ldap.Conn) (err error) { res, err = c.Search(req); return err })
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || err == nil && len(res.Entries) > 1:
+		return fmt.Errorf("%s: more than one entry for %q matches %s", a.conf.Path, a.user, filter)
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) || err == nil && len(res.Entries) == 0:
+		return fmt.Errorf("%s: no entry for %q that this host may read (missing, outside base, the ACL, or the pam-totp schema not loaded)", a.conf.Path, a.user)
+	case err != nil:
+		return fmt.Errorf("searching for %q: %w", a.user, err)
+	}
+	en := res.Entries[0]
+	e, err := decodeEntry(en.DN, en.GetAttributeValues("objectClass"),
+		en.GetRawAttributeValues(attrSecret), en.GetRawAttributeValues(attrState), en.GetRawAttributeValues(attrPending))
+	if err != nil {
+		return fmt.Errorf("entry %s: %w", en.DN, err)
+	}
+	a.e = e
+	return nil
+}
+
+// Hold takes what Read just read, or reads again: there is no lock, and
+// every write is checked against what was read.
+func (a *Account) Hold() (store.Enrollment, error) {
+	if !a.fresh {
+		if err := a.read(); err != nil {
+			return nil, err
+		}
+	}
+	a.fresh = false
+	if a.e.file == nil {
+		return nil, secret.ErrNotEnrolled
+	}
+	return &held{a: a, e: a.e}, nil
+}
+
+// held is an enrollment read for one decision.
+type held struct {
+	a *Account
+	e *entry
+}
+
+func (h *held) Secret() *secret.File           { return h.e.file }
+func (h *held) State() *secret.State           { return h.e.state }
+func (h *held) Google() *gafile.File           { return nil }
+func (h *held) Close() error                   { return nil }
+func (h *held) Publish(st *secret.State) error { return h.write(st) }
+func (h *held) Save(st *secret.State) error    { return h.write(st) }
+
+// write swaps the state read for st in one modify, which the server
+// refuses whole if the state or the secret changed since: another host
+// used a code or counted a failure, or an admin changed the enrollment.
+func (h *held) write(st *secret.State) error {
+	data := string(st.Marshal(h.e.file))
+	if data == h.e.stateRaw {
+		return nil
+	}
+	req := ldap.NewModifyRequest(h.e.dn, []ldap.Control{unchanged(attrSecret, h.e.secretRaw)})
+	swap(req, attrState, h.e.stateRaw, data)
+	if err := h.a.modify(req); err != nil {
+		return err
+	}
+	h.e.stateRaw = data
+	return nil
+}
+
+// swap replaces old with new by a delete of the old value and an add:
+// never a replace, which would succeed over a value someone else wrote.
+func swap(req *ldap.ModifyRequest, attr, old, new string) {
+	if old != "" {
+		req.Delete(attr, []string{old})
+	}
+	if new != "" {
+		req.Add(attr, []string{new})
+	}
+}
+
+// modify sends one modify. The refusals that mean "changed meanwhile"
+// are store.ErrConflict.
+func (a *Account) modify(req *ldap.ModifyRequest) error {
+	err := a.s.op(func(c *ldap.Conn) error { return c.Modify(req) })
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchAttribute) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultAttributeOrValueExists) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultConstraintViolation) ||
+		ldap.IsErrorWithCode(err, ldap.LDAPResultAssertionFailed) {
+		return fmt.Errorf("%w (%v)", store.ErrConflict, err)
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", req.DN, err)
+	}
+	return nil
+}
+
+// CreatePending writes an enrollment made at login into the entry's
+// pending attribute, which no login reads as an enrollment.
+func (a *Account) CreatePending(f *secret.File, st *secret.State, name string, still func() error) error {
+	if err := still(); err != nil { // reads the entry again
+		return err
+	}
+	if _, err := marshalFile(f); err != nil {
+		return err
+	}
+	req := ldap.NewModifyRequest(a.e.dn, nil)
+	a.addClass(req)
+	swap(req, attrPending, a.e.pendingRaw, encodePending(name, f, st))
+	return a.modify(req)
+}
+
+// Activate makes the pending enrollment name the user's in one modify,
+// which adds the secret: the server refuses it if a secret is there, so
+// of two first logins on two hosts one enrolls and the other fails.
+func (a *Account) Activate(name string, still func() error) error {
+	if err := still(); err != nil { // reads the entry again
+		return err
+	}
+	if a.e.pendingRaw == "" {
+		return fmt.Errorf("no pending enrollment in %s", a.e.dn)
+	}
+	pname, f, st, err := decodePending(a.e.pendingRaw)
+	if err != nil {
+		return err
+	}
+	if pname != name {
+		return errors.New("the pending enrollment is another login's")
+	}
+	data, err := marshalFile(f)
+	if err != nil {
+		return err
+	}
+	req := ldap.NewModifyRequest(a.e.dn, nil)
+	a.addClass(req)
+	swap(req, attrPending, a.e.pendingRaw, "")
+	req.Add(attrSecret, []string{data})
+	swap(req, attrState, a.e.stateRaw, string(st.Marshal(f)))
+	if err := a.modify(req); errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("the user was enrolled meanwhile: %w", err)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+func (a *Account) addClass(req *ldap.ModifyRequest) {
+	if !a.e.hasClass {
+		// Refused if someone added it meanwhile: the caller reads again.
+		req.Add("objectClass", []string{classUser})
+	}
+}
+
+// unchanged is the LDAP Assertion control (RFC 4528) that the value of
+// attr is still v: a login's state write is refused if an admin changed
+// the secret meanwhile (removed a lost token, say), even where the state
+// itself is the same.
+func unchanged(attr, v string) ldap.Control {
+	return assertion{filter: "(" + attr + "=" + ldap.EscapeFilter(v) + ")"}
+}
+
+type assertion struct{ filter string }
+
+const oidAssertion = "1.3.6.1.1.12"
+
+func (c assertion) GetControlType() string { return oidAssertion }
+func (c assertion) String() string         { return "Assertion " + c.filter }
+
+func (c assertion) Encode() *ber.Packet {
+	p := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "Control")
+	p.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, oidAssertion, "Control Type"))
+	p.AppendChild(ber.NewBoolean(ber.ClassUniversal, ber.TypePrimitive, ber.TagBoolean, true, "Criticality"))
+	v := ber.Encode(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, nil, "Control Value")
+	if f, err := ldap.CompileFilter(c.filter); err == nil {
+		v.AppendChild(f)
+	}
+	// A filter that did not compile leaves the value empty, which the
+	// server refuses as a protocol error: the write fails, never passes.
+	p.AppendChild(v)
+	return p
+}

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package directory
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/go-ldap/ldap/v3"
+
+	"pamtotp/internal/secret"
+	"pamtotp/internal/store"
+)
+
+// WithBind is the configuration with an admin's own simple bind in place
+// of the host's identity (totp-enroll --bind-dn).
+func (c *Config) WithBind(dn, password string) *Config {
+	n := *c
+	n.CertFile, n.KeyFile, n.BindDN, n.Password = "", "", dn, password
+	return &n
+}
+
+// Enrollment returns the secret and the state as they are now, or
+// secret.ErrNotEnrolled.
+func (a *Account) Enrollment() (*secret.File, *secret.State, error) {
+	if err := a.read(); err != nil {
+		return nil, nil, err
+	}
+	if a.e.file == nil {
+		return nil, nil, secret.ErrNotEnrolled
+	}
+	return a.e.file, a.e.state, nil
+}
+
+// Create enrolls the user, or with force replaces the enrollment. A nil
+// st keeps the state there (it may hold a lockout), or starts an empty
+// one. Like every write, it is one modify against what was read.
+func (a *Account) Create(f *secret.File, st *secret.State, force bool) error {
+	return a.retry(func() error {
+		if err := a.read(); err != nil {
+			return err
+		}
+		if a.e.file != nil && !force {
+			return fmt.Errorf("%s is enrolled in the directory (use --force to replace)", a.user)
+		}
+		data, err := marshalFile(f)
+		if err != nil {
+			return err
+		}
+		if st == nil {
+			st = a.e.state
+		}
+		req := ldap.NewModifyRequest(a.e.dn, nil)
+		a.addClass(req)
+		swap(req, attrSecret, a.e.secretRaw, data)
+		a.swapState(req, string(st.Marshal(f)))
+		swap(req, attrPending, a.e.pendingRaw, "")
+		return a.modify(req)
+	})
+}
+
+// Update changes the enrollment: the secret and the state are both
+// swapped in one modify, so a login that decided meanwhile has to decide
+// again, and the change never overwrites one.
+func (a *Account) Update(change func(*secret.File, *secret.State) error) error {
+	return a.retry(func() error {
+		f, st, err := a.Enrollment()
+		if err != nil {
+			return err
+		}
+		if err := change(f, st); err != nil {
+			return err
+		}
+		data, err := marshalFile(f)
+		if err != nil {
+			return err
+		}
+		req := ldap.NewModifyRequest(a.e.dn, nil)
+		swap(req, attrSecret, a.e.secretRaw, data)
+		a.swapState(req, string(st.Marshal(f)))
+		return a.modify(req)
+	})
+}
+
+// swapState swaps the state, also when it is unchanged: the delete of the
+// value read is what makes the write fail if a login wrote meanwhile.
+func (a *Account) swapState(req *ldap.ModifyRequest, data string) {
+	swap(req, attrState, a.e.stateRaw, data)
+}
+
+// Remove deletes the enrollment, its state and any pending enrollment.
+func (a *Account) Remove() error {
+	return a.retry(func() error {
+		if err := a.read(); err != nil {
+			return err
+		}
+		if a.e.file == nil {
+			return secret.ErrNotEnrolled
+		}
+		req := ldap.NewModifyRequest(a.e.dn, nil)
+		swap(req, attrSecret, a.e.secretRaw, "")
+		swap(req, attrState, a.e.stateRaw, "")
+		swap(req, attrPending, a.e.pendingRaw, "")
+		return a.modify(req)
+	})
+}
+
+// retry runs an admin's change again when a login overtook it.
+func (a *Account) retry(f func() error) error {
+	var err error
+	for range 8 {
+		if err = f(); !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("%s: the enrollment kept changing: %w", a.user, err)
+}
+
+// Users lists the enrolled users under base, by the attribute that
+// user_filter names ((uid=%u) gives uid).
+func (a *Account) Users() ([]string, error) {
+	attr := userAttr(a.conf.UserFilter)
+	if attr == "" || a.conf.Base == "" {
+		return nil, errors.New("listing users needs base and a user_filter of the form (ATTR=%u)")
+	}
+	if err := a.connect(); err != nil {
+		return nil, err
+	}
+	req := ldap.NewSearchRequest(a.conf.Base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
+		"("+attrSecret+"=*)", []string{attr}, nil)
+	var res *ldap.SearchResult
+	err := a.s.op(func(l *ldap.Conn) (err error) { res, err = l.SearchWithPaging(req, 500); return err })
+	if err != nil {
+		return nil, fmt.Errorf("listing enrolled users: %w", err)
+	}
+	var out []string
+	for _, e := range res.Entries {
+		if v := e.GetAttributeValue(attr); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// Other is another user's account on the same connection; closing it
+// leaves the connection to a.
+func (a *Account) Other(user string) *Account {
+	return &Account{conf: a.conf, user: user, s: a.s, shared: true}
+}
+
+// userAttr is ATTR of a filter "(ATTR=%u)", or "".
+func userAttr(filter string) string {
+	inner, ok := strings.CutPrefix(filter, "(")
+	if !ok {
+		return ""
+	}
+	attr, rest, ok := strings.Cut(inner, "=")
+	if !ok || rest != "%u)" || strings.ContainsAny(attr, "()&|!*") {
+		return ""
+	}
+	return attr
+}

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package directory keeps enrollments in an LDAP directory (OpenLDAP),
+// so that a user enrolls once for a fleet and a code works once across
+// it. It implements the login path's store.Account with no locks: every
+// write is one modify that deletes the value read and adds the new one,
+// which the server refuses whole once the value has changed (RFC 4511
+// §4.6), so two hosts can never both write over the same state. See
+// docs/fleet.md.
+package directory
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config is a parsed directory configuration file.
+type Config struct {
+	Path       string     // where it was read from, for messages
+	URIs       []*url.URL // tried in order
+	Base       string     // the subtree that holds the users
+	UserFilter string     // with %u: the user's entry under Base
+	UserDN     string     // with %u: the user's entry itself (a base search)
+	CAFile     string
+	CertFile   string // the host's TLS client certificate (SASL EXTERNAL)
+	KeyFile    string
+	BindDN     string // or a simple bind
+	Password   string // read from bind_password_file
+	ServerName string // the name the server's certificate must have, if not the URI's host
+	Timeout    time.Duration
+}
+
+// DefaultTimeout is how long one directory operation may take: well
+// inside the module's own timeout= (10 s by default), so that a slow
+// directory fails the login with a log line rather than the module
+// killing the checker.
+const DefaultTimeout = 3 * time.Second
+
+// maxConfigSize bounds the configuration file and the files it names.
+const maxConfigSize = 64 << 10
+
+// keys are the configuration keys, and the names ldap.conf(5) and
+// sssd-ldap(5) give the same thing, for admins who copy from those.
+var keys = map[string]string{
+	"uri": "uri", "base": "base", "user_filter": "user_filter", "user_dn": "user_dn",
+	"ca_file": "ca_file", "tls_cacert": "ca_file", "ldap_tls_cacert": "ca_file",
+	"cert_file": "cert_file", "tls_cert": "cert_file", "ldap_tls_cert": "cert_file",
+	"key_file": "key_file", "tls_key": "key_file", "ldap_tls_key": "key_file",
+	"bind_dn": "bind_dn", "binddn": "bind_dn", "ldap_default_bind_dn": "bind_dn",
+	"bind_password_file": "bind_password_file",
+	"tls_server_name":    "tls_server_name",
+	"timeout":            "timeout", "network_timeout": "timeout",
+}
+
+// Load reads the configuration file at path. It must be root's and
+// readable by root only: it may name a password file, and whoever can
+// change it can point logins at a directory of their own.
+func Load(path string) (*Config, error) {
+	data, err := readRootFile(path, true)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.Path = path
+	for _, f := range []struct {
+		path   string
+		secret bool
+	}{{c.CAFile, false}, {c.CertFile, false}, {c.KeyFile, true}} {
+		if f.path != "" {
+			if _, err := readRootFile(f.path, f.secret); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	}
+	if pw := c.Password; pw != "" {
+		data, err := readRootFile(pw, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		c.Password = strings.TrimRight(string(data), "\r\n")
+		if c.Password == "" || strings.ContainsAny(c.Password, "\r\n") {
+			return nil, fmt.Errorf("%s: bind_password_file %s must hold one line, the password", path, pw)
+		}
+	}
+	return c, nil
+}
+
+// Parse parses the content of a configuration file. Password holds the
+// password file's path until Load reads it.
+func Parse(data []byte) (*Config, error) {
+	c := &Config{UserFilter: "(uid=%u)", Timeout: DefaultTimeout}
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, v := line, ""
+		if i := strings.IndexAny(line, " \t"); i > 0 {
+			k, v = line[:i], strings.TrimSpace(line[i:])
+		}
+		key, ok := keys[strings.ToLower(k)]
+		if !ok {
+			return nil, fmt.Errorf("line %d: unknown key %q", n, k)
+		}
+		if v == "" {
+			return nil, fmt.Errorf("line %d: %s needs a value", n, k)
+		}
+		if seen[key] && key != "uri" {
+			return nil, fmt.Errorf("line %d: %s given twice", n, key)
+		}
+		seen[key] = true
+		if err := c.set(key, v); err != nil {
+			return nil, fmt.Errorf("line %d: %s: %w", n, key, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return c, c.check()
+}
+
+func (c *Config) set(key, v string) error {
+	switch key {
+	case "uri":
+		// ldap.conf allows several URIs on one line.
+		for _, s := range strings.Fields(v) {
+			u, err := url.Parse(s)
+			if err != nil {
+				return err
+			}
+			switch {
+			case u.Scheme != "ldaps" && u.Scheme != "ldap" && u.Scheme != "ldapi":
+				return fmt.Errorf("%q: want ldaps://, ldap:// (with StartTLS) or ldapi://", s)
+			case u.Scheme != "ldapi" && u.Hostname() == "":
+				return fmt.Errorf("%q: no host", s)
+			case u.Scheme == "ldapi" && !strings.HasPrefix(u.Host, "/") && u.Host != "":
+				return fmt.Errorf("%q: want the socket's path, as ldapi://%%2Frun%%2Fslapd%%2Fldapi", s)
+			case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil:
+				return fmt.Errorf("%q: only a scheme, a host and a port", s)
+			}
+			c.URIs = append(c.URIs, u)
+		}
+	case "base":
+		c.Base = v
+	case "user_filter":
+		if !strings.HasPrefix(v, "(") || !strings.HasSuffix(v, ")") || strings.Count(v, "%u") != 1 {
+			return errors.New("want a filter in parentheses with %u once, such as (uid=%u)")
+		}
+		c.UserFilter = v
+	case "user_dn":
+		if strings.Count(v, "%u") != 1 {
+			return errors.New("want a DN with %u once, such as uid=%u,ou=people,dc=example,dc=org")
+		}
+		c.UserDN = v
+	case "ca_file":
+		c.CAFile = v
+	case "cert_file":
+		c.CertFile = v
+	case "key_file":
+		c.KeyFile = v
+	case "bind_dn":
+		c.BindDN = v
+	case "bind_password_file":
+		c.Password = v
+	case "tls_server_name":
+		c.ServerName = v
+	case "timeout":
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0.1 || n > 30 {
+			return errors.New("want seconds, 0.1..30")
+		}
+		c.Timeout = time.Duration(n * float64(time.Second))
+	}
+	return nil
+}
+
+// check refuses a configuration that would send a password or a secret
+// in clear, or that names no way to the users.
+func (c *Config) check() error {
+	if len(c.URIs) == 0 {
+		return errors.New("no uri")
+	}
+	if c.Base == "" && c.UserDN == "" {
+		return errors.New("no base (or user_dn)")
+	}
+	networked := false
+	for _, u := range c.URIs {
+		networked = networked || u.Scheme != "ldapi"
+	}
+	switch {
+	case networked && c.CAFile == "":
+		// Without our own CA, any certificate the system trusts would do.
+		return errors.New("ca_file is required: the server's certificate is checked against it")
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return errors.New("cert_file and key_file go together")
+	case (c.BindDN == "") != (c.Password == ""):
+		return errors.New("bind_dn and bind_password_file go together")
+	case c.CertFile != "" && c.BindDN != "":
+		return errors.New("either cert_file and key_file (SASL EXTERNAL) or bind_dn, not both")
+	case networked && c.CertFile == "" && c.BindDN == "":
+		return errors.New("the host needs an identity: cert_file and key_file, or bind_dn and bind_password_file")
+	}
+	return nil
+}
+
+// readRootFile reads a small file that must be root's, not a link, and
+// not writable by anyone else; private also forbids reading by others.
+func readRootFile(path string, private bool) ([]byte, error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("%s: not an absolute path", path)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
+	if errors.Is(err, unix.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("stat %s: %w", path, err)
+	}
+	bad := uint32(0o022)
+	if private {
+		bad = 0o077
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	case st.Uid != 0:
+		return nil, fmt.Errorf("%s is owned by uid %d, not root", path, st.Uid)
+	case st.Mode&bad != 0:
+		return nil, fmt.Errorf("%s has mode %04o: at most %04o", path, st.Mode&0o7777, 0o777&^bad&^0o111)
+	case st.Size > maxConfigSize:
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxConfigSize)
+	}
+	buf := make([]byte, maxConfigSize+1)
+	n := 0
+	for n < len(buf) {
+		m, err := unix.Read(fd, buf[n:])
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		if m == 0 {
+			break
+		}
+		n += m
+	}
+	if n > maxConfigSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxConfigSize)
+	}
+	return buf[:n], nil
+}

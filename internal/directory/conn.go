@@ -1,0 +1,193 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package directory
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/go-ldap/ldap/v3"
+
+	"pamtotp/internal/store"
+)
+
+// MaxMessage bounds every message the directory sends us: an entry holds
+// a secret and a state of at most 64 KiB each and a pending enrollment.
+const MaxMessage = 512 << 10
+
+// session is one bound connection to one server of the configuration.
+type session struct {
+	conf *Config
+	tc   *tls.Config
+	raw  net.Conn
+	c    *ldap.Conn
+	uri  *url.URL
+}
+
+// dial connects to the first server in the configuration that answers,
+// with TLS checked against ca_file, and binds as the host. Each server
+// gets one timeout for all of it. When no server could be reached at all,
+// the error wraps store.ErrUnreachable; a server that answered but failed
+// TLS or the bind gives that error instead, and is never skipped for the
+// next one silently.
+func dial(conf *Config) (*session, error) {
+	// go-ldap's reader takes whatever length a message claims; a hostile
+	// or broken server must not make a login allocate without bound.
+	ber.MaxPacketLengthBytes = MaxMessage
+	tc, err := tlsConfig(conf)
+	if err != nil {
+		return nil, err
+	}
+	var unreachable []string
+	for _, u := range conf.URIs {
+		s, err := dialOne(conf, tc, u)
+		if err == nil {
+			return s, nil
+		}
+		var ue *unreachableError
+		if !errors.As(err, &ue) {
+			return nil, err
+		}
+		unreachable = append(unreachable, err.Error())
+	}
+	return nil, fmt.Errorf("%w: %s", store.ErrUnreachable, strings.Join(unreachable, "; "))
+}
+
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
+	deadline := time.Now().Add(conf.Timeout)
+	network, addr := "tcp", u.Host
+	switch u.Scheme {
+	case "ldapi":
+		network, addr = "unix", u.Host
+		if addr == "" {
+			addr = "/run/slapd/ldapi"
+		}
+	case "ldaps":
+		if u.Port() == "" {
+			addr = net.JoinHostPort(u.Hostname(), "636")
+		}
+	case "ldap":
+		if u.Port() == "" {
+			addr = net.JoinHostPort(u.Hostname(), "389")
+		}
+	}
+	raw, err := (&net.Dialer{Deadline: deadline}).Dial(network, addr)
+	if err != nil {
+		return nil, &unreachableError{fmt.Errorf("%s: %w", u, err)}
+	}
+	// One deadline covers the TLS handshake, StartTLS and the bind.
+	raw.SetDeadline(deadline)
+	s := &session{conf: conf, tc: base, raw: raw, uri: u}
+	fail := func(err error) (*session, error) {
+		raw.Close()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, &unreachableError{fmt.Errorf("%s: no answer within %s", u, conf.Timeout)}
+		}
+		return nil, fmt.Errorf("%s: %w", u, err)
+	}
+	tc := base.Clone()
+	tc.ServerName = u.Hostname()
+	if conf.ServerName != "" {
+		tc.ServerName = conf.ServerName
+	}
+	conn := raw
+	if u.Scheme == "ldaps" {
+		t := tls.Client(raw, tc)
+		if err := t.Handshake(); err != nil {
+			return fail(fmt.Errorf("TLS: %w", err))
+		}
+		conn = t
+	}
+	s.c = ldap.NewConn(conn, u.Scheme == "ldaps")
+	s.c.Start()
+	s.c.SetTimeout(conf.Timeout)
+	if u.Scheme == "ldap" {
+		// StartTLS always: a password or a secret never crosses in clear.
+		if err := s.c.StartTLS(tc); err != nil {
+			s.c.Close()
+			return fail(fmt.Errorf("StartTLS: %w", err))
+		}
+	}
+	switch {
+	case conf.BindDN != "":
+		err = s.c.Bind(conf.BindDN, conf.Password)
+	case conf.CertFile != "" || u.Scheme == "ldapi":
+		// The client certificate, or over the local socket our uid.
+		err = s.c.ExternalBind()
+	}
+	if err != nil {
+		s.c.Close()
+		return fail(fmt.Errorf("bind: %w", err))
+	}
+	return s, nil
+}
+
+// tlsConfig is the TLS every connection uses: the server's certificate
+// checked against ca_file alone, and the host's own certificate if given.
+func tlsConfig(conf *Config) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if conf.CAFile != "" {
+		pem, err := readRootFile(conf.CAFile, false)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificate", conf.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if conf.CertFile != "" {
+		certPEM, err := readRootFile(conf.CertFile, false)
+		if err != nil {
+			return nil, err
+		}
+		keyPEM, err := readRootFile(conf.KeyFile, true)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file %s, key_file %s: %w", conf.CertFile, conf.KeyFile, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// op runs one operation with a fresh deadline. A connection that the
+// server (or an expired deadline while a user sat at the prompt) closed
+// before we sent anything is made again once; one that closed after is
+// not, since the operation may have been applied.
+func (s *session) op(f func(*ldap.Conn) error) error {
+	if s.c.IsClosing() {
+		n, err := dialOne(s.conf, s.tc, s.uri)
+		if err != nil {
+			return err
+		}
+		s.Close()
+		*s = *n
+	}
+	s.raw.SetDeadline(time.Now().Add(s.conf.Timeout))
+	return f(s.c)
+}
+
+func (s *session) Close() error {
+	if s.c != nil {
+		return s.c.Close()
+	}
+	return nil
+}

@@ -1,0 +1,319 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package test
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// slapd is a directory server of the test's own: Debian's slapd binary
+// with a slapd.conf written here, a temporary mdb database, the shipped
+// schema and example ACL, and a CA made for it. It listens on 127.0.0.1
+// only and is stopped by its pid. The system's slapd is never started or
+// configured.
+type slapd struct {
+	dir       string
+	ldaps     string // ldaps://127.0.0.1:PORT
+	ldap      string // ldap://127.0.0.1:PORT, for StartTLS
+	cmd       *exec.Cmd
+	log       *syncBuffer
+	ca        string // the CA's certificate
+	certs     string // root-only directory of the hosts' certificates and keys
+	args      []string
+	adminPass string // the password file of the admin identity (cn=enroller)
+}
+
+const (
+	ldapSuffix = "dc=test"
+	ldapRoot   = "cn=admin,dc=test"
+	ldapRootPW = "rootsecret"
+	ldapAdmin  = "cn=enroller,ou=admins,dc=test" // in the pam-totp-admins group
+)
+
+// startSlapd makes the CA and the certificates, writes the configuration
+// and starts slapd in the foreground.
+func startSlapd(t testing.TB) *slapd {
+	t.Helper()
+	needRoot(t, "openssl", "ldapadd", "ldapmodify", "ldapsearch")
+	if _, err := os.Stat("/usr/sbin/slapd"); err != nil {
+		t.Skip("needs Debian's slapd (scripts/deps --tests installs it without starting it)")
+	}
+	dir, err := os.MkdirTemp(workDir, "slapd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &slapd{dir: dir, log: &syncBuffer{}, certs: filepath.Join(dir, "hosts")}
+	for _, d := range []string{"db", "hosts"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.ca = filepath.Join(dir, "ca.pem")
+	openssl(t, dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/O=pam-totp test/CN=test CA")
+	s.issue(t, "server", "/O=pam-totp test/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost")
+	os.Rename(filepath.Join(s.certs, "server.pem"), filepath.Join(dir, "server.pem"))
+	os.Rename(filepath.Join(s.certs, "server.key"), filepath.Join(dir, "server.key"))
+	for _, h := range []string{"host-a", "host-b", "host-c"} {
+		s.issue(t, h, "/O=pam-totp test/CN="+h, "")
+	}
+	acl, err := os.ReadFile("../packaging/ldap/pam-totp-acl.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := filepath.Abs("../packaging/ldap/pam-totp.schema")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/inetorgperson.schema
+include %s
+pidfile %s/slapd.pid
+argsfile %s/slapd.args
+modulepath /usr/lib/ldap
+moduleload back_mdb
+TLSCACertificateFile %s
+TLSCertificateFile %s/server.pem
+TLSCertificateKeyFile %s/server.key
+TLSVerifyClient try
+# A host's certificate names it; its entry is under ou=hosts.
+authz-regexp "^cn=([^,]+),o=pam-totp test$" "cn=$1,ou=hosts,dc=test"
+database mdb
+maxsize 104857600
+suffix "%s"
+rootdn "%s"
+rootpw %s
+directory %s/db
+index uid eq
+index objectClass eq
+%s
+access to attrs=userPassword
+	by self write
+	by anonymous auth
+	by * none
+access to *
+	by * read
+`, schema, dir, dir, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir,
+		strings.ReplaceAll(string(acl), "dc=example,dc=org", ldapSuffix))
+	if err := os.WriteFile(filepath.Join(dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := freePort(t), freePort(t)
+	s.ldaps, s.ldap = fmt.Sprintf("ldaps://127.0.0.1:%d", p1), fmt.Sprintf("ldap://127.0.0.1:%d", p2)
+	s.args = []string{"-d", "0", "-f", filepath.Join(dir, "slapd.conf"), "-h", s.ldaps + "/ " + s.ldap + "/"}
+	s.start(t)
+	t.Cleanup(func() {
+		s.stop(t)
+		if t.Failed() {
+			t.Logf("slapd output:\n%s", s.log.String())
+		}
+	})
+	s.add(t, fmt.Sprintf(`dn: %s
+objectClass: dcObject
+objectClass: organization
+dc: test
+o: pam-totp test
+
+dn: ou=people,%[1]s
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=hosts,%[1]s
+objectClass: organizationalUnit
+ou: hosts
+
+dn: ou=groups,%[1]s
+objectClass: organizationalUnit
+ou: groups
+
+dn: ou=admins,%[1]s
+objectClass: organizationalUnit
+ou: admins
+
+dn: %[2]s
+objectClass: person
+cn: enroller
+sn: enroller
+userPassword: enrollerpw
+
+dn: cn=pam-totp-hosts,ou=groups,%[1]s
+objectClass: groupOfNames
+cn: pam-totp-hosts
+member: cn=host-a,ou=hosts,%[1]s
+member: cn=host-b,ou=hosts,%[1]s
+
+dn: cn=pam-totp-admins,ou=groups,%[1]s
+objectClass: groupOfNames
+cn: pam-totp-admins
+member: %[2]s
+`, ldapSuffix, ldapAdmin))
+	s.adminPass = filepath.Join(dir, "enroller.pw")
+	if err := os.WriteFile(s.adminPass, []byte("enrollerpw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// issue makes a key and a certificate signed by the test CA in s.certs.
+func (s *slapd) issue(t testing.TB, name, subject, ext string) {
+	t.Helper()
+	key, csr, pem := filepath.Join(s.certs, name+".key"), filepath.Join(s.dir, name+".csr"), filepath.Join(s.certs, name+".pem")
+	openssl(t, s.dir, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", key, "-out", csr, "-subj", subject)
+	args := []string{"x509", "-req", "-in", csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+		"-out", pem, "-days", "2"}
+	if ext != "" {
+		extFile := filepath.Join(s.dir, name+".ext")
+		if err := os.WriteFile(extFile, []byte(ext+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-extfile", extFile)
+	}
+	openssl(t, s.dir, args...)
+}
+
+func openssl(t testing.TB, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("openssl", args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("openssl %v: %v\n%s", args, err, out)
+	}
+}
+
+// start runs slapd in the foreground (-d 0) and waits for both ports.
+func (s *slapd) start(t testing.TB) {
+	t.Helper()
+	s.cmd = exec.Command("/usr/sbin/slapd", s.args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{s.ldaps, s.ldap} {
+		addr := strings.TrimPrefix(strings.TrimPrefix(u, "ldaps://"), "ldap://")
+		for i := 0; ; i++ {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if i == 200 {
+				t.Fatalf("slapd did not listen on %s:\n%s", addr, s.log.String())
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+	}
+}
+
+// stop ends our slapd by its pid and waits for it: back-mdb's data are
+// on disk when it has exited.
+func (s *slapd) stop(t testing.TB) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// ldap runs an ldap-utils command as the directory's root identity, with
+// the test CA.
+func (s *slapd) tool(t testing.TB, stdin string, name string, args ...string) string {
+	t.Helper()
+	out, err := s.toolAs(stdin, name, ldapRoot, ldapRootPW, args...)
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return out
+}
+
+// toolAs runs an ldap-utils command with a simple bind as dn.
+func (s *slapd) toolAs(stdin, name, dn, password string, args ...string) (string, error) {
+	all := append([]string{"-x", "-H", s.ldaps, "-D", dn, "-w", password}, args...)
+	cmd := exec.Command(name, all...)
+	cmd.Env = append(os.Environ(), "LDAPTLS_CACERT="+s.ca, "LDAPTLS_REQCERT=demand", "LDAPCONF=/dev/null", "LDAPRC=/dev/null")
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (s *slapd) add(t testing.TB, ldif string) { s.tool(t, ldif, "ldapadd") }
+
+func (s *slapd) modify(t testing.TB, ldif string) { s.tool(t, ldif, "ldapmodify") }
+
+// userDN is where a test user's entry is.
+func userDN(u *user) string { return "uid=" + u.name + ",ou=people," + ldapSuffix }
+
+// addUser gives u an entry in the directory, with the same password as
+// the local account.
+func (s *slapd) addUser(t testing.TB, u *user) {
+	t.Helper()
+	s.add(t, fmt.Sprintf(`dn: %s
+objectClass: inetOrgPerson
+objectClass: posixAccount
+uid: %s
+cn: %[2]s
+sn: %[2]s
+uidNumber: %d
+gidNumber: %d
+homeDirectory: %s
+userPassword: %s
+`, userDN(u), u.name, u.uid, u.gid, u.home, u.password))
+}
+
+// attr returns the values of attr in u's entry, read as the directory's root.
+func (s *slapd) attr(t testing.TB, u *user, attr string) []string {
+	t.Helper()
+	out := s.tool(t, "", "ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-b", userDN(u), "-s", "base", "(objectClass=*)", attr)
+	var vals []string
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, attr+": "); ok {
+			vals = append(vals, v)
+		} else if v, ok := strings.CutPrefix(l, attr+":: "); ok {
+			vals = append(vals, "base64:"+v)
+		}
+	}
+	return vals
+}
+
+// hostConf writes a host's directory configuration, root's and 0600, into
+// the namespace's /etc, and returns its path.
+func (s *slapd) hostConf(t *testing.T, host string, extra ...string) string {
+	t.Helper()
+	if err := os.MkdirAll("/etc/pam-totp", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	lines := []string{
+		"uri " + s.ldaps,
+		"base ou=people," + ldapSuffix,
+		"ca_file " + s.ca,
+		"cert_file " + filepath.Join(s.certs, host+".pem"),
+		"key_file " + filepath.Join(s.certs, host+".key"),
+		"timeout 2",
+	}
+	lines = append(lines, extra...)
+	path := fmt.Sprintf("/etc/pam-totp/directory-%s-%s.conf", host, strings.ReplaceAll(t.Name(), "/", "-"))
+	writeEtc(t, path, strings.Join(lines, "\n")+"\n", 0o600)
+	return path
+}
