@@ -4,6 +4,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -291,7 +292,11 @@ func (s *slapd) attr(t testing.TB, u *user, attr string) []string {
 		if v, ok := strings.CutPrefix(l, attr+": "); ok {
 			vals = append(vals, v)
 		} else if v, ok := strings.CutPrefix(l, attr+":: "); ok {
-			vals = append(vals, "base64:"+v)
+			data, err := base64.StdEncoding.DecodeString(v)
+			if err != nil {
+				t.Fatalf("ldapsearch gave bad base64 for %s: %v", attr, err)
+			}
+			vals = append(vals, string(data))
 		}
 	}
 	return vals
@@ -301,9 +306,6 @@ func (s *slapd) attr(t testing.TB, u *user, attr string) []string {
 // the namespace's /etc, and returns its path.
 func (s *slapd) hostConf(t *testing.T, host string, extra ...string) string {
 	t.Helper()
-	if err := os.MkdirAll("/etc/pam-totp", 0o755); err != nil {
-		t.Fatal(err)
-	}
 	lines := []string{
 		"uri " + s.ldaps,
 		"base ou=people," + ldapSuffix,
@@ -312,8 +314,16 @@ func (s *slapd) hostConf(t *testing.T, host string, extra ...string) string {
 		"key_file " + filepath.Join(s.certs, host+".key"),
 		"timeout 2",
 	}
-	lines = append(lines, extra...)
-	path := fmt.Sprintf("/etc/pam-totp/directory-%s-%s.conf", host, strings.ReplaceAll(t.Name(), "/", "-"))
+	return s.hostConfLines(t, host, append(lines, extra...))
+}
+
+// hostConfLines writes a configuration of exactly these lines.
+func (s *slapd) hostConfLines(t *testing.T, name string, lines []string) string {
+	t.Helper()
+	if err := os.MkdirAll("/etc/pam-totp", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := fmt.Sprintf("/etc/pam-totp/directory-%s-%s.conf", name, strings.ReplaceAll(t.Name(), "/", "-"))
 	writeEtc(t, path, strings.Join(lines, "\n")+"\n", 0o600)
 	return path
 }

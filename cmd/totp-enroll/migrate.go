@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"pamtotp/internal/directory"
 	"pamtotp/internal/options"
 	"pamtotp/internal/secret"
 )
@@ -29,6 +30,15 @@ Options:
                          root-owned store, e.g. /var/lib/pam-totp/%u)
   --dry-run              say what would be done; write nothing
   --force                replace an existing pam_totp file
+
+Into the directory (docs/fleet.md):
+  --to-directory FILE    move each user's enrollment into the directory of
+                         this configuration (the module's directory=), with
+                         its replay state: the pam_totp file at --secret-file
+                         if there is one, else the --from file. The files
+                         stay as they are.
+  --bind-dn DN           bind as DN instead of the host's identity
+  --bind-password-file FILE   its password (default: asked on the terminal)
 `
 
 type migrateConfig struct {
@@ -36,6 +46,7 @@ type migrateConfig struct {
 	all        bool
 	from, to   *location
 	dry, force bool
+	dir        *directory.Config // --to-directory
 }
 
 func runMigrate(args []string, stdout, stderr io.Writer) int {
@@ -48,6 +59,9 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&c.all, "all", false, "")
 	fs.BoolVar(&c.dry, "dry-run", false, "")
 	fs.BoolVar(&c.force, "force", false, "")
+	var dirs dirFlags
+	dirs.register(fs)
+	fs.StringVar(&dirs.conf, "to-directory", "", "")
 	err := fs.Parse(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, migrateUsage)
@@ -65,8 +79,11 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		c.to, err = parseLocation("--secret-file", *to)
 	}
-	if err == nil && c.to.opts.AsUser() && !c.from.opts.AsUser() {
+	if err == nil && c.to.opts.AsUser() && !c.from.opts.AsUser() && dirs.conf == "" {
 		err = errors.New("cannot migrate from the root-owned store into users' homes")
+	}
+	if err == nil {
+		c.dir, err = dirs.config()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "totp-enroll migrate: %v (see migrate --help)\n", err)
@@ -113,6 +130,9 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 // migrateAccount converts one user's file. It reports false without an
 // error when there is nothing to convert.
 func migrateAccount(c *migrateConfig, a *account, stdout io.Writer) (bool, error) {
+	if c.dir != nil {
+		return migrateToDirectory(c, a, stdout)
+	}
 	src, err := c.from.path(a)
 	if err != nil {
 		return false, err
@@ -199,4 +219,56 @@ func convertGoogle(old *secret.LockedEnrollment) (*secret.File, *secret.State, [
 		notes = append(notes, "grace_period's record of recent logins is dropped")
 	}
 	return file, state, notes, nil
+}
+
+// migrateToDirectory moves one user's enrollment into the directory: the
+// pam_totp file if there is one, else pam_google_authenticator's. The file
+// stays locked, as logins lock it, until the directory has the state, so
+// that no code used here meanwhile is missing from it.
+func migrateToDirectory(c *migrateConfig, a *account, stdout io.Writer) (bool, error) {
+	d := directory.New(c.dir, a.name)
+	defer d.Close()
+	// Connected and bound as root, before reading a home as its owner.
+	if _, _, err := d.Enrollment(); err == nil && !c.force {
+		return false, fmt.Errorf("%s is enrolled in the directory already (use --force to replace)", a.name)
+	} else if err != nil && !errors.Is(err, secret.ErrNotEnrolled) {
+		return false, err
+	}
+	found := false
+	for _, loc := range []*location{c.to, c.from} {
+		src, err := loc.path(a)
+		if err != nil {
+			return false, err
+		}
+		err = loc.as(a, func() error {
+			old, err := secret.Lock(src, loc.access(a))
+			if errors.Is(err, secret.ErrNotEnrolled) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			defer old.Close()
+			found = true
+			file, state, notes := old.File, old.State, []string(nil)
+			if old.Google() != nil {
+				if file, state, notes, err = convertGoogle(old); err != nil {
+					return err
+				}
+			}
+			fmt.Fprintf(stdout, "%s: %s -> %s: %d token(s), %d scratch codes, replay state kept\n",
+				a.name, src, c.dir.Path, len(file.Tokens), len(file.Scratch))
+			for _, n := range notes {
+				fmt.Fprintf(stdout, "  note: %s\n", n)
+			}
+			if c.dry {
+				return nil
+			}
+			return d.Create(file, state, c.force)
+		})
+		if found || err != nil {
+			return found, err
+		}
+	}
+	return false, nil
 }

@@ -1,0 +1,515 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package test
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"pamtotp/internal/protocol"
+)
+
+// fleet is one slapd and two hosts, A and B, each with its own
+// certificate and configuration file, as two PAM services.
+type fleet struct {
+	d          *slapd
+	confA      string
+	confB      string
+	svcA, svcB string // pam_start_confdir directories
+}
+
+func newFleet(t *testing.T, opts ...string) *fleet {
+	t.Helper()
+	f := &fleet{d: startSlapd(t)}
+	f.confA, f.confB = f.d.hostConf(t, "host-a"), f.d.hostConf(t, "host-b")
+	f.svcA = service(t, module("required", append([]string{"directory=" + f.confA}, opts...)...))
+	f.svcB = service(t, module("required", append([]string{"directory=" + f.confB}, opts...)...))
+	return f
+}
+
+// enrollDir enrolls u in the directory with totp-enroll, bound as the
+// admin identity.
+func (f *fleet) enrollDir(t *testing.T, u *user) {
+	t.Helper()
+	f.d.addUser(t, u)
+	u.secret = newSecret(t)
+	out, err := enrollCmd(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--scratch-codes", "2",
+		"--directory", f.confA, "--bind-dn", ldapAdmin, "--bind-password-file", f.d.adminPass)
+	if err != nil {
+		t.Fatalf("totp-enroll --directory: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "Written: directory "+f.confA) {
+		t.Fatalf("totp-enroll did not say where it wrote:\n%s", out)
+	}
+	u.scratch = regexp.MustCompile(`(?m)^  (\d{8})$`).FindAllString(out, -1)
+	for i := range u.scratch {
+		u.scratch[i] = strings.TrimSpace(u.scratch[i])
+	}
+	if len(u.scratch) != 2 {
+		t.Fatalf("totp-enroll printed %d scratch codes, want 2:\n%s", len(u.scratch), out)
+	}
+	if v := f.d.attr(t, u, "pamTOTPSecret"); len(v) != 1 {
+		t.Fatalf("the entry has %d pamTOTPSecret values after enrolling, want 1", len(v))
+	}
+}
+
+func loginWith(t *testing.T, svc string, u *user, code string) error {
+	t.Helper()
+	return authenticate(t, svc, u.name, &conv{answers: []string{code}})
+}
+
+// TestDirectoryOneEnrollmentTwoHosts: enrolled once, a user logs in on A
+// and on B, and a code used on one host is refused on the other.
+func TestDirectoryOneEnrollmentTwoHosts(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	if _, err := os.Stat(filepath.Join(u.home, ".pam_totp")); err == nil {
+		t.Fatal("enrolling in the directory wrote a file in the home")
+	}
+	waitForFreshStep(30, 8) // the codes below are of this step and the next
+	m := syslogs.mark()
+	c := code(t, u.secret, 0)
+	if err := loginWith(t, f.svcA, u, c); err != nil {
+		t.Fatalf("login on A with a fresh code: %v", err)
+	}
+	expectLog(t, m, `user=`+u.name+` .*service=pamtotp-test .*outcome=ok`)
+	if err := loginWith(t, f.svcB, u, c); err == nil {
+		t.Fatal("the code used on A was accepted again on B")
+	}
+	expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=replay`)
+	if st := f.d.attr(t, u, "pamTOTPState"); len(st) != 1 || !strings.Contains(st[0], "last=") {
+		t.Fatalf("the directory's state does not record the used code: %q", st)
+	}
+	// The next code works on B: B is a host of the fleet, not refused.
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 1)); err != nil {
+		t.Fatalf("login on B with the next code: %v", err)
+	}
+	// A scratch code works once, fleet-wide.
+	if err := loginWith(t, f.svcB, u, u.scratch[0]); err != nil {
+		t.Fatalf("scratch code on B: %v", err)
+	}
+	if err := loginWith(t, f.svcA, u, u.scratch[0]); err == nil {
+		t.Fatal("a scratch code used on B worked again on A")
+	}
+}
+
+// TestDirectoryOneCodeFiftyLogins: 50 logins at once with one code, 25
+// through each host, give exactly one success.
+func TestDirectoryOneCodeFiftyLogins(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	waitForFreshStep(30, 8)
+	c := code(t, u.secret, 0)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	start := make(chan struct{})
+	for i := range 50 {
+		svc := f.svcA
+		if i%2 == 1 {
+			svc = f.svcB
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if loginWith(t, svc, u, c) == nil {
+				mu.Lock()
+				ok++
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if ok != 1 {
+		t.Fatalf("50 parallel logins with one code through two hosts: %d succeeded, want exactly 1", ok)
+	}
+}
+
+// TestDirectoryLockoutAddsUp: wrong codes on A and on B count against one
+// limit, and unlock through either host's configuration clears it.
+func TestDirectoryLockoutAddsUp(t *testing.T) {
+	f := newFleet(t, "deny=4")
+	u := newUser(t)
+	f.enrollDir(t, u)
+	wrong := wrongCode(t, u)
+	for i := range 4 {
+		svc := f.svcA
+		if i%2 == 1 {
+			svc = f.svcB
+		}
+		if err := loginWith(t, svc, u, wrong); err == nil {
+			t.Fatal("a wrong code was accepted")
+		}
+	}
+	m := syslogs.mark()
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("after 2 wrong codes on A and 2 on B (deny=4), a right code was accepted: the hosts counted apart")
+	}
+	expectLog(t, m, `user=`+u.name+` .*outcome=fail reason="?locked`)
+	out, err := enrollCmd(t, "unlock", "--user", u.name, "--directory", f.confB, "--bind-dn", ldapAdmin, "--bind-password-file", f.d.adminPass)
+	if err != nil {
+		t.Fatalf("unlock through B's configuration: %v\n%s", err, out)
+	}
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 1)); err != nil {
+		t.Fatalf("after unlock, a right code on A: %v", err)
+	}
+}
+
+// wrongCode is a six-digit code that is none of u's codes near now.
+func wrongCode(t *testing.T, u *user) string {
+	t.Helper()
+	near := map[string]bool{}
+	for off := -3; off <= 3; off++ {
+		near[code(t, u.secret, off)] = true
+	}
+	for _, c := range []string{"000000", "111111", "222222", "333333"} {
+		if !near[c] {
+			return c
+		}
+	}
+	t.Fatal("no wrong code found")
+	return ""
+}
+
+// TestDirectoryUserCannotReadOwnSecret: bound with their own LDAP
+// password, a user can neither read nor change their secret or state, and
+// neither can an anonymous client.
+func TestDirectoryUserCannotReadOwnSecret(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	for _, who := range []struct{ dn, pw string }{{userDN(u), u.password}, {"", ""}} {
+		out, err := f.d.toolAs("", "ldapsearch", who.dn, who.pw, "-LLL", "-b", userDN(u), "-s", "base", "(objectClass=*)", "*", "pamTOTPSecret", "pamTOTPState")
+		if err != nil {
+			t.Fatalf("ldapsearch as %q: %v\n%s", who.dn, err, out)
+		}
+		if !strings.Contains(out, "uid: "+u.name) {
+			t.Fatalf("ldapsearch as %q did not return the entry at all (the test would prove nothing):\n%s", who.dn, out)
+		}
+		if strings.Contains(out, "pamTOTPSecret") || strings.Contains(out, "pamTOTPState") {
+			t.Fatalf("bound as %q, the user's pam_totp attributes were readable:\n%s", who.dn, out)
+		}
+		// Nor found by searching for them.
+		out, _ = f.d.toolAs("", "ldapsearch", who.dn, who.pw, "-LLL", "-b", userDN(u), "-s", "base", "(pamTOTPSecret=*)", "dn")
+		if strings.Contains(out, "dn:") {
+			t.Fatalf("bound as %q, a search on pamTOTPSecret found the entry:\n%s", who.dn, out)
+		}
+	}
+	for _, attr := range []string{"pamTOTPSecret", "pamTOTPState"} {
+		ldif := fmt.Sprintf("dn: %s\nchangetype: modify\nreplace: %s\n%s: x\n", userDN(u), attr, attr)
+		out, err := f.d.toolAs(ldif, "ldapmodify", userDN(u), u.password)
+		if err == nil || !strings.Contains(out, "Insufficient access") {
+			t.Fatalf("the user replaced their own %s: err=%v\n%s", attr, err, out)
+		}
+	}
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("the enrollment was changed by the user's attempts: %v", err)
+	}
+}
+
+// TestDirectoryDownFailsClosed: with slapd stopped, logins fail within
+// the directory's timeout with a log line, except root's local
+// break-glass token with fallback=local. slapd restarted, logins work and
+// nothing was lost.
+func TestDirectoryDownFailsClosed(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	store := storeFor(t)
+	local := newUser(t) // stands in for root: a local break-glass enrollment
+	enroll(t, local, "--secret-file", store+"/%u")
+	f.d.addUser(t, local)
+	fallback := service(t, module("required", "directory="+f.confA, "fallback=local", "secret="+store+"/%u"))
+	waitForFreshStep(30, 10) // the codes below are of the step before this one, this one and the next
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, -1)); err != nil {
+		t.Fatalf("login before the directory went down: %v", err)
+	}
+	f.d.stop(t)
+	for _, svc := range []string{f.svcA, fallback} {
+		m := syslogs.mark()
+		began := time.Now()
+		if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
+			t.Fatal("a login succeeded with the directory down")
+		}
+		took := time.Since(began)
+		expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*the directory cannot be reached`)
+		// The configuration's timeout is 2 s; refused connections fail at once.
+		if took > 9*time.Second {
+			t.Fatalf("with the directory down a login took %v: past the module's time-out", took)
+		}
+	}
+	m := syslogs.mark()
+	if err := loginWith(t, fallback, local, code(t, local.secret, 0)); err != nil {
+		t.Fatalf("the local break-glass token with fallback=local: %v", err)
+	}
+	expectLog(t, m, `user=`+local.name+` .*fallback=local .*outcome=ok`)
+	if err := loginWith(t, f.svcA, local, code(t, local.secret, 1)); err == nil {
+		t.Fatal("without fallback=local the local enrollment was used")
+	}
+	f.d.start(t)
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("after the restart, a fresh code on B: %v", err)
+	}
+}
+
+// TestDirectoryBadEntryFailsClosed: a malformed or oversized value in the
+// entry fails the login with a log line, never as "not enrolled" (which
+// nullok would let through).
+func TestDirectoryBadEntryFailsClosed(t *testing.T) {
+	f := newFleet(t, "nullok")
+	cases := []struct {
+		name, ldif, log string
+	}{
+		{"garbage secret", "replace: pamTOTPSecret\npamTOTPSecret: not a secret file\n", `pamTOTPSecret`},
+		{"garbage state", "replace: pamTOTPState\npamTOTPState: failures many\n", `pamTOTPState`},
+		{"oversized state", "replace: pamTOTPState\npamTOTPState: " + strings.Repeat("x", 70000) + "\n", `pamTOTPState is larger than`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			u := newUser(t)
+			f.enrollDir(t, u)
+			f.d.modify(t, "dn: "+userDN(u)+"\nchangetype: modify\n"+c.ldif)
+			m := syslogs.mark()
+			if err := loginWith(t, f.svcA, u, code(t, u.secret, 0)); err == nil {
+				t.Fatal("a login succeeded over a broken entry")
+			}
+			expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*`+c.log)
+		})
+	}
+	t.Run("no entry", func(t *testing.T) {
+		u := newUser(t) // local only: not in the directory
+		m := syslogs.mark()
+		if err := loginWith(t, f.svcA, u, "123456"); err == nil {
+			t.Fatal("a user without an entry passed (nullok took the directory's silence for 'not enrolled')")
+		}
+		expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*no entry`)
+	})
+}
+
+// TestDirectoryConfigRefused: a configuration others can read, or one
+// that would send the host's password in clear, fails closed.
+func TestDirectoryConfigRefused(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	os.Chmod(f.confA, 0o644)
+	m := syslogs.mark()
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("a login succeeded with a world-readable directory configuration")
+	}
+	expectLog(t, m, `outcome=fail reason=".*has mode 0644`)
+	os.Chmod(f.confA, 0o600)
+	pw := filepath.Join(f.d.dir, "host.pw")
+	os.WriteFile(pw, []byte("x\n"), 0o600)
+	clear := f.d.hostConfLines(t, "clear", []string{"uri " + strings.Replace(f.d.ldaps, "ldaps", "ldap", 1), "base ou=people," + ldapSuffix,
+		"bind_dn cn=host-a,ou=hosts," + ldapSuffix, "bind_password_file " + pw})
+	svc := service(t, module("required", "directory="+clear))
+	m = syslogs.mark()
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("a login succeeded with a configuration without ca_file")
+	}
+	expectLog(t, m, `outcome=fail reason=".*ca_file is required`)
+}
+
+// TestDirectoryEnrollAtLoginOnce: first logins with enroll=login on A and
+// B at the same time give one enrollment, and afterwards both hosts ask
+// for a code of that one.
+func TestDirectoryEnrollAtLoginOnce(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	waitForFreshStep(30, 8)
+	f.d.addUser(t, u)
+	stackA := strings.Join([]string{"auth required pam_unix.so nodelay", module("required", "directory="+f.confA, "enroll=login")}, "\n")
+	stackB := strings.Join([]string{"auth required pam_unix.so nodelay", module("required", "directory="+f.confB, "enroll=login")}, "\n")
+	dirs := []string{service(t, stackA), service(t, stackB)}
+	var wg sync.WaitGroup
+	results := make([]error, 2)
+	secrets := make([]string, 2)
+	for i, dir := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := &enrollConv{t: t, password: u.password}
+			authErr, credErr := loginAndSetcred(t, dir, u.name, e, true)
+			results[i] = errors.Join(authErr, credErr)
+			if m := regexp.MustCompile(`otpauth://\S+[?&]secret=([A-Z2-7]+)`).FindStringSubmatch(strings.Join(e.infos, "\n")); m != nil {
+				secrets[i] = m[1]
+			}
+		}()
+	}
+	wg.Wait()
+	if vals := f.d.attr(t, u, "pamTOTPSecret"); len(vals) != 1 {
+		t.Fatalf("two first logins left %d secrets in the entry, want 1 (results %v)", len(vals), results)
+	}
+	var winner string
+	for i := range 2 {
+		if results[i] == nil {
+			if winner != "" {
+				t.Fatalf("both first logins succeeded and enrolled: %v", results)
+			}
+			winner = secrets[i]
+		}
+	}
+	if winner == "" {
+		t.Fatalf("neither first login enrolled: %v", results)
+	}
+	// The enrollment is the winner's (its confirmation used the code of
+	// this step), and both hosts ask for its codes and share its state.
+	if err := loginWith(t, f.svcA, u, code(t, winner, 1)); err != nil {
+		t.Fatalf("after enrolling, the next code of the enrollment on A: %v", err)
+	}
+	c := &conv{answers: []string{code(t, winner, 1)}}
+	if err := authenticate(t, f.svcB, u.name, c); err == nil {
+		t.Fatal("the code used on A was accepted on B")
+	}
+	if len(c.prompts) != 1 || c.prompts[0] != "Verification code: " {
+		t.Fatalf("B did not ask the enrolled user for a code: prompts %q", c.prompts)
+	}
+}
+
+// TestDirectoryMigrate: a pam_totp file and a ~/.google_authenticator
+// move into the directory with their replay state: nobody re-enrolls, and
+// a code used before the move is refused after it.
+func TestDirectoryMigrate(t *testing.T) {
+	f := newFleet(t)
+	for _, kind := range []string{"pam_totp", "google"} {
+		t.Run(kind, func(t *testing.T) {
+			u := newUser(t)
+			f.d.addUser(t, u)
+			var local string
+			if kind == "google" {
+				needGoogle(t)
+				gaEnroll(t, u, "-t", "-d", "-u", "-w", "3")
+				local = service(t, fmt.Sprintf("auth required %s/pam_totp.so checker=%s/pam-totp-check nodelay", libDir, libDir))
+			} else {
+				enroll(t, u)
+				local = service(t, module("required"))
+			}
+			waitForFreshStep(30, 8)
+			c := code(t, u.secret, 0)
+			if err := loginWith(t, local, u, c); err != nil {
+				t.Fatalf("login with the local file before the move: %v", err)
+			}
+			out, err := enrollCmd(t, "migrate", "--to-directory", f.confA, "--user", u.name,
+				"--bind-dn", ldapAdmin, "--bind-password-file", f.d.adminPass)
+			if err != nil {
+				t.Fatalf("migrate --to-directory: %v\n%s", err, out)
+			}
+			if err := loginWith(t, f.svcB, u, c); err == nil {
+				t.Fatal("the code used before the move was accepted after it")
+			}
+			if err := loginWith(t, f.svcB, u, code(t, u.secret, 1)); err != nil {
+				t.Fatalf("a fresh code after the move, without re-enrolling: %v", err)
+			}
+		})
+	}
+}
+
+// TestDirectoryKilledAfterCharge: a checker killed between its charge and
+// its success leaves the attempt counted in the directory. The checker
+// reaches slapd through a gate that passes the client's bytes one read at
+// a time, and looks at the directory before each: once the charge is in,
+// the next bytes can only be the success, and the checker is killed
+// instead. Nothing here depends on timing.
+func TestDirectoryKilledAfterCharge(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	if st := f.d.attr(t, u, "pamTOTPState"); len(st) != 1 || strings.Contains(st[0], "failures") {
+		t.Fatalf("the state before the test is %q, want one without failures", st)
+	}
+	g := newGate(t, strings.TrimPrefix(f.d.ldaps, "ldaps://"))
+	conf := f.d.hostConfLines(t, "gated", []string{"uri ldaps://" + g.addr, "base ou=people," + ldapSuffix, "ca_file " + f.d.ca,
+		"cert_file " + filepath.Join(f.d.certs, "host-a.pem"), "key_file " + filepath.Join(f.d.certs, "host-a.key"), "timeout 30"})
+	req := (&protocol.Req{User: u.name, Known: true, UID: u.uid, GID: u.gid, Home: u.home, Service: "kill-test",
+		Options: []string{"directory=" + conf}}).Marshal()
+	cmd, verdict := startChecker(t, req, &syscall.Credential{}, code(t, u.secret, 0))
+	charged := func() bool {
+		st := f.d.attr(t, u, "pamTOTPState")
+		return len(st) == 1 && strings.Contains(st[0], "failures 1")
+	}
+	killed := false
+	for chunk := range g.chunks {
+		if charged() {
+			cmd.Process.Kill() // our own child, by its pid; its success is never passed on
+			killed = true
+			break
+		}
+		chunk.pass <- true
+	}
+	cmd.Wait()
+	if v := <-verdict; v == protocol.Success {
+		t.Fatal("the checker sent a success: it was not stopped between the charge and the success")
+	}
+	if !killed {
+		t.Fatalf("the checker ended without its charge ever reaching the directory (state %q)", f.d.attr(t, u, "pamTOTPState"))
+	}
+	if !charged() {
+		t.Fatalf("after the kill the state is %q: the attempt was not counted", f.d.attr(t, u, "pamTOTPState"))
+	}
+}
+
+// gate is a TCP proxy to slapd that holds each read from the client until
+// the test passes it on; the server's answers go through freely.
+type gate struct {
+	addr   string
+	chunks chan gateChunk
+}
+
+type gateChunk struct{ pass chan bool }
+
+func newGate(t *testing.T, target string) *gate {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	g := &gate{addr: l.Addr().String(), chunks: make(chan gateChunk)}
+	go func() {
+		defer close(g.chunks)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		s, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		go io.Copy(c, s)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				ch := gateChunk{pass: make(chan bool)}
+				g.chunks <- ch
+				if !<-ch.pass {
+					return
+				}
+				if _, err := s.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return g
+}
