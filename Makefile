@@ -65,7 +65,8 @@ FUZZ_TARGETS = internal/secret:FuzzParseFile internal/secret:FuzzParseState inte
 	internal/protocol:FuzzReadFrame internal/protocol:FuzzParseReq \
 	internal/options:FuzzParseAndExpand internal/verify:FuzzCheck \
 	internal/gafile:FuzzParse internal/pskc:FuzzParse \
-	internal/tokenimport:FuzzParseCSV internal/tokenimport:FuzzParseOath
+	internal/tokenimport:FuzzParseCSV internal/tokenimport:FuzzParseOath \
+	internal/directory:FuzzDecodeEntry internal/directory:FuzzParseConfig
 fuzz: sanitizers
 	@mkdir -p build/fuzz-corpus && cp pam_totp/fuzz/corpus/* build/fuzz-corpus/
 	build/fuzz-frames -max_total_time=$(patsubst %s,%,$(FUZZTIME)) -max_len=9000 -timeout=5 build/fuzz-corpus

@@ -513,3 +513,35 @@ func newGate(t *testing.T, target string) *gate {
 	}()
 	return g
 }
+
+// TestDirectoryThroughSSHDAndSudo: the same enrollment through two real
+// sshd, one per host with its own configuration and certificate, and
+// through real sudo; the state is the fleet's.
+func TestDirectoryThroughSSHDAndSudo(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	sshA := startSSHD(t, false, "auth required pam_unix.so nodelay", module("required", "directory="+f.confA))
+	sshB := startSSHD(t, false, "auth required pam_unix.so nodelay", module("required", "directory="+f.confB))
+	svc := "sudo-" + u.name
+	writeEtc(t, "/etc/pam.d/"+svc, hostStack("directory="+f.confA), 0o644)
+	writeEtc(t, "/etc/sudoers.d/"+u.name, fmt.Sprintf("Defaults:%s pam_service=%s, passwd_tries=1, !lecture\n%s ALL=(root) ALL\n", u.name, svc, u.name), 0o440)
+	sudo := &host{name: "sudo", runner: u, victim: u, service: svc, success: "uid=0(root)", argv: []string{"sudo", "-k", "id"}}
+
+	waitForFreshStep(30, 10) // the codes below are of the step before this one, this one and the next
+	if out, err := sshA.login(u.name, u.password, code(t, u.secret, -1), kbdFirst); err != nil {
+		t.Fatalf("ssh through host A: %v\n%s", err, out)
+	}
+	if _, err := sshB.login(u.name, u.password, code(t, u.secret, -1), kbdFirst); err == nil {
+		t.Fatal("the code used through sshd on A was accepted by sshd on B")
+	}
+	if out, err := sshB.login(u.name, u.password, code(t, u.secret, 0), kbdFirst); err != nil {
+		t.Fatalf("ssh through host B with the next code: %v\n%s", err, out)
+	}
+	if sudo.attempt(t, nil, code(t, u.secret, 0), nil, 20*time.Second) {
+		t.Fatal("sudo on A accepted the code used through sshd on B")
+	}
+	if !sudo.attempt(t, nil, code(t, u.secret, 1), nil, 20*time.Second) {
+		t.Fatalf("sudo on A refused a fresh code; it showed %q", sudo.shown)
+	}
+}

@@ -137,17 +137,25 @@ func (c *Config) set(key, v string) error {
 	case "uri":
 		// ldap.conf allows several URIs on one line.
 		for _, s := range strings.Fields(v) {
+			if rest, ok := strings.CutPrefix(s, "ldapi://"); ok {
+				// The socket's path is the host, escaped (ldap.conf(5)),
+				// which net/url does not take.
+				path, err := url.PathUnescape(strings.TrimSuffix(rest, "/"))
+				if err != nil || path != "" && !strings.HasPrefix(path, "/") {
+					return fmt.Errorf("%q: want the socket's path, as ldapi://%%2Frun%%2Fslapd%%2Fldapi", s)
+				}
+				c.URIs = append(c.URIs, &url.URL{Scheme: "ldapi", Host: path})
+				continue
+			}
 			u, err := url.Parse(s)
 			if err != nil {
 				return err
 			}
 			switch {
-			case u.Scheme != "ldaps" && u.Scheme != "ldap" && u.Scheme != "ldapi":
+			case u.Scheme != "ldaps" && u.Scheme != "ldap":
 				return fmt.Errorf("%q: want ldaps://, ldap:// (with StartTLS) or ldapi://", s)
-			case u.Scheme != "ldapi" && u.Hostname() == "":
+			case u.Hostname() == "":
 				return fmt.Errorf("%q: no host", s)
-			case u.Scheme == "ldapi" && !strings.HasPrefix(u.Host, "/") && u.Host != "":
-				return fmt.Errorf("%q: want the socket's path, as ldapi://%%2Frun%%2Fslapd%%2Fldapi", s)
 			case u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil:
 				return fmt.Errorf("%q: only a scheme, a host and a port", s)
 			}

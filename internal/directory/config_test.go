@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package directory
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.conf")
+	if err != nil || len(files) < 10 {
+		t.Fatalf("testdata: %v (%d files)", err, len(files))
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(data), "\n")
+			want := strings.TrimPrefix(first, "# ")
+			c, err := Parse(data)
+			switch {
+			case want == "ok" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case want == "ok" && (len(c.URIs) == 0 || c.Timeout <= 0):
+				t.Fatalf("parsed without a uri or a timeout: %+v", c)
+			case want != "ok" && err == nil:
+				t.Fatalf("accepted, want an error with %q", want)
+			case want != "ok" && !strings.Contains(err.Error(), want):
+				t.Fatalf("error %q, want one with %q", err, want)
+			}
+		})
+	}
+}
+
+func TestParseKeepsOrderAndDefaults(t *testing.T) {
+	c, err := Parse([]byte("uri ldaps://a.example ldaps://b.example\nuri ldaps://c.example\nbase dc=x\nca_file /ca\ncert_file /c\nkey_file /k\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string
+	for _, u := range c.URIs {
+		hosts = append(hosts, u.Host)
+	}
+	if strings.Join(hosts, " ") != "a.example b.example c.example" {
+		t.Fatalf("uris in the order %v, want as written", hosts)
+	}
+	if c.UserFilter != "(uid=%u)" || c.Timeout != DefaultTimeout {
+		t.Fatalf("defaults: filter %q timeout %v", c.UserFilter, c.Timeout)
+	}
+}
+
+func TestUserAttr(t *testing.T) {
+	for filter, want := range map[string]string{
+		"(uid=%u)": "uid", "(sAMAccountName=%u)": "sAMAccountName",
+		"(&(objectClass=posixAccount)(uid=%u))": "", "uid=%u": "",
+	} {
+		if got := userAttr(filter); got != want {
+			t.Errorf("userAttr(%q) = %q, want %q", filter, got, want)
+		}
+	}
+}
