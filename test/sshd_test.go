@@ -56,6 +56,9 @@ func startSSHD(t testing.TB, passwordAuth bool, authLines ...string) *sshd {
 	if err := os.WriteFile("/etc/pam.d/"+name, []byte(strings.Join(pamLines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Gone with the test: a later test reads the namespace's /etc/pam.d
+	// (TestDoctorLive) and must not meet this one's service.
+	t.Cleanup(func() { os.Remove("/etc/pam.d/" + name) })
 	// /run/sshd is sshd's privilege separation directory; the package's
 	// service creates it at boot, which has not happened here.
 	os.MkdirAll("/run/sshd", 0o755)

@@ -58,6 +58,11 @@ Options (enrollment and add):
   --secret BASE32        enroll this secret instead of a new one
   --no-confirm           do not ask for a code; never reads standard input
   --force                replace an existing enrollment
+  --directory FILE       the user's entry in the LDAP directory FILE describes
+                         (the module's directory=; root only), for enrollment
+                         and every command that manages tokens
+  --bind-dn DN           bind to the directory as DN (password asked, or
+                         --bind-password-file FILE) instead of as the host
 
 Commands for your own tokens (root: for anyone's, with --user):
   add --name NAME [options]  add a token (phone, tablet, hardware token)
@@ -80,6 +85,8 @@ Admin commands (root):
   import pskc FILE [--key HEX | --password-file FILE] [--skip-bad]
   import oath FILE [--skip-bad] [--dry-run]
   migrate [--all] [--dry-run]             convert pam_google_authenticator files
+  migrate --to-directory FILE [--user NAME | --all]
+                             move enrollments into the directory with their state
 
 Each command has --help. docs/admin-guide.md has an example session.
 
