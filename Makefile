@@ -23,7 +23,7 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all test vet bench bench-against fuzz stress sanitizers deb install demo demo-stop clean
-all: build/pam_totp.so build/pam-totp-check build/totp-enroll
+all: build/pam_totp.so build/pam-totp-check build/pam-totp-check-directory build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
 	@test -f /usr/include/security/pam_modules.h || { echo "building pam_totp.so needs libpam0g-dev (scripts/deps installs it as root)"; exit 1; }
@@ -35,6 +35,12 @@ build/pam_totp.so: pam_totp/pam_totp.c
 build/pam-totp-check: $(GO_SOURCES)
 	@mkdir -p build
 	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./pam_totp/checker
+
+# The same with the directory store, for directory=: apart, so that the
+# file store's checker does not load LDAP and TLS at every login.
+build/pam-totp-check-directory: $(GO_SOURCES)
+	@mkdir -p build
+	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./pam_totp/checker-directory
 
 # totp-enroll uses cgo so that user lookups go through NSS (LDAP, sssd).
 build/totp-enroll: $(GO_SOURCES)
@@ -136,6 +142,8 @@ build/pamlogin: bench/pamlogin.c
 install: all
 	install -D -m 0644 build/pam_totp.so $(DESTDIR)$(PAMDIR)/pam_totp.so
 	install -D -m 0755 build/pam-totp-check $(DESTDIR)$(CHECKER)
+	install -D -m 0755 build/pam-totp-check-directory $(DESTDIR)$(CHECKER)-directory
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/pam-totp/ldap packaging/ldap/pam-totp.schema packaging/ldap/pam-totp.ldif packaging/ldap/pam-totp-acl.conf
 	install -D -m 0755 build/totp-enroll $(DESTDIR)$(PREFIX)/bin/totp-enroll
 	install -D -m 0644 docs/man/pam_totp.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam_totp.8
 	install -D -m 0644 docs/man/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1

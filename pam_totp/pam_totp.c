@@ -71,8 +71,12 @@ enum frame_type {
 #define EXIT_GRACE_MS 2000   /* time the checker has to exit after its verdict */
 #define FAIL_DELAY_US 2000000
 
+/* With directory= the module starts the checker's sibling that has the directory's code. */
+#define DIRECTORY_CHECKER_SUFFIX "-directory"
+
 struct config {
 	const char *checker;
+	char directory_checker[PATH_MAX];
 	int timeout_ms;
 	int want_authtok;
 	int nodelay;
@@ -163,6 +167,16 @@ static int parse_config(pam_handle_t *pamh, int flags, int argc, const char **ar
 			c->exempt_group = argv[i] + 13;
 		}
 		/* Every other option is the checker's to accept or refuse. */
+	}
+	if (c->directory) {
+		int n = snprintf(c->directory_checker, sizeof(c->directory_checker), "%s%s", c->checker,
+				 DIRECTORY_CHECKER_SUFFIX);
+
+		if (n < 0 || (size_t)n >= sizeof(c->directory_checker)) {
+			pam_syslog(pamh, LOG_ERR, "checker=%s: path too long", c->checker);
+			return PAM_AUTH_ERR;
+		}
+		c->checker = c->directory_checker;
 	}
 	return PAM_SUCCESS;
 }

@@ -115,12 +115,18 @@ func runChecker(t *testing.T, req []byte, cred *syscall.Credential, answer strin
 // caller waits for the process.
 func startChecker(t *testing.T, req []byte, cred *syscall.Credential, answer string) (*exec.Cmd, <-chan byte) {
 	t.Helper()
+	return startCheckerAt(t, filepath.Join(libDir, "pam-totp-check"), req, cred, answer)
+}
+
+// startCheckerAt is startChecker with the checker at path.
+func startCheckerAt(t *testing.T, path string, req []byte, cred *syscall.Credential, answer string) (*exec.Cmd, <-chan byte) {
+	t.Helper()
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	child := os.NewFile(uintptr(fds[1]), "checker-socket")
-	cmd := exec.Command(filepath.Join(libDir, "pam-totp-check"))
+	cmd := exec.Command(path)
 	cmd.Stdin = child
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}

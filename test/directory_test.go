@@ -437,7 +437,7 @@ func TestDirectoryKilledAfterCharge(t *testing.T) {
 		"cert_file " + filepath.Join(f.d.certs, "host-a.pem"), "key_file " + filepath.Join(f.d.certs, "host-a.key"), "timeout 30"})
 	req := (&protocol.Req{User: u.name, Known: true, UID: u.uid, GID: u.gid, Home: u.home, Service: "kill-test",
 		Options: []string{"directory=" + conf}}).Marshal()
-	cmd, verdict := startChecker(t, req, &syscall.Credential{}, code(t, u.secret, 0))
+	cmd, verdict := startCheckerAt(t, filepath.Join(libDir, "pam-totp-check-directory"), req, &syscall.Credential{}, code(t, u.secret, 0))
 	charged := func() bool {
 		st := f.d.attr(t, u, "pamTOTPState")
 		return len(st) == 1 && strings.Contains(st[0], "failures 1")

@@ -212,7 +212,7 @@ func (s *session) open() (*secret.File, error) {
 // openDirectory reads the user's enrollment in the directory.
 func (s *session) openDirectory() (*secret.File, error) {
 	if s.env.Directory == nil {
-		return nil, errors.New("directory= is not supported by this checker")
+		return nil, errors.New("directory= needs pam-totp-check-directory; this checker has no directory code")
 	}
 	if os.Geteuid() != 0 {
 		return nil, fmt.Errorf("directory=: the checker runs as uid %d, not as root", os.Geteuid())

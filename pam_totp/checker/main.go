@@ -3,57 +3,12 @@
 // Command pam-totp-check is started by pam_totp.so for every
 // authentication, with its socket to the module on standard input, already
 // running as the user whose home it reads (or as root for the system store).
-// It is not meant to be run by hand. See docs/architecture.md.
+// It is not meant to be run by hand. See docs/architecture.md. With
+// directory= the module starts pam-totp-check-directory instead, so that
+// this one, which every login of the file store starts, carries no LDAP
+// and TLS code.
 package main
 
-import (
-	"fmt"
-	"math"
-	"os"
-	"strconv"
-	"strings"
-	"time"
+import "pamtotp/internal/check"
 
-	"golang.org/x/sys/unix"
-
-	"pamtotp/internal/authlog"
-	"pamtotp/internal/check"
-	"pamtotp/internal/directory"
-)
-
-func main() {
-	var st unix.Stat_t
-	if unix.Fstat(0, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		fmt.Fprintln(os.Stderr, "pam-totp-check: started by pam_totp.so with a socket on standard input, not by hand")
-		os.Exit(2)
-	}
-	// No core file of ours may hold a secret.
-	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
-	unix.Umask(0o077)
-	// Non-blocking, so that Go's poller takes the socket and a prompt can
-	// have a time-out (prompt_timeout).
-	if err := unix.SetNonblock(0, true); err != nil {
-		fmt.Fprintln(os.Stderr, "pam-totp-check:", err)
-		os.Exit(2)
-	}
-	check.Run(&check.Env{
-		Conn:         os.NewFile(0, "pam_totp socket"),
-		Log:          authlog.Open("pam_totp"),
-		Now:          time.Now,
-		LoginSession: loginSession,
-		Directory:    directory.Open,
-	})
-}
-
-// loginSession is the audit session id that pam_loginuid gave the login
-// this host runs in; fork and setsid keep it, and a new login gets a new
-// one. "" when unset.
-func loginSession() string {
-	data, err := os.ReadFile("/proc/self/sessionid")
-	id := strings.TrimSpace(string(data))
-	n, perr := strconv.ParseUint(id, 10, 32)
-	if err != nil || perr != nil || n == math.MaxUint32 {
-		return ""
-	}
-	return id
-}
+func main() { check.Main(nil) }

@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Command pam-totp-check-directory is pam-totp-check with the directory
+// store (internal/directory): pam_totp.so starts it, as root, for a module
+// line with directory=. See docs/fleet.md.
+package main
+
+import (
+	"pamtotp/internal/check"
+	"pamtotp/internal/directory"
+)
+
+func main() { check.Main(directory.Open) }
