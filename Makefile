@@ -105,13 +105,14 @@ build/asan/pamlogin: bench/pamlogin.c
 sanitizers: build/fuzz-frames build/asan/pam_totp.so build/asan/pamlogin
 
 # Not a test: measures pam_totp against pam_google_authenticator and
-# pam_oath and writes docs/benchmarks.md and docs/benchmarks-scaling.md.
+# pam_oath and writes docs/benchmarks.md, docs/benchmarks-scaling.md and
+# docs/benchmarks-directory.md.
 # Root only (it adds users and starts sshd in a private mount namespace, as
 # the tests do).
 BENCH_TOOLS = build/pamlogin build/bench/nullcheck build/bench/nullcheck-sync
 bench: all $(BENCH_TOOLS)
 	scripts/deps --tests --with-reference --bench
-	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling' -benchtime 1x -timeout 60m ./test/
+	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling|Directory' -benchtime 1x -timeout 60m ./test/
 
 # Before and after: this tree against the commit REV, interleaved in one
 # run (libpam and sudo loops), into build/bench-against.md. A REV with the

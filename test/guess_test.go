@@ -85,7 +85,7 @@ func hostStack(opts ...string) string {
 
 // writeEtc writes a file in the namespace's /etc and puts back what was
 // there when the test ends.
-func writeEtc(t *testing.T, path, content string, mode os.FileMode) {
+func writeEtc(t testing.TB, path, content string, mode os.FileMode) {
 	t.Helper()
 	old, err := os.ReadFile(path)
 	existed := err == nil

@@ -42,7 +42,10 @@ const (
 
 // startSlapd makes the CA and the certificates, writes the configuration
 // and starts slapd in the foreground.
-func startSlapd(t testing.TB) *slapd {
+func startSlapd(t testing.TB) *slapd { return startSlapdWith(t, "") }
+
+// startSlapdWith is startSlapd with more lines for the database section.
+func startSlapdWith(t testing.TB, dbExtra string) *slapd {
 	t.Helper()
 	needRoot(t, "openssl", "ldapadd", "ldapmodify", "ldapsearch")
 	if _, err := os.Stat("/usr/sbin/slapd"); err != nil {
@@ -99,13 +102,14 @@ directory %s/db
 index uid eq
 index objectClass eq
 %s
+%s
 access to attrs=userPassword
 	by self write
 	by anonymous auth
 	by * none
 access to *
 	by * read
-`, schema, dir, dir, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir,
+`, schema, dir, dir, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir, dbExtra,
 		strings.ReplaceAll(string(acl), "dc=example,dc=org", ldapSuffix))
 	if err := os.WriteFile(filepath.Join(dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -304,7 +308,7 @@ func (s *slapd) attr(t testing.TB, u *user, attr string) []string {
 
 // hostConf writes a host's directory configuration, root's and 0600, into
 // the namespace's /etc, and returns its path.
-func (s *slapd) hostConf(t *testing.T, host string, extra ...string) string {
+func (s *slapd) hostConf(t testing.TB, host string, extra ...string) string {
 	t.Helper()
 	lines := []string{
 		"uri " + s.ldaps,
@@ -318,7 +322,7 @@ func (s *slapd) hostConf(t *testing.T, host string, extra ...string) string {
 }
 
 // hostConfLines writes a configuration of exactly these lines.
-func (s *slapd) hostConfLines(t *testing.T, name string, lines []string) string {
+func (s *slapd) hostConfLines(t testing.TB, name string, lines []string) string {
 	t.Helper()
 	if err := os.MkdirAll("/etc/pam-totp", 0o755); err != nil {
 		t.Fatal(err)
@@ -326,4 +330,29 @@ func (s *slapd) hostConfLines(t *testing.T, name string, lines []string) string 
 	path := fmt.Sprintf("/etc/pam-totp/directory-%s-%s.conf", name, strings.ReplaceAll(t.Name(), "/", "-"))
 	writeEtc(t, path, strings.Join(lines, "\n")+"\n", 0o600)
 	return path
+}
+
+// setSecret enrolls u in the directory with a secret file's content, as
+// the directory's root (for set-ups that need no totp-enroll run).
+func (s *slapd) setSecret(t testing.TB, u *user, secretFile string) {
+	t.Helper()
+	s.modify(t, fmt.Sprintf("dn: %s\nchangetype: modify\nadd: objectClass\nobjectClass: pamTOTPUser\n-\nadd: pamTOTPSecret\npamTOTPSecret:: %s\n-\n",
+		userDN(u), base64.StdEncoding.EncodeToString([]byte(secretFile))))
+}
+
+// bulkAdd adds the entries scale(from)..scale(to-1) under ou=people with
+// slapadd while slapd is stopped: 100,000 entries take seconds that way.
+func (s *slapd) bulkAdd(t testing.TB, from, to int) {
+	t.Helper()
+	var ldif strings.Builder
+	for i := from; i < to; i++ {
+		fmt.Fprintf(&ldif, "dn: uid=scale%06d,ou=people,%s\nobjectClass: inetOrgPerson\nuid: scale%06d\ncn: s\nsn: s\n\n", i, ldapSuffix, i)
+	}
+	s.stop(t)
+	cmd := exec.Command("/usr/sbin/slapadd", "-q", "-f", filepath.Join(s.dir, "slapd.conf"))
+	cmd.Stdin = strings.NewReader(ldif.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("slapadd: %v\n%s", err, out)
+	}
+	s.start(t)
 }

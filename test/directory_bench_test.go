@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"pamtotp/internal/secret"
+)
+
+// BenchmarkDirectory is part of `make bench`: a login with directory=
+// against the same login with the file store, through libpam (pamlogin, a
+// fresh process per login) and through sshd, against a slapd of the
+// test's own on loopback; the round trips of one login, read off slapd's
+// own log; and the cost with 10, 1,000 and 100,000 users in the
+// directory. It writes docs/benchmarks-directory.md. A benchmark, not a
+// test: it asserts nothing about time.
+func BenchmarkDirectory(b *testing.B) {
+	needRoot(b, "oathtool", "openssl", "/usr/sbin/sshd", "ssh-keygen")
+	if _, err := os.Stat(filepath.Join(buildDir, "pamlogin")); err != nil {
+		b.Skip("needs build/pamlogin: run make bench")
+	}
+	d := startSlapd(b)
+	conf := d.hostConf(b, "host-a")
+	// A diagnostic only, never a set-up to use: the same slapd without
+	// waiting for its disk, to show what its durable commits cost.
+	nosync := startSlapdWith(b, "dbnosync")
+	nosyncConf := nosync.hostConf(b, "host-a")
+	const nUsers, runs = 100, 5
+	users := make([]*user, nUsers)
+	for i := range users {
+		users[i] = newUser(b)
+		enroll(b, users[i]) // the file store: ~/.pam_totp, as the usual set-up
+		d.addUser(b, users[i])
+		secretFile, err := os.ReadFile(filepath.Join(users[i].home, ".pam_totp"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		d.setSecret(b, users[i], string(secretFile))
+		nosync.addUser(b, users[i])
+		nosync.setSecret(b, users[i], string(secretFile))
+	}
+	svc := service(b) // the services go in below
+	lines := map[string]string{
+		"files":     module("required"),
+		"directory": module("required", "directory="+conf),
+		"nosync":    module("required", "directory="+nosyncConf),
+	}
+	for name, line := range lines {
+		if err := os.WriteFile(filepath.Join(svc, name), []byte(line+"\n"), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	enrolled := map[*user][]byte{}
+	for _, u := range users {
+		data, err := os.ReadFile(filepath.Join(u.home, ".pam_totp.state"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		enrolled[u] = data
+	}
+	// Every run starts from the enrolled, unused state, as totp-enroll
+	// left it: each user logs in once per run, with the code of the step.
+	resetStates := func() {
+		var ldif strings.Builder
+		empty := base64.StdEncoding.EncodeToString(secret.NewState().Marshal(&secret.File{}))
+		for _, u := range users {
+			p := filepath.Join(u.home, ".pam_totp.state")
+			f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+			if err == nil {
+				_, err = f.Write(enrolled[u])
+			}
+			if err == nil {
+				err = f.Sync()
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+			fmt.Fprintf(&ldif, "dn: %s\nchangetype: modify\nreplace: pamTOTPState\npamTOTPState:: %s\n\n", userDN(u), empty)
+		}
+		d.modify(b, ldif.String())
+		nosync.modify(b, ldif.String())
+	}
+	libpamRun := func(name string) time.Duration {
+		resetStates()
+		cs := make([]string, nUsers)
+		for i, u := range users {
+			cs[i] = code(b, u.secret, 0)
+		}
+		start := time.Now()
+		for i, u := range users {
+			if out, err := exec.Command(filepath.Join(buildDir, "pamlogin"), svc, name, u.name, cs[i]).CombinedOutput(); err != nil {
+				b.Fatalf("%s login of %s: %v %s", name, u.name, err, out)
+			}
+		}
+		return time.Since(start) / nUsers
+	}
+	sshFiles := startSSHD(b, false, "auth required pam_unix.so nodelay", lines["files"])
+	sshDir := startSSHD(b, false, "auth required pam_unix.so nodelay", lines["directory"])
+	sshRun := func(s *sshd) time.Duration {
+		resetStates()
+		cs := make([]string, nUsers)
+		for i, u := range users {
+			cs[i] = code(b, u.secret, 0)
+		}
+		start := time.Now()
+		for i, u := range users {
+			if err := authOnly(s.addr, u.name, u.password, cs[i]); err != nil {
+				b.Fatalf("sshd login of %s: %v", u.name, err)
+			}
+		}
+		return time.Since(start) / nUsers
+	}
+	times := map[string][]time.Duration{}
+	order := []string{"files", "directory", "nosync"}
+	for run := 0; run < runs; run++ {
+		for i := range order {
+			name := order[(i+run)%3]
+			times["libpam/"+name] = append(times["libpam/"+name], libpamRun(name))
+		}
+		order := order[:2]
+		for i := range order {
+			name := order[(i+run)%2]
+			s := map[string]*sshd{"files": sshFiles, "directory": sshDir}[name]
+			times["sshd/"+name] = append(times["sshd/"+name], sshRun(s))
+		}
+	}
+
+	// The round trips of one right-code login, as slapd logged them.
+	resetStates()
+	m := syslogs.mark()
+	u := users[0]
+	if out, err := exec.Command(filepath.Join(buildDir, "pamlogin"), svc, "directory", u.name, code(b, u.secret, 0)).CombinedOutput(); err != nil {
+		b.Fatalf("login: %v %s", err, out)
+	}
+	ops := slapdOps(syslogs.since(m))
+
+	// Scale: one user's wrong-code logins (deny=0: charged, compared,
+	// saved) with 10, 1,000 and 100,000 entries in a directory of its own.
+	sd := startSlapd(b)
+	sd.addUser(b, u)
+	secretFile, err := os.ReadFile(filepath.Join(u.home, ".pam_totp"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sd.setSecret(b, u, string(secretFile))
+	scaleSvc := service(b, module("required", "deny=0", "directory="+sd.hostConf(b, "host-b")))
+	scale := map[int]time.Duration{}
+	have := 1
+	for _, n := range []int{10, 1000, 100000} {
+		sd.bulkAdd(b, have, n)
+		have = n
+		var ds []time.Duration
+		for i := 0; i < 60; i++ {
+			start := time.Now()
+			exec.Command(filepath.Join(buildDir, "pamlogin"), scaleSvc, "pamtotp-test", u.name, "000000").Run()
+			ds = append(ds, time.Since(start))
+		}
+		scale[n] = medianDuration(ds)
+	}
+	writeDirectoryReport(b, times, ops, scale, nUsers, runs)
+}
+
+// slapdOps lists the operations of the last connection in slapd's log lines.
+// Each is named with the time slapd took for it (etime).
+func slapdOps(lines []string) []string {
+	op := regexp.MustCompile(`conn=(\d+) op=(\d+) (BIND|SRCH|MOD|UNBIND|EXT) `)
+	result := regexp.MustCompile(`conn=(\d+) op=(\d+) (?:SEARCH )?RESULT .*etime=([0-9.]+)`)
+	names := map[string]string{}
+	perConn := map[string][]string{}
+	last := ""
+	for _, l := range lines {
+		if m := op.FindStringSubmatch(l); m != nil {
+			if _, seen := names[m[1]+"/"+m[2]]; !seen {
+				names[m[1]+"/"+m[2]] = m[3]
+			}
+		}
+		if m := result.FindStringSubmatch(l); m != nil {
+			if name, ok := names[m[1]+"/"+m[2]]; ok {
+				var secs float64
+				fmt.Sscan(m[3], &secs)
+				perConn[m[1]] = append(perConn[m[1]], fmt.Sprintf("%s (%.2f ms in slapd)", name, secs*1000))
+				last = m[1]
+			}
+		}
+	}
+	return perConn[last]
+}
+
+func writeDirectoryReport(b testing.TB, times map[string][]time.Duration, ops []string, scale map[int]time.Duration, users, runs int) {
+	row := func(path string) string {
+		f, dir := spreadOf(times[path+"/files"]), spreadOf(times[path+"/directory"])
+		return fmt.Sprintf("| %s | %s | %s | **%s** |", path, f, dir, ratio(dir.med, f.med))
+	}
+	f, ns := spreadOf(times["libpam/files"]), spreadOf(times["libpam/nosync"])
+	nosyncRow := fmt.Sprintf("| libpam, slapd with dbnosync (a diagnostic: what slapd's durable commits cost; never run it so) | %s | %s | %s |", f, ns, ratio(ns.med, f.med))
+	report := fmt.Sprintf(`# Benchmarks: the directory store
+
+Written by `+"`make bench`"+` (test/directory_bench_test.go) on %s.
+%s
+slapd (Debian's, %s) runs on loopback with a temporary mdb
+database, TLS with the test's own CA, and the host binds with its client
+certificate (SASL EXTERNAL). Each figure is the median per-login time
+(smallest–largest) of %d runs in which %d users each log in once with a
+right code; the two stores' runs alternate.
+
+| path | file store (~/.pam_totp) | directory= | directory / files |
+|---|---|---|---|
+%s
+%s
+%s
+
+"libpam" is build/pamlogin, a fresh process per login; "sshd" is the SSH
+handshake and keyboard-interactive authentication (pam_unix, then the
+module), one login at a time. The dbnosync row shows that slapd's own
+commits are not where the time goes; docs/benchmarks.md says where it does.
+
+## Round trips of one login
+
+A right code, as slapd logged the connection: %s. Before them, the TCP
+connection and the TLS 1.3 handshake (one round trip, with the client's
+certificate). A wrong code makes one modify fewer: the state it leaves is
+the charge already written. The connection is closed when the checker
+exits.
+
+## Users in the directory
+
+One user's wrong-code logins (deny=0: charged, compared, saved), median of
+60, with the directory holding:
+
+| entries | per login |
+|---|---|
+| 10 | %s |
+| 1000 | %s |
+| 100000 | %s |
+
+The host finds the user with a subtree search on `+"`(uid=NAME)`"+`,
+which the `+"`uid eq`"+` index answers without looking at the other
+entries; with `+"`user_dn`"+` it is a base search.
+
+Reproduce: `+"`make bench`"+` as root, or only this page:
+`+"`go test -run '^$' -bench Directory -benchtime 1x ./test/`"+` (as root, after `+"`make all build/pamlogin`"+`).
+`, time.Now().UTC().Format("2006-01-02"), benchMachine(), slapdVersion(), runs, users,
+		row("libpam"), row("sshd"), nosyncRow, strings.Join(ops, ", "), ms(scale[10]), ms(scale[1000]), ms(scale[100000]))
+	if err := os.WriteFile("../docs/benchmarks-directory.md", []byte(report), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.Log("\n" + report)
+}
+
+func slapdVersion() string {
+	out, _ := exec.Command("dpkg-query", "-W", "-f", "${Version}", "slapd").Output()
+	return strings.TrimSpace(string(out))
+}
