@@ -32,7 +32,7 @@ func BenchmarkDirectory(b *testing.B) {
 	conf := d.hostConf(b, "host-a")
 	// A diagnostic only, never a set-up to use: the same slapd without
 	// waiting for its disk, to show what its durable commits cost.
-	nosync := startSlapdWith(b, "dbnosync")
+	nosync := startSlapdWith(b, "dbnosync", true)
 	nosyncConf := nosync.hostConf(b, "host-a")
 	const nUsers, runs = 100, 5
 	users := make([]*user, nUsers)

@@ -545,3 +545,191 @@ func TestDirectoryThroughSSHDAndSudo(t *testing.T) {
 		t.Fatalf("sudo on A refused a fresh code; it showed %q", sudo.shown)
 	}
 }
+
+// TestDirectoryUnsafeOrBrokenServer: a server whose certificate is not of
+// ca_file, one that accepts and never answers, and one without pam_totp's
+// schema each fail the login closed, with a log line, within the time-outs.
+func TestDirectoryUnsafeOrBrokenServer(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	other := filepath.Join(f.d.dir, "other-ca")
+	os.Mkdir(other, 0o700)
+	openssl(t, other, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=another CA")
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() { // accepts, reads, never answers
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	bare := startSlapdWith(t, "", false)
+	bare.addUser(t, u)
+	cert := []string{"cert_file " + filepath.Join(f.d.certs, "host-a.pem"), "key_file " + filepath.Join(f.d.certs, "host-a.key")}
+	cases := []struct {
+		name  string
+		lines []string
+		log   string
+	}{
+		{"a certificate of another CA", append([]string{"uri " + f.d.ldaps, "base ou=people," + ldapSuffix, "ca_file " + other + "/ca.pem"}, cert...),
+			`TLS: tls: failed to verify certificate`},
+		{"StartTLS with a certificate of another CA", append([]string{"uri " + f.d.ldap, "base ou=people," + ldapSuffix, "ca_file " + other + "/ca.pem"}, cert...),
+			`StartTLS: .*certificate`},
+		{"a server that never answers", append([]string{"uri ldaps://" + silent.Addr().String(), "base ou=people," + ldapSuffix, "ca_file " + f.d.ca, "timeout 1"}, cert...),
+			`the directory cannot be reached: .*no answer within 1s`},
+		{"no pam_totp schema", []string{"uri " + bare.ldaps, "base ou=people," + ldapSuffix, "ca_file " + bare.ca,
+			"cert_file " + filepath.Join(bare.certs, "host-a.pem"), "key_file " + filepath.Join(bare.certs, "host-a.key")},
+			`no entry for .*` + u.name + `.* that this host may read .*schema not loaded`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conf := f.d.hostConfLines(t, "broken", c.lines)
+			svc := service(t, module("required", "nullok", "directory="+conf))
+			m := syslogs.mark()
+			began := time.Now()
+			if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
+				t.Fatal("the login succeeded")
+			}
+			if took := time.Since(began); took > 9*time.Second {
+				t.Fatalf("the login took %v: not within the directory's timeout and the module's", took)
+			}
+			expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*`+c.log)
+		})
+	}
+}
+
+// TestDirectoryDoctor: doctor --directory passes a sound set-up and names
+// a missing schema, a secret that anonymous clients can read, and a stack
+// where root has no way in while the directory is down.
+func TestDirectoryDoctor(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	out, err := enrollCmd(t, "doctor", "--directory", f.confA, "--user", u.name)
+	if err != nil || strings.Contains(out, "ERROR") {
+		t.Fatalf("doctor --directory on a sound set-up: %v\n%s", err, out)
+	}
+	before := f.d.attr(t, u, "pamTOTPState")
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("doctor's access check changed the enrollment: %v (state before %q)", err, before)
+	}
+	leaky := startSlapdWith(t, "access to * by * read", true)
+	leaky.addUser(t, u)
+	leaky.setSecret(t, u, "# pam_totp secret file\npam_totp 1\n")
+	bare := startSlapdWith(t, "", false)
+	for _, c := range []struct {
+		d    *slapd
+		want string
+	}{{leaky, "an anonymous client can read or find pam_totp's attributes of 1 entries"}, {bare, "pam_totp's schema is not loaded"}} {
+		conf := c.d.hostConf(t, "host-a")
+		out, err := enrollCmd(t, "doctor", "--directory", conf)
+		if exitCode(err) != 1 || !strings.Contains(out, "ERROR") || !strings.Contains(out, c.want) {
+			t.Fatalf("doctor --directory: exit %d, want 1 and %q:\n%s", exitCode(err), c.want, out)
+		}
+	}
+	out, _ = doctorRun(t, map[string][]string{"sshd": {"auth required pam_unix.so", module("required", "directory="+f.confA)}}, "")
+	if !strings.Contains(out, "directory= without fallback=local") {
+		t.Fatalf("doctor did not warn that root has no way in while the directory is down:\n%s", out)
+	}
+}
+
+// TestDirectoryTokenCommands: the commands that manage a user's tokens
+// work on the directory, bound as the admin, and every host sees the
+// change at once.
+func TestDirectoryTokenCommands(t *testing.T) {
+	f := newFleet(t, "deny=0")
+	u := newUser(t)
+	f.enrollDir(t, u)
+	dir := []string{"--user", u.name, "--directory", f.confA, "--bind-dn", ldapAdmin, "--bind-password-file", f.d.adminPass}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := enrollCmd(t, append(args, dir...)...)
+		if err != nil {
+			t.Fatalf("totp-enroll %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	waitForFreshStep(30, 12)
+	phone2 := newSecret(t)
+	run("add", "--name", "phone2", "--secret", phone2, "--no-confirm", "--qr", "none")
+	if out := run("list"); !strings.Contains(out, "phone2") || !strings.Contains(out, "default") {
+		t.Fatalf("list after add:\n%s", out)
+	}
+	if err := loginWith(t, f.svcB, u, code(t, phone2, 0)); err != nil {
+		t.Fatalf("the added token on B: %v", err)
+	}
+	run("disable", "phone2")
+	if err := loginWith(t, f.svcA, u, code(t, phone2, 1)); err == nil {
+		t.Fatal("a disabled token still works on A")
+	}
+	run("enable", "phone2")
+	if err := loginWith(t, f.svcA, u, code(t, phone2, 1)); err != nil {
+		t.Fatalf("the enabled token on A: %v", err)
+	}
+	run("remove", "phone2")
+	if out := run("list"); strings.Contains(out, "phone2") {
+		t.Fatalf("list after remove:\n%s", out)
+	}
+	if out := run("show", "default"); !strings.Contains(out, "otpauth://totp/") {
+		t.Fatalf("show:\n%s", out)
+	}
+	if out := run("status"); !strings.Contains(out, "token default") {
+		t.Fatalf("status:\n%s", out)
+	}
+	if out := run("status", "--all"); !strings.Contains(out, u.name) {
+		t.Fatalf("status --all does not list the enrolled user:\n%s", out)
+	}
+	// sync: the phone runs 50 steps ahead.
+	if out := run("sync", "default", code(t, u.secret, 50), code(t, u.secret, 51)); !strings.Contains(out, "drift set to +51 steps") {
+		t.Fatalf("sync:\n%s", out)
+	}
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 52)); err != nil {
+		t.Fatalf("after sync, on B: %v", err)
+	}
+	out := run("passcodes", "--generate", "1")
+	pcs := regexp.MustCompile(`(?m)^  (\d{8})$`).FindAllStringSubmatch(out, -1)
+	if len(pcs) != 1 {
+		t.Fatalf("passcodes:\n%s", out)
+	}
+	if err := loginWith(t, f.svcA, u, pcs[0][1]); err != nil {
+		t.Fatalf("a passcode on A: %v", err)
+	}
+	if err := loginWith(t, f.svcB, u, pcs[0][1]); err == nil {
+		t.Fatal("a passcode used on A worked again on B")
+	}
+	out = run("scratch", "--regenerate", "--count", "2")
+	if fresh := regexp.MustCompile(`(?m)^  (\d{8})$`).FindAllStringSubmatch(out, -1); len(fresh) != 2 {
+		t.Fatalf("scratch --regenerate:\n%s", out)
+	}
+	if err := loginWith(t, f.svcA, u, u.scratch[1]); err == nil {
+		t.Fatal("an old scratch code still works after --regenerate")
+	}
+	run("reset")
+	if v := f.d.attr(t, u, "pamTOTPSecret"); len(v) != 0 {
+		t.Fatalf("reset left %d secrets in the entry", len(v))
+	}
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 53)); err == nil {
+		t.Fatal("a login after reset got in")
+	}
+	// With the example ACL a host may add a secret where there is none
+	// (enroll=login), but never replace one.
+	first := newSecret(t)
+	if out, err := enrollCmd(t, "--user", u.name, "--secret", first, "--no-confirm", "--qr", "none", "--directory", f.confA); err != nil {
+		t.Fatalf("enrolling an unenrolled user with the host's identity: %v\n%s", err, out)
+	}
+	if out, err := enrollCmd(t, "--user", u.name, "--secret", newSecret(t), "--no-confirm", "--qr", "none", "--force", "--directory", f.confA); err == nil ||
+		!strings.Contains(out, "Insufficient Access Rights") {
+		t.Fatalf("replacing a secret with the host's identity: %v\n%s", err, out)
+	}
+	if err := loginWith(t, f.svcB, u, code(t, first, 0)); err != nil {
+		t.Fatalf("the first enrollment after the refused replacement: %v", err)
+	}
+}

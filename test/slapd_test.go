@@ -42,10 +42,12 @@ const (
 
 // startSlapd makes the CA and the certificates, writes the configuration
 // and starts slapd in the foreground.
-func startSlapd(t testing.TB) *slapd { return startSlapdWith(t, "") }
+func startSlapd(t testing.TB) *slapd { return startSlapdWith(t, "", true) }
 
-// startSlapdWith is startSlapd with more lines for the database section.
-func startSlapdWith(t testing.TB, dbExtra string) *slapd {
+// startSlapdWith is startSlapd with more lines for the database section,
+// before the ACL, and without pam_totp's schema (and so its ACL) if
+// schema is false.
+func startSlapdWith(t testing.TB, dbExtra string, schema bool) *slapd {
 	t.Helper()
 	needRoot(t, "openssl", "ldapadd", "ldapmodify", "ldapsearch")
 	if _, err := os.Stat("/usr/sbin/slapd"); err != nil {
@@ -74,15 +76,19 @@ func startSlapdWith(t testing.TB, dbExtra string) *slapd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	schema, err := filepath.Abs("../packaging/ldap/pam-totp.schema")
+	schemaFile, err := filepath.Abs("../packaging/ldap/pam-totp.schema")
 	if err != nil {
 		t.Fatal(err)
+	}
+	include := "include " + schemaFile
+	if !schema {
+		include, acl = "", nil
 	}
 	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/nis.schema
 include /etc/ldap/schema/inetorgperson.schema
-include %s
+%s
 pidfile %s/slapd.pid
 argsfile %s/slapd.args
 modulepath /usr/lib/ldap
@@ -109,7 +115,7 @@ access to attrs=userPassword
 	by * none
 access to *
 	by * read
-`, schema, dir, dir, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir, dbExtra,
+`, include, dir, dir, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir, dbExtra,
 		strings.ReplaceAll(string(acl), "dc=example,dc=org", ldapSuffix))
 	if err := os.WriteFile(filepath.Join(dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 )
 
 const doctorUsage = `Usage: totp-enroll doctor [--pam-dir DIR] [--sshd-config FILE] [--json]
+       totp-enroll doctor --directory FILE [--user NAME] [--json]
 
 Checks, before you restart anything, whether a login can skip pam_totp or
 will be locked out: every service in the PAM directory that loads
@@ -37,6 +38,12 @@ Options:
   --sshd-config FILE     sshd's configuration (default /etc/ssh/sshd_config;
                          checked if it exists)
   --json                 the findings as a JSON array
+  --directory FILE       check only this directory configuration (the
+                         module's directory=): the file, each server's
+                         connection, TLS, bind and schema, and that an
+                         anonymous client can read no secret
+  --user NAME            with --directory: also read NAME's entry and write
+                         its state back unchanged, as a login does
 
 Exit status: 0 nothing at the error level, 1 an error, 2 what doctor needs
 could not be read.
@@ -55,6 +62,8 @@ type doctor struct {
 	findings           []finding
 	drifts             map[int64]int   // learned TOTP drift (steps) -> tokens
 	rootEnrolled       map[string]bool // service -> root has an enrollment or is exempt
+	directories        map[string]bool // the directory configurations checked
+	directory, user    string          // --directory and --user: check that configuration alone
 }
 
 func (d *doctor) add(level, where, what, fix string) {
@@ -68,6 +77,8 @@ func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.StringVar(&d.pamDir, "pam-dir", "/etc/pam.d", "")
 	fs.StringVar(&d.sshdConfig, "sshd-config", "/etc/ssh/sshd_config", "")
 	asJSON := fs.Bool("json", false, "")
+	fs.StringVar(&d.directory, "directory", "", "")
+	fs.StringVar(&d.user, "user", "", "")
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, doctorUsage)
@@ -80,7 +91,20 @@ func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "totp-enroll doctor: %v (see doctor --help)\n", err)
 		return exitUsage
 	}
-	if err := d.run(); err != nil {
+	if err == nil && d.user != "" && d.directory == "" {
+		err = fmt.Errorf("--user goes with --directory")
+	}
+	if err == nil && d.directory != "" && os.Geteuid() != 0 {
+		err = fmt.Errorf("--directory: the directory's configuration is root's; run as root")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll doctor: %v (see doctor --help)\n", err)
+		return exitUsage
+	}
+	if d.directory != "" {
+		d.rootEnrolled = map[string]bool{}
+		d.checkDirectory(d.directory, d.user)
+	} else if err := d.run(); err != nil {
 		fmt.Fprintf(stderr, "totp-enroll doctor: %v\n", err)
 		return 2
 	}
@@ -228,11 +252,15 @@ func (d *doctor) checkGroups(where string, args []string) {
 
 // checkChecker applies the module's own rule for the checker's path.
 func (d *doctor) checkChecker(where string, args []string) {
-	path := checkerPath
+	path, dir := checkerPath, false
 	for _, a := range args {
 		if v, ok := strings.CutPrefix(a, "checker="); ok {
 			path = v
 		}
+		dir = dir || strings.HasPrefix(a, "directory=")
+	}
+	if dir {
+		path += "-directory" // the module's rule: the checker with the directory's code
 	}
 	if err := safeChecker(path); err != nil {
 		d.add("error", where, fmt.Sprintf("the module would refuse the checker %s (%v): every login fails.", path, err),
@@ -273,6 +301,10 @@ func safeChecker(path string) error {
 
 // checkAccounts lists accounts with a login shell and no enrollment.
 func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
+	if opts.Directory != "" {
+		d.checkDirectoryStack(service, where, opts)
+		return
+	}
 	accounts, err := localAccounts()
 	if err != nil {
 		d.add("warning", where, fmt.Sprintf("accounts not checked: %v.", err), "run doctor as root")

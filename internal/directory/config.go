@@ -36,6 +36,7 @@ type Config struct {
 	Password   string // read from bind_password_file
 	ServerName string // the name the server's certificate must have, if not the URI's host
 	Timeout    time.Duration
+	anonymous  bool // doctor's probe: no bind at all
 }
 
 // DefaultTimeout is how long one directory operation may take: well

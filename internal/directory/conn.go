@@ -122,6 +122,7 @@ func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
 		}
 	}
 	switch {
+	case conf.anonymous:
 	case conf.BindDN != "":
 		err = s.c.Bind(conf.BindDN, conf.Password)
 	case conf.CertFile != "" || u.Scheme == "ldapi":
