@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -731,5 +732,27 @@ func TestDirectoryTokenCommands(t *testing.T) {
 	}
 	if err := loginWith(t, f.svcB, u, code(t, first, 0)); err != nil {
 		t.Fatalf("the first enrollment after the refused replacement: %v", err)
+	}
+}
+
+// TestDirectoryImport: hardware tokens imported into the directory work
+// on every host.
+func TestDirectoryImport(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.d.addUser(t, u)
+	key := hexKey(t)
+	file := filepath.Join(t.TempDir(), "tokens.csv")
+	os.WriteFile(file, []byte(key+";;Feitian c200 #1\n"), 0o600)
+	out, err := enrollCmd(t, "import", "csv", file, "--user", u.name, "--directory", f.confA, "--bind-dn", ldapAdmin, "--bind-password-file", f.d.adminPass)
+	if err != nil || !strings.Contains(out, "-> directory "+f.confA) {
+		t.Fatalf("import csv --directory: %v\n%s", err, out)
+	}
+	c, err := exec.Command("oathtool", "--totp", key).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := loginWith(t, f.svcB, u, strings.TrimSpace(string(c))); err != nil {
+		t.Fatalf("the imported token on B: %v", err)
 	}
 }

@@ -26,6 +26,9 @@ Options:
   --secret-file TEMPLATE where to write (default ~/.pam_totp)
   --skip-bad             report bad lines and import the rest
   --dry-run              say what would be done; write nothing
+  --directory FILE       into the users' entries in the directory (the
+                         module's directory=), with --bind-dn DN and
+                         --bind-password-file FILE for the admin's identity
 `
 
 func runImportCSV(args []string, stdout, stderr io.Writer) int {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"pamtotp/internal/directory"
 	"pamtotp/internal/options"
 	"pamtotp/internal/secret"
 	"pamtotp/internal/tokenimport"
@@ -31,6 +32,9 @@ Options:
   --secret-file TEMPLATE where to write (default ~/.pam_totp)
   --skip-bad             report bad lines and import the rest
   --dry-run              say what would be done; write nothing
+  --directory FILE       into the users' entries in the directory (the
+                         module's directory=), with --bind-dn DN and
+                         --bind-password-file FILE for the admin's identity
 `
 
 func runImportOath(args []string, stdout, stderr io.Writer) int {
@@ -56,20 +60,24 @@ type importCommand struct {
 	fs           *flag.FlagSet
 	user, to     *string
 	skipBad, dry *bool
+	dirs         dirFlags
 }
 
 func newImportCommand(name, usage string) *importCommand {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	return &importCommand{name: name, usage: usage, fs: fs,
+	c := &importCommand{name: name, usage: usage, fs: fs,
 		user: fs.String("user", "", ""), to: fs.String("secret-file", options.DefaultSecret, ""),
 		skipBad: fs.Bool("skip-bad", false, ""), dry: fs.Bool("dry-run", false, "")}
+	c.dirs.register(fs)
+	return c
 }
 
 // importInput is what an import command read: where to write, the file's
 // name and its bytes.
 type importInput struct {
 	loc  *location
+	dir  *directory.Config // --directory: into the directory instead
 	file string
 	data []byte
 }
@@ -106,6 +114,10 @@ func (c *importCommand) start(args []string, stdout, stderr io.Writer, check fun
 	if err == nil {
 		loc, err = parseLocation("--secret-file", *c.to)
 	}
+	var dir *directory.Config
+	if err == nil {
+		dir, err = c.dirs.config()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "totp-enroll %s: %v (see %s --help)\n", c.name, err, c.name)
 		return nil, stop(exitUsage)
@@ -115,23 +127,28 @@ func (c *importCommand) start(args []string, stdout, stderr io.Writer, check fun
 		fmt.Fprintf(stderr, "totp-enroll %s: %v\n", c.name, err)
 		return nil, stop(exitError)
 	}
-	return &importInput{loc: loc, file: pos[0], data: data}, nil
+	return &importInput{loc: loc, dir: dir, file: pos[0], data: data}, nil
 }
 
 func (c *importCommand) finish(in *importInput, entries []tokenimport.Entry, bad []error, stdout, stderr io.Writer) int {
-	return importEntries(c.name, in.file, in.loc, entries, bad, *c.skipBad, *c.dry, stdout, stderr)
+	return importEntries(c.name, in, entries, bad, *c.skipBad, *c.dry, stdout, stderr)
 }
 
 // importEntries writes the entries into their users' files, each user's at
 // once. A bad entry (or an unknown user) refuses the whole import unless
 // skipBad; then bad entries are reported and left out.
-func importEntries(cmd, file string, loc *location, entries []tokenimport.Entry, bad []error, skipBad, dry bool, stdout, stderr io.Writer) int {
+func importEntries(cmd string, in *importInput, entries []tokenimport.Entry, bad []error, skipBad, dry bool, stdout, stderr io.Writer) int {
+	file := in.file
 	accounts := map[string]*account{}
 	var users []string
 	var keep []tokenimport.Entry
+	lookup := lookupAccount
+	if in.dir != nil {
+		lookup = directoryAccount // the directory's users need not be this machine's
+	}
 	for _, e := range entries {
 		if accounts[e.User] == nil {
-			a, err := lookupAccount(e.User)
+			a, err := lookup(e.User)
 			if err != nil {
 				bad = append(bad, fmt.Errorf("line %d: %v", e.Line, err))
 				continue
@@ -156,7 +173,11 @@ func importEntries(cmd, file string, loc *location, entries []tokenimport.Entry,
 				mine = append(mine, e)
 			}
 		}
-		if err := importFor(loc, accounts[name], mine, dry, stdout); err != nil {
+		importer := importFor
+		if in.dir != nil {
+			importer = importIntoDirectory(in.dir)
+		}
+		if err := importer(in.loc, accounts[name], mine, dry, stdout); err != nil {
 			fmt.Fprintf(stderr, "totp-enroll %s: %s: %v\n", cmd, name, err)
 			failed++
 		}
@@ -197,21 +218,7 @@ func importFor(loc *location, a *account, entries []tokenimport.Entry, dry bool,
 		return err
 	}
 	return loc.as(a, func() error {
-		add := func(f *secret.File, st *secret.State) error {
-			for _, e := range entries {
-				t := e.Token
-				t.Name = freeName(f, e.Base)
-				if err := f.Add(t); err != nil {
-					return fmt.Errorf("line %d: %w", e.Line, err)
-				}
-				if e.Last >= 0 {
-					ts := st.Token(&t)
-					ts.Used, ts.LastStep = true, e.Last
-				}
-				fmt.Fprintf(stdout, "%s: line %d: token %s (%s) -> %s\n", a.name, e.Line, t.Name, t.Describe(), path)
-			}
-			return nil
-		}
+		add := adder(a, entries, path, stdout)
 		if !loc.opts.AsUser() && !dry {
 			if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 				return err
@@ -236,6 +243,48 @@ func importFor(loc *location, a *account, entries []tokenimport.Entry, dry bool,
 		}
 		return secret.Create(path, loc.access(a), f, st, false)
 	})
+}
+
+// adder adds entries to an enrollment, and says so.
+func adder(a *account, entries []tokenimport.Entry, where string, stdout io.Writer) func(*secret.File, *secret.State) error {
+	return func(f *secret.File, st *secret.State) error {
+		for _, e := range entries {
+			t := e.Token
+			t.Name = freeName(f, e.Base)
+			if err := f.Add(t); err != nil {
+				return fmt.Errorf("line %d: %w", e.Line, err)
+			}
+			if e.Last >= 0 {
+				ts := st.Token(&t)
+				ts.Used, ts.LastStep = true, e.Last
+			}
+			fmt.Fprintf(stdout, "%s: line %d: token %s (%s) -> %s\n", a.name, e.Line, t.Name, t.Describe(), where)
+		}
+		return nil
+	}
+}
+
+// importIntoDirectory is importFor for the user's entry in the directory.
+func importIntoDirectory(c *directory.Config) func(*location, *account, []tokenimport.Entry, bool, io.Writer) error {
+	return func(_ *location, a *account, entries []tokenimport.Entry, dry bool, stdout io.Writer) error {
+		d := directory.New(c, a.name)
+		defer d.Close()
+		add := adder(a, entries, "directory "+c.Path, stdout)
+		f, st, err := d.Enrollment()
+		switch {
+		case errors.Is(err, secret.ErrNotEnrolled):
+			f, st = &secret.File{}, secret.NewState()
+			if err := add(f, st); err != nil || dry {
+				return err
+			}
+			return d.Create(f, st, false)
+		case err != nil:
+			return err
+		case dry:
+			return add(f, st)
+		}
+		return d.Update(add)
+	}
 }
 
 // freeName is base, or base-2, base-3, ... if taken.

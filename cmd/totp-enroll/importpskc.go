@@ -34,6 +34,9 @@ Options:
   --secret-file TEMPLATE where to write (default ~/.pam_totp)
   --skip-bad             report key packages that cannot be used and import the rest
   --dry-run              say what would be done; write nothing
+  --directory FILE       into the users' entries in the directory (the
+                         module's directory=), with --bind-dn DN and
+                         --bind-password-file FILE for the admin's identity
 `
 
 func runImportPSKC(args []string, stdout, stderr io.Writer) int {
