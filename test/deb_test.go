@@ -48,7 +48,7 @@ func TestDebianPackage(t *testing.T) {
 	}
 	checks := [][]string{
 		{"--nocfprotection", x + "/lib/x86_64-linux-gnu/security/pam_totp.so"},
-		{"--nocfprotection", "--nostackprotector", x + "/usr/libexec/pam-totp/pam-totp-check", x + "/usr/bin/totp-enroll"},
+		{"--nocfprotection", "--nostackprotector", x + "/usr/libexec/pam-totp/pam-totp-check", x + "/usr/libexec/pam-totp/pam-totp-check-directory", x + "/usr/bin/totp-enroll"},
 	}
 	for _, args := range checks {
 		if out, err := exec.Command("hardening-check", args...).CombinedOutput(); err != nil {
