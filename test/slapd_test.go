@@ -246,7 +246,17 @@ func (s *slapd) stop(t testing.TB) {
 	s.cmd = nil
 }
 
-// ldap runs an ldap-utils command as the directory's root identity, with
+// kill ends our slapd with SIGKILL, as a crash would, and waits for it.
+func (s *slapd) kill(t testing.TB) {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Kill() // our own child, by its pid
+	s.cmd.Wait()
+	s.cmd = nil
+}
+
+// tool runs an ldap-utils command as the directory's root identity, with
 // the test CA.
 func (s *slapd) tool(t testing.TB, stdin string, name string, args ...string) string {
 	t.Helper()
