@@ -325,8 +325,9 @@ func TestGuessesUnderTerminalSignals(t *testing.T) {
 			if compared <= 3 {
 				t.Fatalf("no signalled attempt reached the checker (%d counted, 3 of them unsignalled)", compared)
 			}
+			m := syslogs.mark()
 			if !h.attempt(t, nil, code(t, h.victim.secret, 0), nil, 20*time.Second) {
-				t.Fatal("the right code, without any key, did not get in")
+				t.Fatalf("the right code, without any key, did not get in; the terminal showed %q; decisions %q", h.shown, h.decisions(m))
 			}
 			// The owner learns how many guesses there were: su shows it. sudo
 			// asks for silence (PAM_SILENT, its default), so the count waits

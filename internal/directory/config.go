@@ -134,6 +134,12 @@ func Parse(data []byte) (*Config, error) {
 }
 
 func (c *Config) set(key, v string) error {
+	plain := map[string]*string{"base": &c.Base, "ca_file": &c.CAFile, "cert_file": &c.CertFile, "key_file": &c.KeyFile,
+		"bind_dn": &c.BindDN, "bind_password_file": &c.Password, "tls_server_name": &c.ServerName}
+	if p, ok := plain[key]; ok {
+		*p = v
+		return nil
+	}
 	switch key {
 	case "uri":
 		// ldap.conf allows several URIs on one line.
@@ -162,8 +168,6 @@ func (c *Config) set(key, v string) error {
 			}
 			c.URIs = append(c.URIs, u)
 		}
-	case "base":
-		c.Base = v
 	case "user_filter":
 		if !strings.HasPrefix(v, "(") || !strings.HasSuffix(v, ")") || strings.Count(v, "%u") != 1 {
 			return errors.New("want a filter in parentheses with %u once, such as (uid=%u)")
@@ -174,18 +178,6 @@ func (c *Config) set(key, v string) error {
 			return errors.New("want a DN with %u once, such as uid=%u,ou=people,dc=example,dc=org")
 		}
 		c.UserDN = v
-	case "ca_file":
-		c.CAFile = v
-	case "cert_file":
-		c.CertFile = v
-	case "key_file":
-		c.KeyFile = v
-	case "bind_dn":
-		c.BindDN = v
-	case "bind_password_file":
-		c.Password = v
-	case "tls_server_name":
-		c.ServerName = v
 	case "timeout":
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil || n < 0.1 || n > 30 {
