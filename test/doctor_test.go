@@ -109,14 +109,34 @@ func TestDoctor(t *testing.T) {
 	}
 }
 
-// The live paths, in the test's private mount namespace: /etc/pam.d and
-// /etc/ssh/sshd_config as this machine has them, then with pam_totp added
-// to sshd's stack (Debian's sshd_config turns keyboard-interactive off).
+// The live paths, in the test's private mount namespace: doctor without
+// --pam-dir reads /etc/pam.d, which the test replaces (a bind mount, gone
+// with the test) by Debian's stock stacks without pam_totp, whatever this
+// machine's own are; then pam_totp is added to sshd's stack. sshd's own
+// configuration is the machine's (Debian's turns keyboard-interactive off).
 func TestDoctorLive(t *testing.T) {
 	needRoot(t, "/usr/sbin/sshd")
 	if _, err := os.Stat("/etc/ssh/ssh_host_ed25519_key"); err != nil {
 		t.Skip("needs sshd's host keys (openssh-server's postinst makes them)")
 	}
+	stock := t.TempDir()
+	for name, text := range map[string]string{
+		"common-auth":     "auth [success=1 default=ignore] pam_unix.so nullok\nauth requisite pam_deny.so\nauth required pam_permit.so\n",
+		"common-account":  "account required pam_unix.so\n",
+		"common-session":  "session required pam_unix.so\n",
+		"common-password": "password required pam_unix.so\n",
+		"other":           "@include common-auth\n@include common-account\n@include common-password\n@include common-session\n",
+		"sshd":            "@include common-auth\naccount required pam_nologin.so\n@include common-account\n@include common-session\n@include common-password\n",
+		"sudo":            "@include common-auth\n@include common-account\n@include common-session\n",
+	} {
+		if err := os.WriteFile(filepath.Join(stock, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := syscall.Mount(stock, "/etc/pam.d", "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind-mounting the stock stacks over /etc/pam.d: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount("/etc/pam.d", 0) })
 	out, err := enrollCmd(t, "doctor")
 	if exitCode(err) != 0 || !strings.Contains(out, "no service loads pam_totp.so") {
 		t.Fatalf("doctor on the machine's own /etc/pam.d: %v\n%s", err, out)
