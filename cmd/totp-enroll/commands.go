@@ -43,18 +43,18 @@ func newCommands() map[string]command {
 		"disable": {args: "NAME ", nargs: 1, help: "Disables a token (a lost device); the others keep working.", run: setDisabled(true)},
 		"enable":  {args: "NAME ", nargs: 1, help: "Enables a disabled token again.", run: setDisabled(false)},
 		// Root's (admin.go).
-		"show": {args: "NAME ", nargs: 1, root: true,
+		"show": {args: "NAME ", opts: "[--qr utf8|ansi|none] [--issuer TEXT] [--label TEXT] ", nargs: 1, root: true,
 			help:  "Shows a token's QR code again (root only: a secret should not leave the server twice by accident).",
 			flags: fl.showFlags, run: fl.show},
-		"status": {root: true, help: "Shows each token's type, creation, last use and drift, and the failures and lock; --all: one row per enrolled user; --json: for monitoring.",
+		"status": {opts: "[--all] [--json] ", root: true, help: "Shows each token's type, creation, last use and drift, and the failures and lock; --all: one row per enrolled user; --json: for monitoring.",
 			flags: fl.statusFlags, run: fl.status},
 		"unlock": {root: true, help: "Clears the failure count and the lock, and starts locks at unlock_time again.", run: unlock},
-		"sync": {args: "NAME CODE1 CODE2 ", nargs: 3, root: true,
+		"sync": {args: "NAME CODE1 CODE2 ", opts: "[--range STEPS] ", nargs: 3, root: true,
 			help:  "Resynchronises a token from two consecutive codes, searching --range STEPS (default 600) each side of now.",
 			flags: fl.syncFlags, run: fl.syncToken},
-		"passcodes": {root: true, help: "--generate N makes N one-time admin passcodes (8 digits, no expiry, single use, shown once); --clear removes them all.",
+		"passcodes": {opts: "--generate N | --clear ", root: true, help: "--generate N makes N one-time admin passcodes (8 digits, no expiry, single use, shown once); --clear removes them all.",
 			flags: fl.passcodeFlags, run: fl.passcodes},
-		"scratch": {root: true, help: "--regenerate makes new scratch codes (--count N, default 5); the old ones stop working.",
+		"scratch": {opts: "--regenerate [--count N] ", root: true, help: "--regenerate makes new scratch codes (--count N, default 5); the old ones stop working.",
 			flags: fl.scratchFlags, run: fl.scratch},
 		"reset": {root: true, help: "Removes the enrollment: the next login fails, or passes with nullok.", run: reset},
 	}
@@ -64,6 +64,25 @@ func newCommands() map[string]command {
 		},
 		"import": runImport,
 		"doctor": runDoctor,
+	}
+	commands["help"] = func(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+		switch {
+		case len(args) == 0:
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		case len(args) > 2 || (len(args) == 2 && args[0] != "import"):
+			fmt.Fprintln(stderr, "totp-enroll help: want one command, or import KIND")
+			return exitUsage
+		case args[0] == "add":
+			fmt.Fprint(stdout, addUsage)
+			return exitOK
+		}
+		run, ok := commands[args[0]]
+		if !ok || args[0] == "help" {
+			fmt.Fprintf(stderr, "totp-enroll help: no command %q (see totp-enroll help)\n", args[0])
+			return exitUsage
+		}
+		return run(append(args[1:], "--help"), stdin, stdout, stderr)
 	}
 	for name, c := range token {
 		commands[name] = func(args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -76,6 +95,7 @@ func newCommands() map[string]command {
 // A tokenCommand works on one user's enrollment.
 type tokenCommand struct {
 	args  string // the positional arguments, for the usage line
+	opts  string // the command's own flags, for the usage line
 	nargs int
 	root  bool // an admin command
 	help  string
@@ -161,7 +181,7 @@ func runTokenCommand(name string, c *tokenCommand, args []string, stdout, stderr
 	}
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stdout, "Usage: totp-enroll %s %s[--user NAME] [--secret-file TEMPLATE | --directory FILE [--bind-dn DN [--bind-password-file FILE]]]\n\n%s\n", name, c.args, c.help)
+		fmt.Fprintf(stdout, "Usage: totp-enroll %s %s%s[--user NAME] [--secret-file TEMPLATE | --directory FILE [--bind-dn DN [--bind-password-file FILE]]]\n\n%s\n", name, c.args, c.opts, c.help)
 		return exitOK
 	}
 	if err == nil && len(pos) != c.nargs {
@@ -233,12 +253,22 @@ func splitCommand(commands map[string]command, args []string) (name string, rest
 	return "", nil, false
 }
 
+const importUsage = `Usage: totp-enroll import csv|pskc|oath FILE [options]
+
+Imports tokens from another system's file: csv (hardware tokens' seeds),
+pskc (a token vendor's PSKC file, RFC 6030), oath (pam_oath's users file).
+Each kind has its own help: totp-enroll help import KIND.
+`
+
 func runImport(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "totp-enroll import: want oath, csv or pskc (see --help)")
+		fmt.Fprintln(stderr, "totp-enroll import: want oath, csv or pskc (see import --help)")
 		return exitUsage
 	}
 	switch args[0] {
+	case "-h", "-help", "--help":
+		fmt.Fprint(stdout, importUsage)
+		return exitOK
 	case "oath":
 		return runImportOath(args[1:], stdout, stderr)
 	case "csv":

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,10 +89,27 @@ Admin commands (root):
   migrate --to-directory FILE [--user NAME | --all]
                              move enrollments into the directory with their state
 
-Each command has --help. docs/admin-guide.md has an example session.
+Each command has --help, and totp-enroll help COMMAND says the same.
+totp-enroll(1) has it all; an example session is in
+/usr/share/doc/pam-totp/admin-guide.md. totp-enroll --version prints the
+version.
 
 Exit status: 0 done; 1 failed (nothing was written); 2 bad command line;
 3 the confirmation code was wrong three times (nothing was written).
+`
+
+// version is the package's version (packaging/deb/changelog; TestVersion
+// holds the two together).
+const version = "0.1.0"
+
+// addUsage is add's own help.
+const addUsage = `Usage: totp-enroll add --name NAME [options] [--user NAME] [--secret-file TEMPLATE | --directory FILE]
+
+Adds a token (a second phone, a tablet, a hardware token) to an existing
+enrollment, with the enrollment's options: --name (required, not taken),
+--type, --counter, --comment, --issuer, --label, --digits, --period,
+--algorithm, --qr, --secret, --no-confirm. The enrollment keeps its scratch
+codes. See totp-enroll --help for each option.
 `
 
 type config struct {
@@ -178,6 +196,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "totp-enroll: "+format+"\n", a...)
 		return code
 	}
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintf(stdout, "totp-enroll %s\n", version)
+		return exitOK
+	}
 	commands := newCommands()
 	if name, rest, ok := splitCommand(commands, args); ok && name != "add" {
 		return commands[name](rest, stdin, stdout, stderr)
@@ -185,6 +207,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		args = append(rest, "--add")
 	}
 	c, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) && slices.Contains(args, "--add") {
+		fmt.Fprint(stdout, addUsage)
+		return exitOK
+	}
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage)
 		return exitOK

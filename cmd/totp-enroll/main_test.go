@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -203,7 +204,7 @@ func TestCommandsAreDocumented(t *testing.T) {
 		return string(data)
 	}
 	completion := read("packaging/bash-completion/totp-enroll")
-	words := regexp.MustCompile(`(?s)compgen -W "(add list.*?)" -- "\$cur"`).FindStringSubmatch(completion)
+	words := regexp.MustCompile(`(?s)words="(add list.*?)"`).FindStringSubmatch(completion)
 	if words == nil {
 		t.Fatal("no command list in the bash completion")
 	}
@@ -223,8 +224,91 @@ func TestCommandsAreDocumented(t *testing.T) {
 		}
 	}
 	for _, w := range strings.Fields(words[1]) {
-		if !strings.HasPrefix(w, "-") && !slices.Contains(names, w) {
+		if !strings.HasPrefix(w, "-") && !strings.HasPrefix(w, "$") && !slices.Contains(names, w) {
 			t.Errorf("the bash completion offers %s, which is no command", w)
+		}
+	}
+}
+
+// complete runs the bash completion for the words typed so far (the last
+// one is being typed) and returns what it offers.
+func complete(t *testing.T, words ...string) []string {
+	t.Helper()
+	script := `source ../../packaging/bash-completion/totp-enroll
+COMP_WORDS=(totp-enroll "$@"); COMP_CWORD=$#; _totp_enroll; printf '%s\n' "${COMPREPLY[@]}"`
+	out, err := exec.Command("bash", append([]string{"-c", script, "bash"}, words...)...).Output()
+	if err != nil {
+		t.Fatalf("bash completion of %q: %v", words, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// Every flag a command's --help names is what the completion offers after
+// that command, and a flag that takes a file completes file names.
+func TestCompletionPerCommand(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("needs bash")
+	}
+	cases := [][]string{{"add"}, {"import", "csv"}, {"import", "pskc"}, {"import", "oath"}}
+	for name := range newCommands() {
+		if name != "help" && name != "import" {
+			cases = append(cases, []string{name})
+		}
+	}
+	flagRe := regexp.MustCompile(`--[a-z][a-z-]+`)
+	for _, c := range cases {
+		var out, errOut strings.Builder
+		if code := run(append(append([]string{}, c...), "--help"), strings.NewReader(""), &out, &errOut); code != exitOK {
+			t.Fatalf("%v --help: exit %d: %s", c, code, errOut.String())
+		}
+		offered := complete(t, append(append([]string{}, c...), "--")...)
+		for _, f := range flagRe.FindAllString(out.String(), -1) {
+			if !slices.Contains(offered, f) {
+				t.Errorf("totp-enroll %s --help names %s, which the completion does not offer after %q (it offers %v)", strings.Join(c, " "), f, c, offered)
+			}
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ldap.conf"), nil, 0o600)
+	if got := complete(t, "status", "--directory", dir+"/ld"); !slices.Contains(got, dir+"/ldap.conf") {
+		t.Errorf("--directory completes %v, want the file", got)
+	}
+	if got := complete(t, "st"); !slices.Equal(got, []string{"status"}) {
+		t.Errorf("the command st... completes to %v", got)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	changelog, err := os.ReadFile("../../packaging/deb/changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`^pam-totp \(([^)]+)\)`).FindSubmatch(changelog)
+	var out strings.Builder
+	if m == nil || run([]string{"--version"}, strings.NewReader(""), &out, io.Discard) != exitOK || out.String() != "totp-enroll "+string(m[1])+"\n" {
+		t.Fatalf("--version says %q; the changelog's version is %q", out.String(), m)
+	}
+}
+
+func TestHelpCommand(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+		code int
+	}{
+		{[]string{"help"}, "Usage: totp-enroll [--user NAME]", exitOK},
+		{[]string{"help", "status"}, "Usage: totp-enroll status [--all] [--json]", exitOK},
+		{[]string{"help", "add"}, "Usage: totp-enroll add --name NAME", exitOK},
+		{[]string{"add", "--help"}, "Usage: totp-enroll add --name NAME", exitOK},
+		{[]string{"import", "--help"}, "Usage: totp-enroll import csv|pskc|oath", exitOK},
+		{[]string{"help", "import", "pskc"}, "import pskc FILE", exitOK},
+		{[]string{"help", "migrate"}, "Usage: totp-enroll migrate", exitOK},
+		{[]string{"help", "nosuch"}, `no command "nosuch"`, exitUsage},
+	} {
+		var out strings.Builder
+		code := run(c.args, strings.NewReader(""), &out, &out)
+		if code != c.code || !strings.Contains(out.String(), c.want) {
+			t.Errorf("totp-enroll %v: exit %d, want %d and %q:\n%s", c.args, code, c.code, c.want, out.String())
 		}
 	}
 }
