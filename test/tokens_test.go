@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -600,5 +601,32 @@ func TestStatusAll(t *testing.T) {
 	out = mustEnroll(t, "--user", good.name, "status", "--json")
 	if !strings.Contains(out, `"user": "`+good.name+`"`) || !strings.Contains(out, `"locked": false`) {
 		t.Fatalf("status --json:\n%s", out)
+	}
+}
+
+// Two tokens of one user are two entries in the phone, and show gives
+// back the entry as it was enrolled (issuer and account name), so that a
+// rescan replaces it instead of adding a third.
+func TestTokenLabelsInTheApp(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	uriIn := func(out string) *url.URL {
+		t.Helper()
+		m := regexp.MustCompile(`otpauth://\S+`).FindString(out)
+		v, err := url.Parse(m)
+		if m == "" || err != nil {
+			t.Fatalf("no otpauth URI in:\n%s", out)
+		}
+		return v
+	}
+	first := uriIn(mustEnroll(t, "--user", u.name, "--issuer", "ACME Corp", "--no-confirm", "--qr", "none"))
+	second := uriIn(mustEnroll(t, "--user", u.name, "add", "--name", "phone2", "--no-confirm", "--qr", "none"))
+	host, _ := os.Hostname()
+	if first.Path != "/ACME Corp:"+u.name+"@"+host || second.Path != "/"+host+":"+u.name+"@"+host+" (phone2)" {
+		t.Fatalf("the app's entries: %q and %q; want the second to name its token", first.Path, second.Path)
+	}
+	again := uriIn(mustEnroll(t, "--user", u.name, "show", "default", "--qr", "none"))
+	if again.Path != first.Path || again.Query().Get("issuer") != "ACME Corp" {
+		t.Fatalf("show gives %q (issuer %q), enrolled as %q", again.Path, again.Query().Get("issuer"), first.Path)
 	}
 }

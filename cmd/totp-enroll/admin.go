@@ -37,14 +37,16 @@ func (fl *commandFlags) show(t *target, pos []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
+	// As enrolled, so that a rescan replaces the app's entry; older
+	// enrollments did not keep them and get the defaults.
 	issuer, label := fl.issuer, fl.label
 	if issuer == "" {
-		issuer = host
+		issuer = tok.Issuer
 	}
 	if label == "" {
-		label = t.acct.name + "@" + host
+		label = tok.Label
 	}
+	issuer, label = appNames(issuer, label, t.acct.name, tok)
 	return showToken(out, issuer, label, tok, fl.qr)
 }
 

@@ -244,20 +244,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(exitError, "%v", err)
 	}
-	host, _ := os.Hostname()
-	issuer, label := c.issuer, c.label
-	if issuer == "" {
-		issuer = host
-	}
-	if label == "" {
-		label = target.name + "@" + host
-	}
+	tok.Issuer, tok.Label = appNames(c.issuer, c.label, target.name, tok)
 	verb := "Enrolling"
 	if c.add {
 		verb = "Adding a token for"
 	}
 	fmt.Fprintf(stdout, "%s %s (token %q). Scan this QR code with an authenticator app:\n\n", verb, target.name, tok.Name)
-	if err := showToken(stdout, issuer, label, tok, c.qr); err != nil {
+	if err := showToken(stdout, tok.Issuer, tok.Label, tok, c.qr); err != nil {
 		return fail(exitUsage, "%v", err)
 	}
 
@@ -345,8 +338,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("--qr must be utf8, ansi or none, not %q", c.qr)
 	}
 	for _, s := range []string{c.issuer, c.label} {
-		if strings.ContainsAny(s, ":\x00\n") {
-			return nil, errors.New("--issuer and --label cannot contain ':' or control characters")
+		if err := secret.CheckAppText(s); s != "" && err != nil {
+			return nil, fmt.Errorf("--issuer and --label: %w", err)
 		}
 	}
 	return c, nil
@@ -377,6 +370,24 @@ func newToken(c *config) (*secret.Token, error) {
 		return nil, err
 	}
 	return t, nil
+}
+
+// appNames are the issuer and the account name the app shows for tok:
+// the ones given, else this host and user@host, with the token's name
+// when it is not the default, so that two tokens of one user in one phone
+// can be told apart.
+func appNames(issuer, label, user string, tok *secret.Token) (string, string) {
+	host, _ := os.Hostname()
+	if issuer == "" {
+		issuer = host
+	}
+	if label == "" {
+		label = user + "@" + host
+		if tok.Name != "default" {
+			label += " (" + tok.Name + ")"
+		}
+	}
+	return issuer, label
 }
 
 // confirm asks for a code from the app on the terminal.

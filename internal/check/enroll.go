@@ -84,7 +84,8 @@ func (s *session) enrollAtLogin() byte {
 	tok := secret.Token{Name: "default", Type: secret.TOTP, Key: key, Created: now.Unix(),
 		Params: otp.DefaultParams}
 	host, _ := os.Hostname()
-	uri := enroll.URI(host, s.req.User+"@"+host, &tok)
+	tok.Issuer, tok.Label = host, s.req.User+"@"+host
+	uri := enroll.URI(tok.Issuer, tok.Label, &tok)
 	var qr strings.Builder
 	if err := enroll.WriteQR(&qr, uri, enroll.QRPlain); err != nil {
 		s.logf(s.env.Log.Warning, "", "fail", "enroll=login: %v", err)

@@ -70,6 +70,9 @@ type Token struct {
 	Created  int64      // Unix time, 0 if unknown
 	Comment  string     // free text for the admin, at most 200 bytes
 	Disabled bool       // kept, but its codes are not accepted (a lost device)
+	// The issuer and the account name the app was given at enrollment, so
+	// that showing the token again gives the same entry, not a new one.
+	Issuer, Label string
 }
 
 // Fingerprint identifies a token's key and parameters in the state file
@@ -194,6 +197,16 @@ func parseToken(s string) (*Token, error) {
 			if err == nil {
 				err = CheckComment(t.Comment)
 			}
+		case "issuer", "label":
+			var text string
+			if text, err = url.QueryUnescape(v); err == nil {
+				err = CheckAppText(text)
+			}
+			if k == "issuer" {
+				t.Issuer = text
+			} else {
+				t.Label = text
+			}
 		case "disabled":
 			t.Disabled = true
 			if v != "1" {
@@ -221,6 +234,15 @@ func parseToken(s string) (*Token, error) {
 		return nil, fmt.Errorf("token %s: %w", t.Name, err)
 	}
 	return t, nil
+}
+
+// CheckAppText accepts an issuer or an account name for the app: a
+// comment without ':', which separates the two in an otpauth URI.
+func CheckAppText(s string) error {
+	if strings.Contains(s, ":") {
+		return errors.New("cannot contain ':'")
+	}
+	return CheckComment(s)
 }
 
 // CheckComment accepts printable text of at most 200 bytes.
@@ -320,6 +342,12 @@ func (f *File) Marshal() []byte {
 		}
 		if t.Comment != "" {
 			fmt.Fprintf(&b, " comment=%s", url.QueryEscape(t.Comment))
+		}
+		if t.Issuer != "" {
+			fmt.Fprintf(&b, " issuer=%s", url.QueryEscape(t.Issuer))
+		}
+		if t.Label != "" {
+			fmt.Fprintf(&b, " label=%s", url.QueryEscape(t.Label))
 		}
 		if t.Disabled {
 			b.WriteString(" disabled=1")

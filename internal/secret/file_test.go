@@ -31,6 +31,22 @@ func TestParseFileGood(t *testing.T) {
 	}
 }
 
+// The issuer and the account name given to the app survive a round trip.
+func TestIssuerAndLabelKept(t *testing.T) {
+	data := "pam_totp 1\ntoken phone2 type=totp secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP issuer=ACME+Corp label=alice%40web1+%28phone2%29\n"
+	f, err := ParseFile([]byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok := f.Tokens[0]; tok.Issuer != "ACME Corp" || tok.Label != "alice@web1 (phone2)" {
+		t.Fatalf("issuer %q label %q", tok.Issuer, tok.Label)
+	}
+	back, err := ParseFile(f.Marshal())
+	if err != nil || back.Tokens[0].Issuer != "ACME Corp" || back.Tokens[0].Label != "alice@web1 (phone2)" {
+		t.Fatalf("round trip: %v %+v", err, back)
+	}
+}
+
 func TestParseFileRejects(t *testing.T) {
 	const tok = "token phone type=totp secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 	tests := map[string]string{
@@ -56,6 +72,8 @@ func TestParseFileRejects(t *testing.T) {
 		"control char":     "pam_totp 1\n" + tok + "\x1b[2J\n",
 		"state not secret": "pam_totp-state 1\n",
 		"too large":        "pam_totp 1\n" + tok + "\n" + strings.Repeat("#\n", MaxFileSize),
+		"colon in issuer":  "pam_totp 1\n" + tok + " issuer=a%3Ab\n",
+		"long label":       "pam_totp 1\n" + tok + " label=" + strings.Repeat("x", 201) + "\n",
 	}
 	for name, in := range tests {
 		if _, err := ParseFile([]byte(in)); err == nil {
