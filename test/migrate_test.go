@@ -86,8 +86,12 @@ func TestMigrateTOTP(t *testing.T) {
 	if after, _ := os.ReadFile(gaPath); string(after) != string(before) {
 		t.Fatal("migrate changed the old file")
 	}
-	// Again: refused without --force, nothing changed.
-	if out, err := enrollCmd(t, "migrate", "--user", u.name); exitCode(err) != 1 || !strings.Contains(out, "exists") {
+	// Again: refused without --force, nothing changed; and a dry run says
+	// exactly that, as the real run does.
+	if out, err := enrollCmd(t, "migrate", "--user", u.name, "--dry-run"); exitCode(err) != 1 || !strings.Contains(out, "exists") || !strings.Contains(out, "would migrate 0, failed 1") {
+		t.Fatalf("second migrate, dry run: %v\n%s", err, out)
+	}
+	if out, err := enrollCmd(t, "migrate", "--user", u.name); exitCode(err) != 1 || !strings.Contains(out, "exists") || !strings.Contains(out, "migrated 0, failed 1") {
 		t.Fatalf("second migrate: %v\n%s", err, out)
 	}
 

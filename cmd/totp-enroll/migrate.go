@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
@@ -160,6 +161,16 @@ func migrateAccount(c *migrateConfig, a *account, stdout io.Writer) (bool, error
 		file, state, notes, err := convertGoogle(old)
 		if err != nil {
 			return err
+		}
+		// What the real run would refuse, a dry run refuses too.
+		if _, err := os.Lstat(dst); err == nil && !c.force {
+			return fmt.Errorf("%s exists: %s is enrolled already (use --force to replace it)", dst, a.name)
+		}
+		if !c.to.opts.AsUser() {
+			// A missing store is made, root's and 0700, by the real run.
+			if err := secret.CheckStoreDir(dst, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
 		}
 		t := file.Tokens[0]
 		fmt.Fprintf(stdout, "%s: %s -> %s: %s, %d scratch codes, drift %d steps\n",
