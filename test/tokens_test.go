@@ -630,3 +630,31 @@ func TestTokenLabelsInTheApp(t *testing.T) {
 		t.Fatalf("show gives %q (issuer %q), enrolled as %q", again.Path, again.Query().Get("issuer"), first.Path)
 	}
 }
+
+// After a scratch code the user learns how many are left, and is warned
+// when two or fewer remain.
+func TestScratchCodesLeftAreTold(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	out := mustEnroll(t, "--user", u.name, "scratch", "--regenerate", "--count", "4")
+	codes := regexp.MustCompile(`(?m)^  (\d{8})$`).FindAllStringSubmatch(out, -1)
+	if len(codes) != 4 {
+		t.Fatalf("scratch --regenerate:\n%s", out)
+	}
+	dir := service(t, module("required"))
+	for i, want := range []string{"3 left.", "2 left. Make new ones soon", "1 left. Make new ones soon"} {
+		c := &conv{answers: []string{codes[i][1]}}
+		if err := authenticate(t, dir, u.name, c); err != nil {
+			t.Fatalf("scratch code %d: %v", i, err)
+		}
+		told := strings.Join(c.infos, "\n")
+		if !strings.Contains(told, "pam_totp: scratch code accepted; "+want) || (i == 0 && strings.Contains(told, "Make new ones")) {
+			t.Fatalf("after scratch code %d the user was told %q, want %q", i, told, want)
+		}
+	}
+	c := &conv{answers: []string{code(t, u.secret, 0)}}
+	if err := authenticate(t, dir, u.name, c); err != nil || strings.Contains(strings.Join(c.infos, "\n"), "scratch") {
+		t.Fatalf("a TOTP code: %v, told %q", err, c.infos)
+	}
+}

@@ -422,7 +422,27 @@ func (s *session) decideOnce(candidates []candidate) (verify.Result, candidate, 
 		protocol.WriteFrame(s.env.Conn, protocol.Info, []byte(fmt.Sprintf(
 			"pam_totp: %d wrong verification code(s) were entered for your account since your last login.", r.Missed)))
 	}
+	if r.Outcome == verify.OK && r.Token == "scratch" {
+		protocol.WriteFrame(s.env.Conn, protocol.Info, []byte(scratchLeftMessage(file, final)))
+	}
 	return r, chosen, nil
+}
+
+// scratchLeftMessage tells a user who just used a scratch code how many
+// are left, and warns before they run out: the last one used without a
+// phone is a lock-out.
+func scratchLeftMessage(f *secret.File, st *secret.State) string {
+	left := 0
+	for _, c := range f.Scratch {
+		if !st.ScratchIsUsed(c) {
+			left++
+		}
+	}
+	msg := fmt.Sprintf("pam_totp: scratch code accepted; %d left.", left)
+	if left <= 2 {
+		msg += " Make new ones soon: totp-enroll scratch --regenerate (as root), before the last is gone."
+	}
+	return msg
 }
 
 // saveFailed tells the user that a login cannot be recorded. It is shown
