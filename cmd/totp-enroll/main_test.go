@@ -328,3 +328,16 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+func TestQRWidth(t *testing.T) {
+	for _, c := range []struct {
+		drawn string
+		want  int
+	}{
+		{"", 0}, {"█▀▄ \n██", 4}, {"\x1b[47m  \x1b[40m  \x1b[0m\n", 4},
+	} {
+		if got := qrWidth(c.drawn); got != c.want {
+			t.Errorf("qrWidth(%q) = %d, want %d", c.drawn, got, c.want)
+		}
+	}
+}
