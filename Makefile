@@ -22,7 +22,7 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test vet bench bench-against fuzz stress sanitizers deb install demo demo-stop clean
+.PHONY: all test vet bench bench-against fuzz stress sanitizers deb install uninstall demo demo-stop clean
 all: build/pam_totp.so build/pam-totp-check build/pam-totp-check-directory build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
@@ -149,6 +149,17 @@ install: all
 	install -D -m 0644 docs/man/pam_totp.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam_totp.8
 	install -D -m 0644 docs/man/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1
 	install -D -m 0644 packaging/bash-completion/totp-enroll $(DESTDIR)$(PREFIX)/share/bash-completion/completions/totp-enroll
+
+# What install put there, and nothing else. Enrollments, the directory's
+# configuration and /etc/pam.d are the admin's: take pam_totp out of the
+# PAM stacks first, or every login through them fails.
+uninstall:
+	rm -f $(DESTDIR)$(PAMDIR)/pam_totp.so $(DESTDIR)$(CHECKER) $(DESTDIR)$(CHECKER)-directory \
+		$(DESTDIR)$(PREFIX)/bin/totp-enroll $(DESTDIR)$(PREFIX)/share/man/man8/pam_totp.8 \
+		$(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions/totp-enroll \
+		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.schema $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.ldif \
+		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.conf
+	-rmdir $(DESTDIR)$(PREFIX)/share/pam-totp/ldap $(DESTDIR)$(PREFIX)/share/pam-totp $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 
 # The Debian package, into build/: the tree is copied to build/deb/src with
 # packaging/deb as its debian/ directory, and built there.

@@ -83,6 +83,10 @@ func TestMigrateTOTP(t *testing.T) {
 	}
 	ownedBy(t, filepath.Join(u.home, ".pam_totp"), u.uid)
 	ownedBy(t, filepath.Join(u.home, ".pam_totp.state"), u.uid)
+	// The replay state came over, and status says the token was used.
+	if out := mustEnroll(t, "--user", u.name, "status"); strings.Contains(out, "last used never") || !strings.Contains(out, "last used 20") {
+		t.Fatalf("status after migrate does not show the use carried over:\n%s", out)
+	}
 	if after, _ := os.ReadFile(gaPath); string(after) != string(before) {
 		t.Fatal("migrate changed the old file")
 	}

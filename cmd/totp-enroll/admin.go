@@ -262,8 +262,14 @@ func userStatusOf(t *target) userStatus {
 	for i := range f.Tokens {
 		tok := &f.Tokens[i]
 		ts := st.Token(tok)
+		last := ts.At
+		if last == 0 && ts.Used && tok.Type == secret.TOTP {
+			// A state carried over by migrate knows the step, not the
+			// time: the step's own time, less the drift, is when it was.
+			last = (ts.LastStep - ts.Drift) * int64(tok.Params.Period)
+		}
 		row.Tokens = append(row.Tokens, tokenStatus{Name: printable(tok.Name), Kind: string(tok.Type), Description: printable(tok.Describe()),
-			Enabled: !tok.Disabled, Created: tok.Created, LastUsed: ts.At, DriftSteps: ts.Drift, ResyncPending: ts.Pending,
+			Enabled: !tok.Disabled, Created: tok.Created, LastUsed: last, DriftSteps: ts.Drift, ResyncPending: ts.Pending,
 			period: tok.Params.Period, used: ts.Used, lastStep: ts.LastStep})
 	}
 	row.Failures, row.Lockouts, row.Missed = st.Failures, st.Lockouts, st.Missed
@@ -292,7 +298,11 @@ func statusText(t *target, out io.Writer) error {
 		if !tok.Enabled {
 			enabled = "disabled"
 		}
-		fmt.Fprintf(out, "token %s: %s, %s, created %s, last used %s", tok.Name, tok.Description, enabled, when(tok.Created), when(tok.LastUsed))
+		lastUsed := when(tok.LastUsed)
+		if tok.LastUsed == 0 && tok.used {
+			lastUsed = "at a time not recorded"
+		}
+		fmt.Fprintf(out, "token %s: %s, %s, created %s, last used %s", tok.Name, tok.Description, enabled, when(tok.Created), lastUsed)
 		if tok.Kind == string(secret.TOTP) {
 			fmt.Fprintf(out, ", drift %+d steps (%+d s)", tok.DriftSteps, tok.DriftSteps*int64(tok.period))
 		} else if tok.used {
