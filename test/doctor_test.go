@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,8 +75,8 @@ func TestDoctor(t *testing.T) {
 		{"no nullok, root not enrolled", map[string][]string{"sudo": {password, module("required")}}, "", 1,
 			"cannot log in through sudo, having no enrollment: root"},
 		{"sshd without PAM", map[string][]string{"sshd": {password, module("required", "nullok")}}, "UsePAM no\n", 1, "UsePAM is no"},
-		{"sshd without keyboard-interactive", map[string][]string{"sshd": {password, module("required", "nullok")}},
-			"UsePAM yes\nKbdInteractiveAuthentication no\n", 1, "KbdInteractiveAuthentication is no"},
+		{"sshd without keyboard-interactive", map[string][]string{"sshd": {password, module("required")}},
+			"UsePAM yes\nKbdInteractiveAuthentication no\n", 1, "KbdInteractiveAuthentication is no: the code can never be typed, so logins through PAM fail"},
 		{"sshd with passwords first", map[string][]string{"sshd": {password, module("required", "nullok")}},
 			"UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication yes\n", 0, "PasswordAuthentication yes without AuthenticationMethods"},
 		{"sshd letting keys in without a code", map[string][]string{"sshd": {password, module("required", "nullok")}},
@@ -142,7 +143,7 @@ func TestDoctorLive(t *testing.T) {
 		t.Fatalf("doctor on the machine's own /etc/pam.d: %v\n%s", err, out)
 	}
 	stack, _ := os.ReadFile("/etc/pam.d/sshd")
-	writeEtc(t, "/etc/pam.d/sshd", string(stack)+module("required", "nullok")+"\n", 0o644)
+	writeEtc(t, "/etc/pam.d/sshd", string(stack)+module("required")+"\n", 0o644)
 	out, err = enrollCmd(t, "doctor")
 	cfg, _ := exec.Command("/usr/sbin/sshd", "-T").Output()
 	switch {
@@ -206,4 +207,97 @@ func TestDoctorFilesRootAndDrift(t *testing.T) {
 	if rc != 1 || !strings.Contains(out, "the store "+open+" is writable by group or others") {
 		t.Fatalf("a store others can write: exit %d:\n%s", rc, out)
 	}
+}
+
+// doctor on a stock Debian 12 with the package's own profile enabled
+// (pam-auth-update) reports no error and no finding twice; sshd's
+// AllowUsers, DenyUsers and PermitRootLogin decide who is listed for
+// sshd; a symlinked secret file is reported as a link.
+func TestDoctorStockDebian(t *testing.T) {
+	needRoot(t, "ssh-keygen", "/usr/sbin/sshd", "oathtool", "openssl")
+	services := map[string][]string{}
+	files, err := filepath.Glob("testdata/debian12-pam.d/*")
+	if err != nil || len(files) < 10 {
+		t.Fatalf("testdata/debian12-pam.d: %v, %d files", err, len(files))
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The package's line, with the checker of this test's build.
+		text := strings.ReplaceAll(string(data), "pam_totp.so nullok", "pam_totp.so checker="+libDir+"/pam-totp-check nullok")
+		services[filepath.Base(f)] = strings.Split(strings.TrimRight(text, "\n"), "\n")
+	}
+	if !strings.Contains(strings.Join(services["common-auth"], "\n"), "pam_totp.so") {
+		t.Fatal("the staged common-auth does not load pam_totp")
+	}
+	sshdConfig, err := os.ReadFile("testdata/debian12-sshd_config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The accounts of a fresh machine, not the enrolled users of the
+	// other tests: a bind mount over the namespace's /etc/passwd, for
+	// this part only.
+	homes := t.TempDir()
+	for _, h := range []string{"root", "admin1"} {
+		os.Mkdir(filepath.Join(homes, h), 0o755)
+	}
+	passwd := filepath.Join(t.TempDir(), "passwd")
+	os.WriteFile(passwd, []byte("root:x:0:0:root:"+homes+"/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"+
+		"sshd:x:101:65534::/run/sshd:/usr/sbin/nologin\nadmin1:x:1000:1000::"+homes+"/admin1:/bin/bash\n"), 0o644)
+	if err := syscall.Mount(passwd, "/etc/passwd", "", syscall.MS_BIND, ""); err != nil {
+		t.Fatalf("bind-mounting a fresh machine's /etc/passwd: %v", err)
+	}
+	out, rc := doctorRun(t, services, string(sshdConfig))
+	syscall.Unmount("/etc/passwd", 0)
+	if rc != 0 || strings.Contains(out, "ERROR") {
+		t.Fatalf("doctor on a stock Debian 12 with the package's profile: exit %d\n%s", rc, out)
+	}
+	seen := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		what := l[strings.Index(l, ": ")+2:]
+		what = regexp.MustCompile(`through \S+`).ReplaceAllString(what, "through X")
+		what = regexp.MustCompile(`: [^.]*\.`).ReplaceAllString(what, ":")
+		if seen[what] {
+			t.Fatalf("a finding twice (%q):\n%s", what, out)
+		}
+		seen[what] = true
+	}
+	if strings.Contains(out, "pam_rootok") || strings.Contains(out, "common-auth (") {
+		t.Fatalf("pam_rootok reported, or common-auth taken for a service:\n%s", out)
+	}
+
+	// sshd lists only whom it lets in.
+	a, b := newUser(t), newUser(t)
+	stack := map[string][]string{"sshd": {"auth requisite pam_unix.so", module("required", "nullok")}}
+	out, _ = doctorRun(t, stack, "UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\nAllowUsers "+a.name+" root\nPermitRootLogin no\n")
+	if line := grepLine(out, "with nullok"); !strings.Contains(line, a.name) || strings.Contains(line, b.name) || strings.Contains(line, "root") {
+		t.Fatalf("AllowUsers %s root, PermitRootLogin no: the accounts listed for sshd:\n%s", a.name, out)
+	}
+	out, _ = doctorRun(t, stack, "UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\nDenyUsers "+a.name+"\n")
+	if line := grepLine(out, "with nullok"); strings.Contains(line, a.name+",") || strings.Contains(line, a.name+" ") || !strings.Contains(line, " more") && !strings.Contains(line, b.name) {
+		t.Fatalf("DenyUsers %s: the accounts listed for sshd:\n%s", a.name, out)
+	}
+
+	// A link instead of the secret file.
+	enroll(t, b)
+	real := filepath.Join(b.home, ".pam_totp.real")
+	os.Rename(filepath.Join(b.home, ".pam_totp"), real)
+	os.Symlink(real, filepath.Join(b.home, ".pam_totp"))
+	out, _ = doctorRun(t, map[string][]string{"sudo": {"auth requisite pam_unix.so", module("required", "nullok")}}, "")
+	line := grepLine(out, b.name+"'s enrollment")
+	if !strings.Contains(line, "is a symbolic link") || strings.Contains(line, "chmod") || strings.Contains(line, "mode 0777") {
+		t.Fatalf("a symlinked secret file:\n%s", out)
+	}
+}
+
+// grepLine is the first line of out that contains s.
+func grepLine(out, s string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return ""
 }

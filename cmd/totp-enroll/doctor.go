@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,10 +61,13 @@ type finding struct {
 type doctor struct {
 	pamDir, sshdConfig string
 	findings           []finding
-	drifts             map[int64]int   // learned TOTP drift (steps) -> tokens
-	rootEnrolled       map[string]bool // service -> root has an enrollment or is exempt
-	directories        map[string]bool // the directory configurations checked
-	directory, user    string          // --directory and --user: check that configuration alone
+	drifts             map[int64]int     // learned TOTP drift (steps) -> tokens
+	rootEnrolled       map[string]bool   // service -> root has an enrollment or is exempt
+	enrolled           map[string]int    // service -> accounts with an enrollment
+	nullOK             map[string]bool   // service -> its pam_totp line has nullok
+	sshd               map[string]string // sshd -T's settings, when there is an sshd stack
+	directories        map[string]bool   // the directory configurations checked
+	directory, user    string            // --directory and --user: check that configuration alone
 }
 
 func (d *doctor) add(level, where, what, fix string) {
@@ -145,11 +149,13 @@ func (d *doctor) run() error {
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", d.pamDir, err)
 	}
-	d.drifts, d.rootEnrolled = map[int64]int{}, map[string]bool{}
-	found := false
+	d.drifts, d.rootEnrolled, d.enrolled, d.nullOK = map[int64]int{}, map[string]bool{}, map[string]int{}, map[string]bool{}
+	stacks := map[string][]pamconf.Line{}
+	var names []string
+	included := map[string]bool{} // files that other files include
 	for _, e := range entries {
 		name := e.Name()
-		if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || strings.Contains(name, ".dpkg-") {
+		if e.IsDir() || strings.HasPrefix(name, ".") || strings.HasSuffix(name, "~") || strings.Contains(name, ".dpkg-") || strings.HasSuffix(name, ".pam-old") {
 			continue
 		}
 		lines, err := pamconf.Auth(d.pamDir, name)
@@ -157,18 +163,36 @@ func (d *doctor) run() error {
 			d.add("error", name, fmt.Sprintf("cannot be read as libpam reads it: %v.", err), "correct the file; libpam fails such a service closed or skips lines")
 			continue
 		}
+		for _, l := range lines {
+			if base := filepath.Base(l.File); base != name {
+				included[base] = true
+			}
+		}
+		stacks[name] = lines
+		names = append(names, name)
+	}
+	if _, ok := stacks["sshd"]; ok {
+		if err := d.readSSHD(); err != nil {
+			return err
+		}
+	}
+	found := false
+	for _, name := range names {
+		lines := stacks[name]
 		at, err := pamconf.Index(lines, "pam_totp.so")
 		if err != nil {
 			continue
 		}
 		found = true
+		if included[name] && strings.HasPrefix(name, "common-") {
+			continue // Debian's building blocks: checked in each service that includes them
+		}
 		d.checkStack(name, lines, at)
 		if name == "sshd" {
-			if err := d.checkSSHD(); err != nil {
-				return err
-			}
+			d.checkSSHD()
 		}
 	}
+	d.mergeFindings()
 	if !found {
 		d.add("note", d.pamDir, "no service loads pam_totp.so: nobody is asked for a code.", "")
 	}
@@ -186,7 +210,9 @@ func (d *doctor) checkStack(service string, lines []pamconf.Line, at int) {
 			continue // a substack's done or jump ends in the substack
 		}
 		lw := fmt.Sprintf("%s (%s:%d)", service, l.File, l.No)
-		if l.Action("success") == "done" {
+		// pam_rootok succeeds only when the caller is root already (root
+		// running su or chsh): that skips the code for nobody else.
+		if l.Action("success") == "done" && filepath.Base(l.Module) != "pam_rootok.so" {
 			d.add("error", lw, fmt.Sprintf("%s %s comes before pam_totp: when it succeeds, the login succeeds without a code.", l.Control, l.Module),
 				"move pam_totp before it, or make it required")
 		}
@@ -313,10 +339,11 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 	if !opts.AsUser() {
 		d.checkStore(where, opts)
 	}
+	d.nullOK[service] = opts.NullOK
 	var missing []string
 	rootMissing, shells := false, 0
 	for _, a := range accounts {
-		if !loginShell(a.shell) {
+		if !loginShell(a.shell) || service == "sshd" && !d.sshdLetsIn(a) {
 			continue
 		}
 		shells++
@@ -327,10 +354,15 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 			if a.uid == 0 {
 				level = "error"
 			}
+			fix := "correct the file as the error says, or re-enroll with totp-enroll --user " + a.name + " --force"
+			if strings.Contains(err.Error(), "symbolic link") {
+				fix = "put the file itself there instead of the link (the module never follows one), or re-enroll with totp-enroll --user " + a.name + " --force"
+			}
 			d.add(level, where, fmt.Sprintf("%s's enrollment %s is refused by the module (%v): %s cannot log in through %s.",
-				a.name, path, err, a.name, service), "correct the file as the error says, or re-enroll with totp-enroll --user "+a.name+" --force")
+				a.name, path, err, a.name, service), fix)
 		case found:
 			d.noteDrifts(f, st)
+			d.enrolled[service]++
 		}
 		if a.uid == 0 {
 			d.rootEnrolled[service] = (found && err == nil) || inGroup(a.name, opts.ExemptGroup)
@@ -343,7 +375,7 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 	if len(missing) == 0 {
 		return
 	}
-	list := strings.Join(missing, ", ")
+	list := nameList(missing)
 	switch {
 	case opts.NullOK:
 		d.add("warning", where, fmt.Sprintf("with nullok, these accounts log in through %s without a code: %s.", service, list),
@@ -357,6 +389,60 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 		d.add("warning", where, fmt.Sprintf("these accounts cannot log in through %s, having no enrollment: %s.", service, list),
 			"enroll them, or add nullok while you roll out")
 	}
+}
+
+// nameList names the first few accounts, and then how many more.
+func nameList(names []string) string {
+	const shown = 8
+	if len(names) <= shown {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:shown], ", "), len(names)-shown)
+}
+
+// mergeFindings makes one finding of those that differ only in the
+// service they were found through (a line of common-auth that every
+// service includes), naming the services.
+func (d *doctor) mergeFindings() {
+	whereRe := regexp.MustCompile(`^(\S+) (\(.*\))$`)
+	type group struct {
+		at       int
+		services []string
+	}
+	groups := map[string]*group{}
+	var out []finding
+	for _, f := range d.findings {
+		m := whereRe.FindStringSubmatch(f.Where)
+		if m == nil {
+			out = append(out, f)
+			continue
+		}
+		service := m[1]
+		svcRe := regexp.MustCompile(`\b` + regexp.QuoteMeta(service) + `\b`)
+		key := f.Level + "\x00" + m[2] + "\x00" + svcRe.ReplaceAllString(f.What, "\x01") + "\x00" + f.Fix
+		if g, ok := groups[key]; ok {
+			g.services = append(g.services, service)
+			continue
+		}
+		groups[key] = &group{at: len(out), services: []string{service}}
+		f.What = svcRe.ReplaceAllString(f.What, "\x01")
+		f.Where = "\x01 " + m[2]
+		out = append(out, f)
+	}
+	for _, g := range groups {
+		f := &out[g.at]
+		names := strings.Join(g.services, ", ")
+		if len(g.services) > 1 {
+			names = fmt.Sprintf("%s (%d services)", strings.Join(g.services, ", "), len(g.services))
+		}
+		where := g.services[0]
+		if len(g.services) > 1 {
+			where = fmt.Sprintf("%d services", len(g.services))
+		}
+		f.Where = strings.ReplaceAll(f.Where, "\x01", where)
+		f.What = strings.ReplaceAll(f.What, "\x01", names)
+	}
+	d.findings = out
 }
 
 // enrollmentOf reads a's enrollment as a login would: the module's files
@@ -456,8 +542,8 @@ func loginShell(shell string) bool {
 	return shell != "" && sh != "nologin" && sh != "false" && sh != "sync"
 }
 
-// checkSSHD reads sshd's effective settings with the real sshd -T.
-func (d *doctor) checkSSHD() error {
+// readSSHD reads sshd's effective settings with the real sshd -T.
+func (d *doctor) readSSHD() error {
 	if _, err := os.Stat(d.sshdConfig); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -465,17 +551,59 @@ func (d *doctor) checkSSHD() error {
 	if err != nil {
 		return fmt.Errorf("sshd -T -f %s: %v: %s", d.sshdConfig, err, strings.TrimSpace(string(out)))
 	}
-	set := map[string]string{}
+	d.sshd = map[string]string{}
 	for _, l := range strings.Split(string(out), "\n") {
 		if k, v, ok := strings.Cut(l, " "); ok {
-			set[k] = v
+			// allowusers and denyusers come one line a value.
+			if old, seen := d.sshd[k]; seen {
+				v = old + " " + v
+			}
+			d.sshd[k] = v
 		}
+	}
+	return nil
+}
+
+// sshdLetsIn reports whether sshd's AllowUsers, DenyUsers and
+// PermitRootLogin let a through to keyboard-interactive at all.
+func (d *doctor) sshdLetsIn(a *account) bool {
+	if d.sshd == nil {
+		return true
+	}
+	if a.uid == 0 && d.sshd["permitrootlogin"] != "yes" {
+		return false // no, or a key only: root never reaches PAM's prompts
+	}
+	match := func(list string) bool {
+		for _, p := range strings.Fields(list) {
+			p, _, _ = strings.Cut(p, "@") // USER@HOST: the host part is the client's
+			if ok, _ := filepath.Match(p, a.name); ok {
+				return true
+			}
+		}
+		return false
+	}
+	if match(d.sshd["denyusers"]) {
+		return false
+	}
+	return d.sshd["allowusers"] == "" || match(d.sshd["allowusers"])
+}
+
+// checkSSHD checks sshd's settings against its stack.
+func (d *doctor) checkSSHD() {
+	set := d.sshd
+	if set == nil {
+		return
 	}
 	where := d.sshdConfig
 	if set["usepam"] != "yes" {
 		d.add("error", where, "UsePAM is no: sshd never asks pam_totp, and its stack with pam_totp is dead.", "UsePAM yes")
 	}
-	if set["kbdinteractiveauthentication"] == "no" {
+	switch {
+	case set["kbdinteractiveauthentication"] != "no":
+	case d.nullOK["sshd"] && d.enrolled["sshd"] == 0:
+		// Debian's default: harmless until the first user enrolls.
+		d.add("warning", where, "KbdInteractiveAuthentication is no: the code can never be typed, so a user who enrolls can no longer log in through sshd (without an enrollment, nullok lets them in).", "KbdInteractiveAuthentication yes")
+	default:
 		d.add("error", where, "KbdInteractiveAuthentication is no: the code can never be typed, so logins through PAM fail.", "KbdInteractiveAuthentication yes")
 	}
 	if set["permitrootlogin"] == "yes" && !d.rootEnrolled["sshd"] {
@@ -490,7 +618,6 @@ func (d *doctor) checkSSHD() error {
 		d.add("note", where, "PubkeyAuthentication yes, and AuthenticationMethods lets a key alone in: sshd runs no PAM authentication for a key, so such a login is asked for no code.",
 			"if a key should need a code too: AuthenticationMethods publickey,keyboard-interactive")
 	}
-	return nil
 }
 
 // keyAlone reports whether sshd's AuthenticationMethods (as sshd -T
