@@ -22,7 +22,7 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test vet bench bench-against fuzz stress sanitizers deb install uninstall demo demo-stop clean
+.PHONY: all test vet bench bench-against fuzz stress sanitizers deb install uninstall demo demo-stop fresh clean
 all: build/pam_totp.so build/pam-totp-check build/pam-totp-check-directory build/totp-enroll
 
 build/pam_totp.so: pam_totp/pam_totp.c
@@ -171,6 +171,11 @@ deb:
 	cd build/deb/src && dpkg-buildpackage -us -uc -b
 	cp build/deb/*.deb build/
 	@ls build/*.deb
+
+# A fresh Debian 12 (debootstrap) runs the README's commands: root, the
+# network, about 15 minutes (scripts/fresh).
+fresh:
+	scripts/fresh
 
 demo:
 	scripts/deps
