@@ -658,3 +658,42 @@ func TestScratchCodesLeftAreTold(t *testing.T) {
 		t.Fatalf("a TOTP code: %v, told %q", err, c.infos)
 	}
 }
+
+// A vendor's file with HMAC-SHA256 and SHA512 keys (by <Suite>), a PIN
+// key and an OCRA key: without --skip-bad it is refused and names the PIN
+// key by its serial; with it the usable keys import with their hash, and
+// each logs in with a code oathtool makes for that hash.
+func TestImportPSKCSuites(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	file, _ := filepath.Abs("../internal/pskc/testdata/suites-and-pin.xml")
+	u := newUser(t)
+	out, err := enrollCmd(t, "--user", u.name, "import", "pskc", file)
+	if exitCode(err) != 1 || !strings.Contains(out, `serial "PIN-1"`) || !strings.Contains(out, "nothing was imported") {
+		t.Fatalf("without --skip-bad: %v\n%s", err, out)
+	}
+	out = mustEnroll(t, "--user", u.name, "import", "pskc", file, "--skip-bad")
+	for _, want := range []string{"token token-SHA256-1 (time-based, SHA256, 6 digits, 30 s)", "token token-SHA512-1 (time-based, SHA512, 8 digits, 30 s)",
+		"token token-HOTP-1 (counter-based, SHA1, 6 digits, next counter 3)", `skipped key package 2 (Id "2", serial "PIN-1")`, `serial "OCRA-1"`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("import pskc --skip-bad lacks %q:\n%s", want, out)
+		}
+	}
+	dir := service(t, module("required"))
+	waitForFreshStep(30, 5)
+	for _, c := range []struct{ hexKey, mode string }{
+		{"3132333435363738393031323334353637383930313233343536373839303132", "sha256"},
+		{"31323334353637383930313233343536373839303132333435363738393031323334353637383930313233343536373839303132333435363738393031323334", "sha512"},
+	} {
+		args := []string{"--totp=" + c.mode, c.hexKey}
+		if c.mode == "sha512" {
+			args = append(args, "--digits=8")
+		}
+		code, err := exec.Command("oathtool", args...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := login(t, dir, u, strings.TrimSpace(string(code))); err != nil {
+			t.Fatalf("the %s token's code: %v", c.mode, err)
+		}
+	}
+}

@@ -66,27 +66,30 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 			}
 			cred.Password, _, _ = strings.Cut(strings.TrimRight(string(pw), "\r\n"), "\n")
 		}
-		acct, err = lookupAccount(*c.user)
+		if c.dirs.conf != "" {
+			acct, err = directoryAccount(*c.user)
+		} else {
+			acct, err = lookupAccount(*c.user)
+		}
 		return err
 	})
 	if err != nil {
 		return exitStatus(err)
 	}
-	keys, err := pskc.Parse(in.data, cred)
+	keys, bad, err := pskc.ParseAll(in.data, cred)
 	if err != nil {
 		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", in.file, err)
 		return exitError
 	}
 	var entries []tokenimport.Entry
-	var bad []error
 	now := time.Now()
-	for i, k := range keys {
+	for _, k := range keys {
 		e, err := tokenimport.FromPSKC(k, acct.name, now)
 		if err != nil {
-			bad = append(bad, fmt.Errorf("key package %d: %w", i+1, err))
+			bad = append(bad, fmt.Errorf("key package %d (serial %q): %w", k.Package, k.Serial, err))
 			continue
 		}
-		e.Line = i + 1
+		e.Line = k.Package
 		entries = append(entries, *e)
 	}
 	return c.finish(in, entries, bad, stdout, stderr)

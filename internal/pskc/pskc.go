@@ -34,6 +34,11 @@ type Key struct {
 	Digits             int
 	Counter            int64 // HOTP
 	Period             int   // TOTP, seconds
+	// Hash is the HMAC's hash from <Suite>: SHA1 (the default), SHA256
+	// or SHA512.
+	Hash string
+	// Package is the key package's place in the file, from 1.
+	Package int
 }
 
 // Credentials decrypt encrypted secrets: a pre-shared AES key, or the
@@ -91,75 +96,128 @@ type container struct {
 		Algorithm string    `xml:"Algorithm,attr"`
 		MACKey    encrypted `xml:"MACKey"`
 	} `xml:"MACMethod"`
-	Packages []struct {
-		Serial string `xml:"DeviceInfo>SerialNo"`
-		Key    struct {
-			ID        string `xml:"Id,attr"`
-			Algorithm string `xml:"Algorithm,attr"`
-			Issuer    string `xml:"Issuer"`
-			Format    struct {
-				Length   int    `xml:"Length,attr"`
-				Encoding string `xml:"Encoding,attr"`
-			} `xml:"AlgorithmParameters>ResponseFormat"`
-			Secret       value  `xml:"Data>Secret"`
-			Counter      *value `xml:"Data>Counter"`
-			TimeInterval *value `xml:"Data>TimeInterval"`
-		} `xml:"Key"`
-	} `xml:"KeyPackage"`
+	Packages []keyPackage `xml:"KeyPackage"`
+}
+
+type keyPackage struct {
+	Serial string `xml:"DeviceInfo>SerialNo"`
+	Key    struct {
+		ID        string `xml:"Id,attr"`
+		Algorithm string `xml:"Algorithm,attr"`
+		Issuer    string `xml:"Issuer"`
+		Suite     string `xml:"AlgorithmParameters>Suite"`
+		Format    struct {
+			Length   int    `xml:"Length,attr"`
+			Encoding string `xml:"Encoding,attr"`
+		} `xml:"AlgorithmParameters>ResponseFormat"`
+		Secret       value  `xml:"Data>Secret"`
+		Counter      *value `xml:"Data>Counter"`
+		TimeInterval *value `xml:"Data>TimeInterval"`
+	} `xml:"Key"`
 }
 
 // Parse reads every key package; any problem refuses the whole file.
 func Parse(data []byte, cred Credentials) ([]Key, error) {
+	keys, bad, err := ParseAll(data, cred)
+	if err == nil && len(bad) > 0 {
+		err = bad[0]
+	}
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+// ParseAll reads every key package. A package that cannot be used (an
+// OCRA or PIN key, an unknown suite, a secret that does not decrypt) is
+// one error in bad, naming its serial, and the others are read; a file
+// that is not a PSKC file at all is err.
+func ParseAll(data []byte, cred Credentials) (keys []Key, bad []error, err error) {
 	if len(data) > MaxSize {
-		return nil, fmt.Errorf("file larger than %d bytes", MaxSize)
+		return nil, nil, fmt.Errorf("file larger than %d bytes", MaxSize)
 	}
 	var c container
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.Strict = true
 	d.Entity = map[string]string{} // no entity expansion beyond XML's own
 	if err := d.Decode(&c); err != nil {
-		return nil, fmt.Errorf("not a PSKC file: %w", err)
+		return nil, nil, fmt.Errorf("not a PSKC file: %w", err)
 	}
 	if c.Version != "1.0" {
-		return nil, fmt.Errorf("PSKC version %q, want 1.0", c.Version)
+		return nil, nil, fmt.Errorf("PSKC version %q, want 1.0", c.Version)
 	}
 	if len(c.Packages) == 0 {
-		return nil, errors.New("no key package")
+		return nil, nil, errors.New("no key package")
 	}
 	dec := &decrypter{c: &c, cred: cred}
-	var out []Key
+	macs := 0
 	for i, p := range c.Packages {
-		k := Key{ID: p.Key.ID, Serial: strings.TrimSpace(p.Serial), Issuer: strings.TrimSpace(p.Key.Issuer), Digits: 6}
-		fail := func(err error) ([]Key, error) { return nil, fmt.Errorf("key package %d (Id %q): %w", i+1, k.ID, err) }
-		switch a := p.Key.Algorithm; {
-		case strings.HasSuffix(a, "pskc:hotp") || strings.HasSuffix(a, "pskc#hotp"):
-			k.HOTP = true
-		case strings.HasSuffix(a, "pskc:totp") || strings.HasSuffix(a, "pskc#totp"):
-		default:
-			return fail(fmt.Errorf("unsupported algorithm %q (want HOTP or TOTP)", a))
-		}
-		if f := p.Key.Format; f.Length != 0 || f.Encoding != "" {
-			if f.Encoding != "DECIMAL" || (f.Length != 6 && f.Length != 8) {
-				return fail(fmt.Errorf("response format %d %s: want 6 or 8 DECIMAL digits", f.Length, f.Encoding))
+		k, err := dec.readKey(&c.Packages[i])
+		if err != nil {
+			macs += boolInt(errors.Is(err, ErrMAC))
+			name := fmt.Sprintf("key package %d (Id %q", i+1, p.Key.ID)
+			if sn := strings.TrimSpace(p.Serial); sn != "" {
+				name += fmt.Sprintf(", serial %q", sn)
 			}
-			k.Digits = f.Length
+			bad = append(bad, fmt.Errorf("%s): %w", name, err))
+			continue
 		}
-		secret, err := dec.value(&p.Key.Secret)
-		if err != nil {
-			return fail(fmt.Errorf("secret: %w", err))
-		}
-		k.Secret = secret
-		if k.Counter, err = dec.number(p.Key.Counter, 0); err != nil {
-			return fail(fmt.Errorf("counter: %w", err))
-		}
-		period, err := dec.number(p.Key.TimeInterval, 30)
-		if err != nil {
-			return fail(fmt.Errorf("time interval: %w", err))
-		}
-		k.Period = int(period)
-		out = append(out, k)
+		k.Package = i + 1
+		keys = append(keys, k)
 	}
-	return out, nil
+	if macs == len(c.Packages) {
+		// Not one secret opened: the key or the password is wrong.
+		return nil, nil, ErrMAC
+	}
+	return keys, bad, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// readKey reads one key package.
+func (dec *decrypter) readKey(p *keyPackage) (Key, error) {
+	k := Key{ID: p.Key.ID, Serial: strings.TrimSpace(p.Serial), Issuer: strings.TrimSpace(p.Key.Issuer), Digits: 6, Hash: "SHA1"}
+	switch a := p.Key.Algorithm; {
+	case strings.HasSuffix(a, "pskc:hotp") || strings.HasSuffix(a, "pskc#hotp"):
+		k.HOTP = true
+	case strings.HasSuffix(a, "pskc:totp") || strings.HasSuffix(a, "pskc#totp"):
+	default:
+		return Key{}, fmt.Errorf("unsupported algorithm %q (want HOTP or TOTP)", a)
+	}
+	switch strings.ToUpper(strings.TrimSpace(p.Key.Suite)) {
+	case "", "HMAC-SHA1", "SHA1":
+	case "HMAC-SHA256", "SHA256":
+		k.Hash = "SHA256"
+	case "HMAC-SHA512", "SHA512":
+		k.Hash = "SHA512"
+	default:
+		return Key{}, fmt.Errorf("unsupported suite %q (want HMAC-SHA1, HMAC-SHA256 or HMAC-SHA512)", p.Key.Suite)
+	}
+	if f := p.Key.Format; f.Length != 0 || f.Encoding != "" {
+		if f.Encoding != "DECIMAL" || (f.Length != 6 && f.Length != 8) {
+			return Key{}, fmt.Errorf("response format %d %s: want 6 or 8 DECIMAL digits", f.Length, f.Encoding)
+		}
+		k.Digits = f.Length
+	}
+	secret, err := dec.value(&p.Key.Secret)
+	if err != nil {
+		return Key{}, fmt.Errorf("secret: %w", err)
+	}
+	k.Secret = secret
+	if k.Counter, err = dec.number(p.Key.Counter, 0); err != nil {
+		return Key{}, fmt.Errorf("counter: %w", err)
+	}
+	period, err := dec.number(p.Key.TimeInterval, 30)
+	if err != nil {
+		return Key{}, fmt.Errorf("time interval: %w", err)
+	}
+	k.Period = int(period)
+	return k, nil
 }
 
 type decrypter struct {

@@ -100,10 +100,33 @@ func TestPlainTOTP(t *testing.T) {
 	}
 }
 
+// <Suite> gives the hash; a key package that cannot be used is reported
+// by serial and the others are read.
+func TestSuiteAndBadPackages(t *testing.T) {
+	keys, bad, err := ParseAll(read(t, "suites-and-pin.xml"), Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 || keys[0].Hash != "SHA256" || keys[1].Hash != "SHA512" || keys[2].Hash != "SHA1" || keys[0].Period != 30 || keys[1].Digits != 8 {
+		t.Fatalf("keys %+v", keys)
+	}
+	if keys[0].Package != 1 || keys[2].Package != 5 {
+		t.Fatalf("package numbers %d, %d", keys[0].Package, keys[2].Package)
+	}
+	if len(bad) != 2 || !strings.Contains(bad[0].Error(), `serial "PIN-1"`) || !strings.Contains(bad[0].Error(), "unsupported algorithm") ||
+		!strings.Contains(bad[1].Error(), `unsupported suite "OCRA-1:HOTP-SHA1-6:QN08"`) {
+		t.Fatalf("bad %v", bad)
+	}
+	if _, err := Parse(read(t, "suites-and-pin.xml"), Credentials{}); err == nil || !strings.Contains(err.Error(), "PIN-1") {
+		t.Fatalf("Parse of a file with a PIN key: %v, want the PIN key named", err)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	psk, _ := hex.DecodeString("12345678901234567890123456789012")
 	f.Add(read(f, "rfc6030-figure6.xml"))
 	f.Add(read(f, "rfc6030-figure7.xml"))
+	f.Add(read(f, "suites-and-pin.xml"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// No password: a mutated iteration count would make each run take
 		// seconds. The derived-key path is covered by TestDecrypt/TestRefused.

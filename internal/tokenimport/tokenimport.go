@@ -170,7 +170,14 @@ func parseOathLine(l string, now time.Time) (*Entry, error) {
 
 // FromPSKC turns a decrypted PSKC key package into user's entry.
 func FromPSKC(k pskc.Key, user string, now time.Time) (*Entry, error) {
-	t := secret.Token{Type: secret.TOTP, Key: k.Secret, Params: otp.Params{Algorithm: otp.DefaultParams.Algorithm, Digits: k.Digits, Period: k.Period},
+	alg, err := otp.ParseAlgorithm(k.Hash)
+	if k.Hash == "" {
+		alg, err = otp.DefaultParams.Algorithm, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	t := secret.Token{Type: secret.TOTP, Key: k.Secret, Params: otp.Params{Algorithm: alg, Digits: k.Digits, Period: k.Period},
 		Created: now.Unix(), Comment: strings.TrimSpace(k.Issuer + " " + k.Serial)}
 	if k.HOTP {
 		t.Type, t.Params.Period, t.Counter = secret.HOTP, 0, k.Counter
