@@ -671,9 +671,27 @@ func TestImportPSKCSuites(t *testing.T) {
 	if exitCode(err) != 1 || !strings.Contains(out, `serial "PIN-1"`) || !strings.Contains(out, "nothing was imported") {
 		t.Fatalf("without --skip-bad: %v\n%s", err, out)
 	}
-	out = mustEnroll(t, "--user", u.name, "import", "pskc", file, "--skip-bad")
+	// Several tokens and only --user: refused, naming the ways to say whose.
+	out, err = enrollCmd(t, "--user", u.name, "import", "pskc", file, "--skip-bad")
+	if exitCode(err) != 1 || !strings.Contains(out, "--serial") || !strings.Contains(out, "--users") || !strings.Contains(out, "nothing was imported") {
+		t.Fatalf("several tokens for one --user: %v\n%s", err, out)
+	}
+	// --serial picks one token; --users gives each its user.
+	v := newUser(t)
+	out = mustEnroll(t, "--user", v.name, "import", "pskc", file, "--skip-bad", "--serial", "HOTP-1")
+	if !strings.Contains(out, "token token-HOTP-1") || strings.Contains(out, "SHA256-1 (") {
+		t.Fatalf("--serial HOTP-1:\n%s", out)
+	}
+	w := newUser(t)
+	owners := filepath.Join(t.TempDir(), "owners")
+	os.WriteFile(owners, []byte("# serial;user\nSHA256-1;"+u.name+"\nSHA512-1;"+u.name+"\nHOTP-1;"+w.name+"\n"), 0o600)
+	out = mustEnroll(t, "import", "pskc", file, "--skip-bad", "--users", owners, "--dry-run")
+	if !strings.Contains(out, w.name+": line 5: token token-HOTP-1") || !strings.Contains(out, u.name+": line 1: token token-SHA256-1") {
+		t.Fatalf("--users --dry-run:\n%s", out)
+	}
+	out = mustEnroll(t, "import", "pskc", file, "--skip-bad", "--users", owners)
 	for _, want := range []string{"token token-SHA256-1 (time-based, SHA256, 6 digits, 30 s)", "token token-SHA512-1 (time-based, SHA512, 8 digits, 30 s)",
-		"token token-HOTP-1 (counter-based, SHA1, 6 digits, next counter 3)", `skipped key package 2 (Id "2", serial "PIN-1")`, `serial "OCRA-1"`} {
+		w.name + ": line 5: token token-HOTP-1", `skipped key package 2 (Id "2", serial "PIN-1")`, `serial "OCRA-1"`} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("import pskc --skip-bad lacks %q:\n%s", want, out)
 		}

@@ -15,7 +15,8 @@ import (
 	"pamtotp/internal/tokenimport"
 )
 
-const importPSKCUsage = `Usage: totp-enroll --user NAME import pskc FILE [options]
+const importPSKCUsage = `Usage: totp-enroll --user NAME import pskc FILE [--serial S] [options]
+       totp-enroll import pskc FILE --users MAP [options]
 
 Imports the key packages of a PSKC file (RFC 6030) from a token vendor:
 plaintext secrets, AES-CBC with a pre-shared key (--key), or a key derived
@@ -26,8 +27,14 @@ taken from the file. Each key becomes a token named after its serial number
 (token-SERIAL), or pskc. A wrong key or password, or a changed file, is
 refused and nothing is written.
 
+Each token goes to one user: a file with several tokens and only --user
+is refused, so that no account ends up opened by a whole box of devices.
+
 Options:
-  --user NAME            the user the tokens are for
+  --user NAME            the user the token is for
+  --serial S             with --user: import only the token with serial S
+  --users MAP            each token to its user: MAP has lines serial;user
+                         (# comments); a token not in MAP is a bad one
   --key HEX              the pre-shared AES key
   --password PW          the password of a PBKDF2-derived key
   --password-file FILE   read the password from the first line of FILE
@@ -44,13 +51,20 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 	keyHex := c.fs.String("key", "", "")
 	password := c.fs.String("password", "", "")
 	passwordFile := c.fs.String("password-file", "", "")
+	serial := c.fs.String("serial", "", "")
+	usersFile := c.fs.String("users", "", "")
+	var owners map[string]string // serial -> user, from --users
 	var cred pskc.Credentials
 	var acct *account
 	in, err := c.start(args, stdout, stderr, func() error {
 		var err error
 		switch {
-		case *c.user == "" && os.Geteuid() == 0:
-			return errors.New("--user NAME is required")
+		case *usersFile != "" && (*c.user != "" || *serial != ""):
+			return errors.New("--users MAP gives each token its user: not with --user or --serial")
+		case *serial != "" && *c.user == "" && os.Geteuid() == 0:
+			return errors.New("--serial goes with --user NAME")
+		case *usersFile == "" && *c.user == "" && os.Geteuid() == 0:
+			return errors.New("--user NAME (or --users MAP) is required")
 		case *password != "" && *passwordFile != "":
 			return errors.New("--password and --password-file exclude each other")
 		case *keyHex != "":
@@ -66,9 +80,12 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 			}
 			cred.Password, _, _ = strings.Cut(strings.TrimRight(string(pw), "\r\n"), "\n")
 		}
-		if c.dirs.conf != "" {
+		switch {
+		case *usersFile != "":
+			owners, err = readOwners(*usersFile)
+		case c.dirs.conf != "":
 			acct, err = directoryAccount(*c.user)
-		} else {
+		default:
 			acct, err = lookupAccount(*c.user)
 		}
 		return err
@@ -77,14 +94,48 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		return exitStatus(err)
 	}
 	keys, bad, err := pskc.ParseAll(in.data, cred)
+	seen := map[string]string{}
+	for _, k := range keys {
+		if other, ok := seen[string(k.Secret)]; ok {
+			fmt.Fprintf(stderr, "totp-enroll import pskc: %s: tokens %q and %q have the same key; nothing was imported\n", in.file, other, k.Serial)
+			return exitError
+		}
+		seen[string(k.Secret)] = k.Serial
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", in.file, err)
+		return exitError
+	}
+	if *serial != "" {
+		var one []pskc.Key
+		for _, k := range keys {
+			if k.Serial == *serial {
+				one = append(one, k)
+			}
+		}
+		if len(one) == 0 {
+			fmt.Fprintf(stderr, "totp-enroll import pskc: %s: no usable token with serial %q; nothing was imported\n", in.file, *serial)
+			return exitError
+		}
+		keys = one
+	}
+	if owners == nil && len(keys) > 1 && (len(bad) == 0 || *c.skipBad) { // bad packages first, as importEntries refuses them
+		fmt.Fprintf(stderr, "totp-enroll import pskc: %s has %d tokens, and --user gives them all to one account, which each of them would then open; give --serial S for one, or --users MAP (lines serial;user) to give each its user; nothing was imported\n", in.file, len(keys))
 		return exitError
 	}
 	var entries []tokenimport.Entry
 	now := time.Now()
 	for _, k := range keys {
-		e, err := tokenimport.FromPSKC(k, acct.name, now)
+		owner := ""
+		if owners != nil {
+			if owner = owners[k.Serial]; owner == "" {
+				bad = append(bad, fmt.Errorf("key package %d (serial %q): not in --users", k.Package, k.Serial))
+				continue
+			}
+		} else {
+			owner = acct.name
+		}
+		e, err := tokenimport.FromPSKC(k, owner, now)
 		if err != nil {
 			bad = append(bad, fmt.Errorf("key package %d (serial %q): %w", k.Package, k.Serial, err))
 			continue
@@ -93,4 +144,29 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		entries = append(entries, *e)
 	}
 	return c.finish(in, entries, bad, stdout, stderr)
+}
+
+// readOwners reads --users: lines of serial;user.
+func readOwners(name string) (map[string]string, error) {
+	data, err := readInput(name)
+	if err != nil {
+		return nil, err
+	}
+	owners := map[string]string{}
+	for n, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		serial, user, ok := strings.Cut(line, ";")
+		serial, user = strings.TrimSpace(serial), strings.TrimSpace(user)
+		switch {
+		case !ok || serial == "" || user == "":
+			return nil, fmt.Errorf("--users %s: line %d: want serial;user", name, n+1)
+		case owners[serial] != "":
+			return nil, fmt.Errorf("--users %s: line %d: serial %q given twice", name, n+1, serial)
+		}
+		owners[serial] = user
+	}
+	return owners, nil
 }
