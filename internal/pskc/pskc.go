@@ -15,10 +15,12 @@ import (
 	"crypto/pbkdf2"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"hash"
 	"strconv"
 	"strings"
 )
@@ -232,16 +234,22 @@ func (d *decrypter) number(v *value, def int64) (int64, error) {
 	if v == nil {
 		return def, nil
 	}
+	var b []byte
 	if v.PlainValue != nil {
-		n, err := strconv.ParseInt(strings.TrimSpace(*v.PlainValue), 10, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%q is not a whole number", *v.PlainValue)
+		text := strings.TrimSpace(*v.PlainValue)
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err == nil && n >= 0 {
+			return n, nil
 		}
-		return n, nil
-	}
-	b, err := d.value(v)
-	if err != nil {
-		return 0, err
+		// Some vendors write a number as base64 of its big-endian bytes.
+		if b, err = base64.StdEncoding.Strict().DecodeString(text); err != nil {
+			return 0, fmt.Errorf("%q is neither a whole number nor base64", *v.PlainValue)
+		}
+	} else {
+		var err error
+		if b, err = d.value(v); err != nil {
+			return 0, err
+		}
 	}
 	if len(b) == 0 || len(b) > 8 {
 		return 0, errors.New("bad encrypted number")
@@ -284,7 +292,11 @@ func (d *decrypter) value(v *value) ([]byte, error) {
 	if err != nil || len(want) == 0 {
 		return nil, errors.New("an encrypted value needs a ValueMAC")
 	}
-	m := hmac.New(sha1.New, macKey)
+	h, err := d.macHash()
+	if err != nil {
+		return nil, err
+	}
+	m := hmac.New(h, macKey)
 	m.Write(ct)
 	if !hmac.Equal(m.Sum(nil), want) {
 		return nil, ErrMAC
@@ -340,8 +352,8 @@ func (d *decrypter) macKey() ([]byte, error) {
 	if mm == nil {
 		return nil, errors.New("encrypted values without a MACMethod cannot be checked; refused")
 	}
-	if mm.Algorithm != nsHMAC {
-		return nil, fmt.Errorf("unsupported MAC %q (want HMAC-SHA1)", mm.Algorithm)
+	if _, err := d.macHash(); err != nil {
+		return nil, err
 	}
 	ct, err := cipherValue(&mm.MACKey)
 	if err != nil {
@@ -358,6 +370,29 @@ func (d *decrypter) macKey() ([]byte, error) {
 	}
 	d.mac = mk
 	return mk, nil
+}
+
+// macHashes are the ValueMAC algorithms (RFC 6030 §6.1.1, and RFC 6931's
+// names for the SHA-2 HMACs).
+var macHashes = map[string]func() hash.Hash{
+	nsHMAC: sha1.New,
+	"http://www.w3.org/2001/04/xmldsig-more#hmac-sha224": sha256.New224,
+	"http://www.w3.org/2001/04/xmldsig-more#hmac-sha256": sha256.New,
+	"http://www.w3.org/2001/04/xmldsig-more#hmac-sha384": sha512.New384,
+	"http://www.w3.org/2001/04/xmldsig-more#hmac-sha512": sha512.New,
+}
+
+// macHash is the hash of the container's MACMethod.
+func (d *decrypter) macHash() (func() hash.Hash, error) {
+	mm := d.c.MACMethod
+	if mm == nil {
+		return nil, errors.New("encrypted values without a MACMethod cannot be checked; refused")
+	}
+	h, ok := macHashes[strings.TrimSpace(mm.Algorithm)]
+	if !ok {
+		return nil, fmt.Errorf("unsupported MAC %q (want HMAC-SHA1, SHA224, SHA256, SHA384 or SHA512)", mm.Algorithm)
+	}
+	return h, nil
 }
 
 func cipherValue(e *encrypted) ([]byte, error) {

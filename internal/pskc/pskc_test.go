@@ -4,8 +4,17 @@ package pskc
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"os"
 	"strings"
 	"testing"
@@ -140,4 +149,66 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sealed builds a PSKC file whose secret (and counter) are AES-128-CBC
+// encrypted under psk and MACed with the HMAC of macAlg, as a vendor's
+// tool would write it.
+func sealed(t *testing.T, psk, secret []byte, macAlg string, h func() hash.Hash, counterText string) []byte {
+	t.Helper()
+	enc := func(pt []byte) string {
+		n := aes.BlockSize - len(pt)%aes.BlockSize
+		pt = append(append([]byte{}, pt...), bytes.Repeat([]byte{byte(n)}, n)...)
+		iv := bytes.Repeat([]byte{7}, aes.BlockSize)
+		block, _ := aes.NewCipher(psk)
+		ct := make([]byte, len(pt))
+		cipher.NewCBCEncrypter(block, iv).CryptBlocks(ct, pt)
+		return base64.StdEncoding.EncodeToString(append(iv, ct...))
+	}
+	macKey := bytes.Repeat([]byte{0x42}, 20)
+	ct := enc(secret)
+	raw, _ := base64.StdEncoding.DecodeString(ct)
+	m := hmac.New(h, macKey)
+	m.Write(raw)
+	return []byte(`<?xml version="1.0"?>
+<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" xmlns:ds="http://www.w3.org/2000/09/xmldsig#">
+ <EncryptionKey><ds:KeyName>Pre-shared-key</ds:KeyName></EncryptionKey>
+ <MACMethod Algorithm="` + macAlg + `"><MACKey>
+  <xenc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>
+  <xenc:CipherData><xenc:CipherValue>` + enc(macKey) + `</xenc:CipherValue></xenc:CipherData></MACKey></MACMethod>
+ <KeyPackage><DeviceInfo><SerialNo>S1</SerialNo></DeviceInfo>
+  <Key Id="1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp">
+   <AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters>
+   <Data><Secret><EncryptedValue>
+     <xenc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>
+     <xenc:CipherData><xenc:CipherValue>` + ct + `</xenc:CipherValue></xenc:CipherData></EncryptedValue>
+     <ValueMAC>` + base64.StdEncoding.EncodeToString(m.Sum(nil)) + `</ValueMAC></Secret>
+    <Counter><PlainValue>` + counterText + `</PlainValue></Counter></Data>
+  </Key></KeyPackage>
+</KeyContainer>`)
+}
+
+// Every ValueMAC hash RFC 6030 and RFC 6931 name opens its file, a MAC of
+// another hash does not, and a counter may be written in base64.
+func TestMACHashesAndBase64Counter(t *testing.T) {
+	psk := []byte("0123456789abcdef")
+	secret := []byte("12345678901234567890")
+	more := "http://www.w3.org/2001/04/xmldsig-more#hmac-"
+	for _, c := range []struct {
+		alg string
+		h   func() hash.Hash
+	}{{"http://www.w3.org/2000/09/xmldsig#hmac-sha1", sha1.New}, {more + "sha224", sha256.New224}, {more + "sha256", sha256.New},
+		{more + "sha384", sha512.New384}, {more + "sha512", sha512.New}} {
+		keys, err := Parse(sealed(t, psk, secret, c.alg, c.h, "AAAAAAAAAAU="), Credentials{PSK: psk})
+		if err != nil || len(keys) != 1 || string(keys[0].Secret) != string(secret) || keys[0].Counter != 5 {
+			t.Fatalf("%s: %+v %v", c.alg, keys, err)
+		}
+		// The MAC made with another hash than the file says: refused.
+		if _, err := Parse(sealed(t, psk, secret, c.alg, md5.New, "5"), Credentials{PSK: psk}); !errors.Is(err, ErrMAC) {
+			t.Fatalf("%s with an MD5 MAC: %v, want ErrMAC", c.alg, err)
+		}
+	}
+	if _, err := Parse(sealed(t, psk, secret, "http://example.org/hmac-md5", md5.New, "5"), Credentials{PSK: psk}); err == nil || !strings.Contains(err.Error(), "unsupported MAC") {
+		t.Fatalf("an unknown MAC: %v", err)
+	}
 }
