@@ -94,6 +94,10 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		return exitStatus(err)
 	}
 	keys, bad, err := pskc.ParseAll(in.data, cred)
+	if err != nil {
+		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", in.file, err)
+		return exitError
+	}
 	seen := map[string]string{}
 	for _, k := range keys {
 		if other, ok := seen[string(k.Secret)]; ok {
@@ -101,10 +105,6 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 			return exitError
 		}
 		seen[string(k.Secret)] = k.Serial
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", in.file, err)
-		return exitError
 	}
 	if *serial != "" {
 		var one []pskc.Key

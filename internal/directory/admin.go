@@ -54,15 +54,16 @@ func (a *Account) Create(f *secret.File, st *secret.State, force bool) error {
 		req := ldap.NewModifyRequest(a.e.dn, nil)
 		a.addClass(req)
 		swap(req, attrSecret, a.e.secretRaw, data)
-		a.swapState(req, string(st.Marshal(f)))
+		swap(req, attrState, a.e.stateRaw, string(st.Marshal(f)))
 		swap(req, attrPending, a.e.pendingRaw, "")
 		return a.modify(req)
 	})
 }
 
 // Update changes the enrollment: the secret and the state are both
-// swapped in one modify, so a login that decided meanwhile has to decide
-// again, and the change never overwrites one.
+// swapped in one modify, also when unchanged (the delete of the value read
+// is what fails if a login wrote meanwhile), so a login that decided
+// meanwhile has to decide again, and the change never overwrites one.
 func (a *Account) Update(change func(*secret.File, *secret.State) error) error {
 	return a.retry(func() error {
 		f, st, err := a.Enrollment()
@@ -78,15 +79,9 @@ func (a *Account) Update(change func(*secret.File, *secret.State) error) error {
 		}
 		req := ldap.NewModifyRequest(a.e.dn, nil)
 		swap(req, attrSecret, a.e.secretRaw, data)
-		a.swapState(req, string(st.Marshal(f)))
+		swap(req, attrState, a.e.stateRaw, string(st.Marshal(f)))
 		return a.modify(req)
 	})
-}
-
-// swapState swaps the state, also when it is unchanged: the delete of the
-// value read is what makes the write fail if a login wrote meanwhile.
-func (a *Account) swapState(req *ldap.ModifyRequest, data string) {
-	swap(req, attrState, a.e.stateRaw, data)
 }
 
 // Remove deletes the enrollment, its state and any pending enrollment.

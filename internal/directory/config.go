@@ -12,6 +12,7 @@ package directory
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -36,7 +37,8 @@ type Config struct {
 	Password   string // read from bind_password_file
 	ServerName string // the name the server's certificate must have, if not the URI's host
 	Timeout    time.Duration
-	anonymous  bool // doctor's probe: no bind at all
+	anonymous  bool        // doctor's probe: no bind at all
+	tls        *tls.Config // built by Load from ca_file, cert_file and key_file
 }
 
 // DefaultTimeout is how long one directory operation may take: well
@@ -74,15 +76,9 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c.Path = path
-	for _, f := range []struct {
-		path   string
-		secret bool
-	}{{c.CAFile, false}, {c.CertFile, false}, {c.KeyFile, true}} {
-		if f.path != "" {
-			if _, err := readRootFile(f.path, f.secret); err != nil {
-				return nil, fmt.Errorf("%s: %w", path, err)
-			}
-		}
+	// Read once, here: every connection of this login uses them.
+	if c.tls, err = buildTLS(c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if pw := c.Password; pw != "" {
 		data, err := readRootFile(pw, true)

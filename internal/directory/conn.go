@@ -136,9 +136,23 @@ func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
 	return s, nil
 }
 
-// tlsConfig is the TLS every connection uses: the server's certificate
-// checked against ca_file alone, and the host's own certificate if given.
+// tlsConfig is the TLS a connection uses: Load's, without the host's
+// certificate where the configuration binds otherwise (an admin's own
+// bind, doctor's anonymous probe).
 func tlsConfig(conf *Config) (*tls.Config, error) {
+	if conf.tls == nil {
+		return nil, fmt.Errorf("%s: the configuration was not loaded", conf.Path)
+	}
+	tc := conf.tls.Clone()
+	if conf.CertFile == "" {
+		tc.Certificates = nil
+	}
+	return tc, nil
+}
+
+// buildTLS checks the server's certificate against ca_file alone, and
+// holds the host's own certificate if given.
+func buildTLS(conf *Config) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if conf.CAFile != "" {
 		pem, err := readRootFile(conf.CAFile, false)

@@ -107,11 +107,7 @@ func (a *Account) CheckAccess() error {
 	st := a.e.state
 	data := string(st.Marshal(a.e.file))
 	req := ldap.NewModifyRequest(a.e.dn, []ldap.Control{unchanged(attrSecret, a.e.secretRaw)})
-	swap(req, attrState, a.e.stateRaw, data)
-	if a.e.stateRaw == data {
-		req.Delete(attrState, []string{data})
-		req.Add(attrState, []string{data})
-	}
+	swap(req, attrState, a.e.stateRaw, data) // the same value: a delete and an add that change nothing
 	if err := a.modify(req); err != nil {
 		return fmt.Errorf("writing the state as a login does: %w", err)
 	}

@@ -156,7 +156,9 @@ func ParseAll(data []byte, cred Credentials) (keys []Key, bad []error, err error
 	for i, p := range c.Packages {
 		k, err := dec.readKey(&c.Packages[i])
 		if err != nil {
-			macs += boolInt(errors.Is(err, ErrMAC))
+			if errors.Is(err, ErrMAC) {
+				macs++
+			}
 			name := fmt.Sprintf("key package %d (Id %q", i+1, p.Key.ID)
 			if sn := strings.TrimSpace(p.Serial); sn != "" {
 				name += fmt.Sprintf(", serial %q", sn)
@@ -172,13 +174,6 @@ func ParseAll(data []byte, cred Credentials) (keys []Key, bad []error, err error
 		return nil, nil, ErrMAC
 	}
 	return keys, bad, nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // readKey reads one key package.
