@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -371,4 +372,69 @@ func (s *slapd) bulkAdd(t testing.TB, from, to int) {
 		t.Fatalf("slapadd: %v\n%s", err, out)
 	}
 	s.start(t)
+}
+
+// The cn=config form of the schema (pam-totp.ldif, for ldapadd -Y EXTERNAL)
+// loads into a cn=config database of slapd's, with slapadd as Debian's
+// postinst builds one, and defines what pam-totp.schema defines, which
+// the other tests load.
+func TestSchemaLDIFLoads(t *testing.T) {
+	needRoot(t, "slapadd")
+	ldif, err := os.ReadFile("../packaging/ldap/pam-totp.ldif")
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, err := os.ReadFile("../packaging/ldap/pam-totp.schema")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same definitions, whitespace and comments aside: each "( OID
+	// ... )" in order, up to its closing parenthesis.
+	defs := func(text string) []string {
+		flat := strings.Join(strings.Fields(regexp.MustCompile(`(?m)^#.*$`).ReplaceAllString(text, "")), " ")
+		var out []string
+		for i := strings.Index(flat, "( 2.25."); i >= 0; {
+			depth, j := 0, i
+			for ; j < len(flat); j++ {
+				if flat[j] == '(' {
+					depth++
+				} else if flat[j] == ')' {
+					if depth--; depth == 0 {
+						break
+					}
+				}
+			}
+			out = append(out, flat[i:j+1])
+			next := strings.Index(flat[j:], "( 2.25.")
+			if next < 0 {
+				break
+			}
+			i = j + next
+		}
+		return out
+	}
+	if a, b := defs(string(schema)), defs(string(ldif)); len(a) != 4 || strings.Join(a, "|") != strings.Join(b, "|") {
+		t.Fatalf("pam-totp.schema and pam-totp.ldif differ:\n%q\n%q", a, b)
+	}
+	var all strings.Builder
+	all.WriteString("dn: cn=config\nobjectClass: olcGlobal\ncn: config\n\ndn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n\n")
+	for _, f := range []string{"core", "cosine", "nis", "inetorgperson"} {
+		data, err := os.ReadFile("/etc/ldap/schema/" + f + ".ldif")
+		if err != nil {
+			t.Skipf("needs Debian's slapd schema files: %v", err)
+		}
+		all.Write(data)
+		all.WriteString("\n")
+	}
+	all.Write(ldif)
+	dir := t.TempDir()
+	cmd := exec.Command("slapadd", "-n0", "-F", dir, "-l", "/dev/stdin")
+	cmd.Stdin = strings.NewReader(all.String())
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Contains(string(out), "could not add") {
+		t.Fatalf("slapadd of pam-totp.ldif into cn=config: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cn=config", "cn=schema", "cn={4}pam-totp.ldif")); err != nil {
+		t.Fatalf("the schema is not in cn=config after slapadd: %v", err)
+	}
 }
