@@ -246,7 +246,10 @@ type tokenStatus struct {
 	LastUsed      int64  `json:"last_used,omitempty"` // Unix time
 	DriftSteps    int64  `json:"drift_steps"`
 	ResyncPending bool   `json:"resync_pending"`
+	ValidFrom     int64  `json:"valid_from,omitempty"`  // Unix time
+	ValidUntil    int64  `json:"valid_until,omitempty"` // Unix time
 	// For the text form only.
+	validity string
 	period   int
 	used     bool
 	lastStep int64
@@ -270,6 +273,7 @@ func userStatusOf(t *target) userStatus {
 		}
 		row.Tokens = append(row.Tokens, tokenStatus{Name: printable(tok.Name), Kind: string(tok.Type), Description: printable(tok.Describe()),
 			Enabled: !tok.Disabled, Created: tok.Created, LastUsed: last, DriftSteps: ts.Drift, ResyncPending: ts.Pending,
+			ValidFrom: tok.ValidFrom, ValidUntil: tok.ValidUntil, validity: tok.Validity(),
 			period: tok.Params.Period, used: ts.Used, lastStep: ts.LastStep})
 	}
 	row.Failures, row.Lockouts, row.Missed = st.Failures, st.Lockouts, st.Missed
@@ -310,6 +314,9 @@ func statusText(t *target, out io.Writer) error {
 		}
 		if tok.ResyncPending {
 			fmt.Fprint(out, ", resync pending")
+		}
+		if tok.validity != "" {
+			fmt.Fprintf(out, ", %s", tok.validity)
 		}
 		fmt.Fprintln(out)
 	}

@@ -26,6 +26,9 @@ Options:
   --secret-file TEMPLATE where to write (default ~/.pam_totp)
   --skip-bad             report bad lines and import the rest
   --dry-run              say what would be done; write nothing
+  --valid-from DATE, --valid-until DATE
+                         accept the tokens' codes only from, or only before,
+                         DATE (YYYY-MM-DD, UTC, or RFC 3339)
   --directory FILE       into the users' entries in the directory (the
                          module's directory=), with --bind-dn DN and
                          --bind-password-file FILE for the admin's identity

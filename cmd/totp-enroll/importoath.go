@@ -32,6 +32,9 @@ Options:
   --secret-file TEMPLATE where to write (default ~/.pam_totp)
   --skip-bad             report bad lines and import the rest
   --dry-run              say what would be done; write nothing
+  --valid-from DATE, --valid-until DATE
+                         accept the tokens' codes only from, or only before,
+                         DATE (YYYY-MM-DD, UTC, or RFC 3339)
   --directory FILE       into the users' entries in the directory (the
                          module's directory=), with --bind-dn DN and
                          --bind-password-file FILE for the admin's identity
@@ -60,6 +63,7 @@ type importCommand struct {
 	fs           *flag.FlagSet
 	user, to     *string
 	skipBad, dry *bool
+	from, until  *string // --valid-from, --valid-until: for every token
 	dirs         dirFlags
 }
 
@@ -68,7 +72,8 @@ func newImportCommand(name, usage string) *importCommand {
 	fs.SetOutput(io.Discard)
 	c := &importCommand{name: name, usage: usage, fs: fs,
 		user: fs.String("user", "", ""), to: fs.String("secret-file", options.DefaultSecret, ""),
-		skipBad: fs.Bool("skip-bad", false, ""), dry: fs.Bool("dry-run", false, "")}
+		skipBad: fs.Bool("skip-bad", false, ""), dry: fs.Bool("dry-run", false, ""),
+		from: fs.String("valid-from", "", ""), until: fs.String("valid-until", "", "")}
 	c.dirs.register(fs)
 	return c
 }
@@ -131,6 +136,17 @@ func (c *importCommand) start(args []string, stdout, stderr io.Writer, check fun
 }
 
 func (c *importCommand) finish(in *importInput, entries []tokenimport.Entry, bad []error, stdout, stderr io.Writer) int {
+	for i := range entries {
+		if *c.from == "" && *c.until == "" {
+			break
+		}
+		t := &entries[i].Token
+		t.ValidFrom, t.ValidUntil = 0, 0 // the admin's dates replace the file's
+		if err := setValidity(t, *c.from, *c.until); err != nil {
+			fmt.Fprintf(stderr, "totp-enroll %s: %v; nothing was imported\n", c.name, err)
+			return exitUsage
+		}
+	}
 	return importEntries(c.name, in, entries, bad, *c.skipBad, *c.dry, stdout, stderr)
 }
 
@@ -258,7 +274,15 @@ func adder(a *account, entries []tokenimport.Entry, where string, stdout io.Writ
 				ts := st.Token(&t)
 				ts.Used, ts.LastStep = true, e.Last
 			}
+			if e.Drift != 0 {
+				st.Token(&t).Drift = e.Drift
+			}
 			fmt.Fprintf(stdout, "%s: line %d: token %s (%s) -> %s\n", a.name, e.Line, t.Name, t.Describe(), where)
+		}
+		// What a login reads is bounded; --dry-run must refuse what the
+		// real run would.
+		if n := len(f.Marshal()); n > secret.MaxFileSize {
+			return fmt.Errorf("%d tokens make a file of %d bytes, more than the %d a login reads", len(f.Tokens), n, secret.MaxFileSize)
 		}
 		return nil
 	}

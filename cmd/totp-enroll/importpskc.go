@@ -8,27 +8,41 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"pamtotp/internal/options"
 	"pamtotp/internal/pskc"
 	"pamtotp/internal/tokenimport"
 )
 
 const importPSKCUsage = `Usage: totp-enroll --user NAME import pskc FILE [--serial S] [options]
-       totp-enroll import pskc FILE --users MAP [options]
+       totp-enroll import pskc FILE [--users MAP] [options]
 
 Imports the key packages of a PSKC file (RFC 6030) from a token vendor:
-plaintext secrets, AES-CBC with a pre-shared key (--key), or a key derived
-from a password with PBKDF2 (--password-file, or --password, which other
-users can see in the process list). The HMAC-SHA1 ValueMAC of an encrypted
-secret is always checked. HOTP and TOTP; digits, counter and time step are
-taken from the file. Each key becomes a token named after its serial number
-(token-SERIAL), or pskc. A wrong key or password, or a changed file, is
-refused and nothing is written.
+plaintext secrets, or secrets encrypted with AES-CBC, the AES key wrap,
+3DES-CBC or the 3DES key wrap, under a pre-shared key (--key) or a key
+derived from a password with PBKDF2 (--password-file, or --password, which
+other users can see in the process list). Every encrypted secret's ValueMAC
+(HMAC-SHA1, SHA224, SHA256, SHA384 or SHA512), or its key wrap, is
+checked: a wrong key or password, or a changed file, is refused and
+nothing is written. HOTP and TOTP; the hash, digits, counter, time step
+and time drift are taken from the file, and its start and expiry dates
+become the token's validity. Each key becomes a token named after its
+serial number (token-SERIAL), or pskc.
 
-Each token goes to one user: a file with several tokens and only --user
-is refused, so that no account ends up opened by a whole box of devices.
+Refused, by serial and with the reason (--skip-bad imports the others):
+OCRA, PIN and other keys; a key that has expired; a policy pam_totp cannot
+honour (a server-checked PIN, a limited number of uses, anything unknown);
+a time origin (T0) other than 1970. A signed file is said to be signed:
+the signature is not checked.
+
+Each token goes to one user: --user with --serial for one token, --users
+MAP for many, or, as root without either, the user the file names for
+each (its UserId, or the uid= of a UserId that is a DN). A file with
+several tokens and only --user is refused, so that no account ends up
+opened by a whole box of devices; so are two tokens with one key.
 
 Options:
   --user NAME            the user the token is for
@@ -40,7 +54,11 @@ Options:
   --password-file FILE   read the password from the first line of FILE
   --secret-file TEMPLATE where to write (default ~/.pam_totp)
   --skip-bad             report key packages that cannot be used and import the rest
+  --ignore-expiry        import expired keys too, without their expiry date
   --dry-run              say what would be done; write nothing
+  --valid-from DATE, --valid-until DATE
+                         accept the tokens' codes only from, or only before,
+                         DATE (YYYY-MM-DD, UTC, or RFC 3339)
   --directory FILE       into the users' entries in the directory (the
                          module's directory=), with --bind-dn DN and
                          --bind-password-file FILE for the admin's identity
@@ -53,6 +71,7 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 	passwordFile := c.fs.String("password-file", "", "")
 	serial := c.fs.String("serial", "", "")
 	usersFile := c.fs.String("users", "", "")
+	ignoreExpiry := c.fs.Bool("ignore-expiry", false, "")
 	var owners map[string]string // serial -> user, from --users
 	var cred pskc.Credentials
 	var acct *account
@@ -63,8 +82,6 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 			return errors.New("--users MAP gives each token its user: not with --user or --serial")
 		case *serial != "" && *c.user == "" && os.Geteuid() == 0:
 			return errors.New("--serial goes with --user NAME")
-		case *usersFile == "" && *c.user == "" && os.Geteuid() == 0:
-			return errors.New("--user NAME (or --users MAP) is required")
 		case *password != "" && *passwordFile != "":
 			return errors.New("--password and --password-file exclude each other")
 		case *keyHex != "":
@@ -83,6 +100,8 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case *usersFile != "":
 			owners, err = readOwners(*usersFile)
+		case *c.user == "" && os.Geteuid() == 0:
+			// The file's own UserIds say whose each token is.
 		case c.dirs.conf != "":
 			acct, err = directoryAccount(*c.user)
 		default:
@@ -93,19 +112,15 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return exitStatus(err)
 	}
-	keys, bad, err := pskc.ParseAll(in.data, cred)
+	pf, err := pskc.ParseAll(in.data, cred)
 	if err != nil {
 		fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", in.file, err)
 		return exitError
 	}
-	seen := map[string]string{}
-	for _, k := range keys {
-		if other, ok := seen[string(k.Secret)]; ok {
-			fmt.Fprintf(stderr, "totp-enroll import pskc: %s: tokens %q and %q have the same key; nothing was imported\n", in.file, other, k.Serial)
-			return exitError
-		}
-		seen[string(k.Secret)] = k.Serial
+	if pf.Signed {
+		fmt.Fprintf(stderr, "totp-enroll import pskc: %s is signed (XML-DSig), and the signature was NOT checked: what protects the secrets is the key or password and their MACs\n", in.file)
 	}
+	keys, bad := pf.Keys, pf.Bad
 	if *serial != "" {
 		var one []pskc.Key
 		for _, k := range keys {
@@ -113,27 +128,55 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 				one = append(one, k)
 			}
 		}
+		for _, e := range bad {
+			if pe, ok := e.(*pskc.PackageError); ok && pe.Serial == *serial && len(one) == 0 {
+				fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", in.file, e)
+				return exitError
+			}
+		}
 		if len(one) == 0 {
-			fmt.Fprintf(stderr, "totp-enroll import pskc: %s: no usable token with serial %q; nothing was imported\n", in.file, *serial)
+			fmt.Fprintf(stderr, "totp-enroll import pskc: %s: no token with serial %q; nothing was imported\n", in.file, *serial)
 			return exitError
 		}
-		keys = one
+		keys, bad = one, nil // the other packages are not being imported
 	}
-	if owners == nil && len(keys) > 1 && (len(bad) == 0 || *c.skipBad) { // bad packages first, as importEntries refuses them
+	fromFile := owners == nil && acct == nil // root gave neither --user nor --users
+	if fromFile && !slices.ContainsFunc(keys, func(k pskc.Key) bool { return k.User != "" }) {
+		fmt.Fprintf(stderr, "totp-enroll import pskc: %s names no user for its tokens: give --user NAME or --users MAP; nothing was imported\n", in.file)
+		return exitUsage
+	}
+	if owners == nil && !fromFile && len(keys) > 1 && (len(bad) == 0 || *c.skipBad) { // bad packages first, as importEntries refuses them
 		fmt.Fprintf(stderr, "totp-enroll import pskc: %s has %d tokens, and --user gives them all to one account, which each of them would then open; give --serial S for one, or --users MAP (lines serial;user) to give each its user; nothing was imported\n", in.file, len(keys))
 		return exitError
+	}
+	seen := map[string]string{}
+	for _, k := range keys {
+		if other, ok := seen[string(k.Secret)]; ok {
+			fmt.Fprintf(stderr, "totp-enroll import pskc: %s: tokens %q and %q have the same key, so each would open the other's account; nothing was imported\n", in.file, other, k.Serial)
+			return exitError
+		}
+		seen[string(k.Secret)] = k.Serial
 	}
 	var entries []tokenimport.Entry
 	now := time.Now()
 	for _, k := range keys {
-		owner := ""
-		if owners != nil {
+		var owner string
+		switch {
+		case owners != nil:
 			if owner = owners[k.Serial]; owner == "" {
 				bad = append(bad, fmt.Errorf("key package %d (serial %q): not in --users", k.Package, k.Serial))
 				continue
 			}
-		} else {
+		case fromFile:
+			if owner = fileOwner(k.User); owner == "" {
+				bad = append(bad, fmt.Errorf("key package %d (serial %q): the file names no user for it (UserId %q): give --users MAP", k.Package, k.Serial, k.User))
+				continue
+			}
+		default:
 			owner = acct.name
+		}
+		if *ignoreExpiry {
+			k.ValidUntil = time.Time{}
 		}
 		e, err := tokenimport.FromPSKC(k, owner, now)
 		if err != nil {
@@ -144,6 +187,21 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		entries = append(entries, *e)
 	}
 	return c.finish(in, entries, bad, stdout, stderr)
+}
+
+// fileOwner is the user name in a PSKC UserId: the name itself, or the
+// uid of a distinguished name (RFC 6030's "UID=jsmith,DC=example-bank,DC=net").
+func fileOwner(id string) string {
+	for _, rdn := range strings.Split(id, ",") {
+		if k, v, ok := strings.Cut(strings.TrimSpace(rdn), "="); ok && strings.EqualFold(strings.TrimSpace(k), "uid") {
+			id = strings.TrimSpace(v)
+			break
+		}
+	}
+	if options.ValidUser(id) != nil {
+		return ""
+	}
+	return id
 }
 
 // readOwners reads --users: lines of serial;user.

@@ -49,6 +49,9 @@ Options (enrollment and add):
   --type totp|hotp       time-based (default) or counter-based
   --counter N            hotp: the token's first counter (default 0)
   --comment TEXT         a note about the token, e.g. the device
+  --valid-from DATE, --valid-until DATE
+                         accept its codes only from, or only before, DATE
+                         (YYYY-MM-DD, UTC, or RFC 3339), e.g. a contractor's
   --issuer TEXT          issuer shown by the app (default: this host's name)
   --label TEXT           account shown by the app (default: user@host)
   --digits 6|8           code length (default 6)
@@ -107,7 +110,7 @@ const addUsage = `Usage: totp-enroll add --name NAME [options] [--user NAME] [--
 
 Adds a token (a second phone, a tablet, a hardware token) to an existing
 enrollment, with the enrollment's options: --name (required, not taken),
---type, --counter, --comment, --issuer, --label, --digits, --period,
+--type, --counter, --comment, --valid-from, --valid-until, --issuer, --label, --digits, --period,
 --algorithm, --qr, --secret, --no-confirm. The enrollment keeps its scratch
 codes. See totp-enroll --help for each option.
 `
@@ -116,6 +119,7 @@ type config struct {
 	user, secretFile, name, issuer, label, qr, secret string
 	digits, period, scratch                           int
 	algorithm, kind, comment                          string
+	validFrom, validUntil                             string
 	counter                                           int64
 	noConfirm, force                                  bool
 	add                                               bool // add a token to an enrollment
@@ -322,6 +326,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.kind, "type", string(secret.TOTP), "")
 	fs.Int64Var(&c.counter, "counter", 0, "")
 	fs.StringVar(&c.comment, "comment", "", "")
+	fs.StringVar(&c.validFrom, "valid-from", "", "")
+	fs.StringVar(&c.validUntil, "valid-until", "", "")
 	c.dirs.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -357,6 +363,9 @@ func newToken(c *config) (*secret.Token, error) {
 		Created: time.Now().Unix(), Comment: c.comment}
 	if t.Type == secret.HOTP {
 		t.Params.Period, t.Counter = 0, c.counter
+	}
+	if err := setValidity(t, c.validFrom, c.validUntil); err != nil {
+		return nil, err
 	}
 	if c.secret != "" {
 		t.Key, err = otp.DecodeKey(c.secret)
@@ -408,4 +417,28 @@ func confirm(f *secret.File, st *secret.State, stdin io.Reader, stdout io.Writer
 		fmt.Fprintln(stdout, "Confirmed.")
 	}
 	return ok
+}
+
+// setValidity sets the token's validity dates from --valid-from and
+// --valid-until, where given.
+func setValidity(t *secret.Token, from, until string) error {
+	for _, d := range []struct {
+		flag, value string
+		to          *int64
+	}{{"--valid-from", from, &t.ValidFrom}, {"--valid-until", until, &t.ValidUntil}} {
+		if d.value == "" {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339, d.value)
+		if err != nil {
+			if at, err = time.Parse(time.DateOnly, d.value); err != nil {
+				return fmt.Errorf("%s: %q is not YYYY-MM-DD or an RFC 3339 time", d.flag, d.value)
+			}
+		}
+		*d.to = at.Unix()
+	}
+	if t.ValidUntil != 0 && t.ValidUntil <= t.ValidFrom {
+		return errors.New("--valid-until must come after --valid-from")
+	}
+	return nil
 }

@@ -19,10 +19,18 @@ func listTokens(t *target, _ []string, out io.Writer) error {
 	for i := range f.Tokens {
 		tok := &f.Tokens[i]
 		state := "enabled"
-		if tok.Disabled {
+		switch now := time.Now().Unix(); {
+		case tok.Disabled:
 			state = "disabled"
+		case tok.ValidUntil != 0 && now >= tok.ValidUntil:
+			state = "expired"
+		case now < tok.ValidFrom:
+			state = "not yet"
 		}
 		fmt.Fprintf(out, "%-20s %-8s %-32s last used %s", tok.Name, state, tok.Describe(), when(st.Token(tok).At))
+		if v := tok.Validity(); v != "" {
+			fmt.Fprintf(out, ", %s", v)
+		}
 		if tok.Comment != "" {
 			fmt.Fprintf(out, "  # %s", tok.Comment)
 		}

@@ -112,10 +112,11 @@ func TestPlainTOTP(t *testing.T) {
 // <Suite> gives the hash; a key package that cannot be used is reported
 // by serial and the others are read.
 func TestSuiteAndBadPackages(t *testing.T) {
-	keys, bad, err := ParseAll(read(t, "suites-and-pin.xml"), Credentials{})
+	f, err := ParseAll(read(t, "suites-and-pin.xml"), Credentials{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys, bad := f.Keys, f.Bad
 	if len(keys) != 3 || keys[0].Hash != "SHA256" || keys[1].Hash != "SHA512" || keys[2].Hash != "SHA1" || keys[0].Period != 30 || keys[1].Digits != 8 {
 		t.Fatalf("keys %+v", keys)
 	}
@@ -210,5 +211,122 @@ func TestMACHashesAndBase64Counter(t *testing.T) {
 	}
 	if _, err := Parse(sealed(t, psk, secret, "http://example.org/hmac-md5", md5.New, "5"), Credentials{PSK: psk}); err == nil || !strings.Contains(err.Error(), "unsupported MAC") {
 		t.Fatalf("an unknown MAC: %v", err)
+	}
+}
+
+// Time, TimeDrift, UserId and key policies: what pam_totp can honour is
+// read, and every policy it cannot is one bad package naming it.
+func TestPolicyAndTime(t *testing.T) {
+	f, err := ParseAll(read(t, "policy-and-time.xml"), Credentials{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Signed {
+		t.Error("the signature was not reported")
+	}
+	got := map[string]Key{}
+	for _, k := range f.Keys {
+		got[k.Serial] = k
+	}
+	if len(f.Keys) != 3 {
+		t.Errorf("read %d keys, want DRIFT-1, LOCAL-1 and EXPIRED-1: %+v", len(f.Keys), f.Keys)
+	}
+	d := got["DRIFT-1"]
+	if d.Drift != -2 || d.User != "alice" || d.ValidFrom.Year() != 2020 || d.ValidUntil.Year() != 2099 || string(d.Secret) != "policy-test-secret-01" {
+		t.Errorf("DRIFT-1: %+v", d)
+	}
+	if l := got["LOCAL-1"]; l.User != "UID=bob,DC=example,DC=net" {
+		t.Errorf("LOCAL-1: the device's UserId %q", l.User)
+	}
+	if e := got["EXPIRED-1"]; e.ValidUntil.Year() != 2022 {
+		t.Errorf("EXPIRED-1: %+v", e)
+	}
+	want := map[string]string{
+		"T0-1":      "Time (T0) is 100",
+		"COUNT-1":   "NumberOfTransactions",
+		"UNKNOWN-1": "<OnWeekDaysOnly> is not understood",
+		"PREPEND-1": `PINUsageMode "Prepend"`,
+		"CR-1":      "usage is CR, not OTP",
+		"PINATTR-1": "attribute OnWeekDaysOnly is not understood",
+	}
+	if len(f.Bad) != len(want) {
+		t.Errorf("bad: %v", f.Bad)
+	}
+	for _, e := range f.Bad {
+		ok := false
+		for serial, reason := range want {
+			ok = ok || strings.Contains(e.Error(), `"`+serial+`"`) && strings.Contains(e.Error(), reason)
+		}
+		if !ok {
+			t.Errorf("unexpected: %v", e)
+		}
+	}
+}
+
+// The older rules: a key wrap needs no ValueMAC, a MACMethod without a
+// MACKey MACs with the encryption key, and a MAC may be over the
+// plaintext. A changed value is refused under each.
+func TestOlderMACRules(t *testing.T) {
+	key, _ := hex.DecodeString("000102030405060708090a0b0c0d0e0f")
+	wrapped, _ := hex.DecodeString("1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5") // RFC 3394 4.1
+	secret, _ := hex.DecodeString("00112233445566778899aabbccddeeff")
+	cbc := func(pt []byte) []byte {
+		n := aes.BlockSize - len(pt)%aes.BlockSize
+		pt = append(append([]byte{}, pt...), bytes.Repeat([]byte{byte(n)}, n)...)
+		iv := bytes.Repeat([]byte{9}, aes.BlockSize)
+		b, _ := aes.NewCipher(key)
+		ct := make([]byte, len(pt))
+		cipher.NewCBCEncrypter(b, iv).CryptBlocks(ct, pt)
+		return append(iv, ct...)
+	}
+	mac := func(data []byte) string {
+		m := hmac.New(sha1.New, key)
+		m.Write(data)
+		return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	}
+	file := func(macMethod, alg string, ct []byte, valueMAC string) []byte {
+		if valueMAC != "" {
+			valueMAC = "<ValueMAC>" + valueMAC + "</ValueMAC>"
+		}
+		return []byte(`<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#">
+ <EncryptionKey><KeyName xmlns="http://www.w3.org/2000/09/xmldsig#">k</KeyName></EncryptionKey>` + macMethod + `
+ <KeyPackage><Key Id="1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><Data><Secret><EncryptedValue>
+  <xenc:EncryptionMethod Algorithm="` + alg + `"/><xenc:CipherData><xenc:CipherValue>` + base64.StdEncoding.EncodeToString(ct) +
+			`</xenc:CipherValue></xenc:CipherData></EncryptedValue>` + valueMAC + `</Secret></Data></Key></KeyPackage></KeyContainer>`)
+	}
+	noKey := `<MACMethod Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1"/>`
+	aes128 := xmlenc + "aes128-cbc"
+	ct := cbc(secret)
+	changed := append([]byte{}, ct...)
+	changed[20] ^= 1
+	for name, tc := range map[string]struct {
+		data []byte
+		ok   bool
+	}{
+		"key wrap, no ValueMAC":           {file("", xmlenc+"kw-aes128", wrapped, ""), true},
+		"key wrap, changed":               {file("", xmlenc+"kw-aes128", append(append([]byte{}, wrapped[:23]...), wrapped[23]^1), ""), false},
+		"CBC, no ValueMAC":                {file(noKey, aes128, ct, ""), false},
+		"no MAC key: the encryption key":  {file(noKey, aes128, ct, mac(ct)), true},
+		"no MAC key, changed":             {file(noKey, aes128, changed, mac(ct)), false},
+		"MAC over the plaintext":          {file(noKey, aes128, ct, mac(secret)), true},
+		"MAC over the plaintext, changed": {file(noKey, aes128, changed, mac(secret)), false},
+	} {
+		keys, err := Parse(tc.data, Credentials{PSK: key})
+		if tc.ok != (err == nil) || err == nil && !bytes.Equal(keys[0].Secret, secret) {
+			t.Errorf("%s: %v %v", name, keys, err)
+		}
+	}
+}
+
+// A file encrypted to a certificate says so, not that --key is missing.
+func TestAsymmetricNamed(t *testing.T) {
+	in := []byte(`<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#">
+ <EncryptionKey><ds:X509Data><ds:X509Certificate>MIIB</ds:X509Certificate></ds:X509Data></EncryptionKey>
+ <KeyPackage><Key Id="1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp"><Data><Secret><EncryptedValue>
+  <xenc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#rsa_1_5"/><xenc:CipherData><xenc:CipherValue>AAAA</xenc:CipherValue></xenc:CipherData>
+ </EncryptedValue></Secret></Data></Key></KeyPackage></KeyContainer>`)
+	_, err := Parse(in, Credentials{})
+	if err == nil || !strings.Contains(err.Error(), "public key of a certificate") || strings.Contains(err.Error(), "--key") {
+		t.Fatalf("%v", err)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"pamtotp/internal/otp"
 )
@@ -70,6 +71,10 @@ type Token struct {
 	Created  int64      // Unix time, 0 if unknown
 	Comment  string     // free text for the admin, at most 200 bytes
 	Disabled bool       // kept, but its codes are not accepted (a lost device)
+	// ValidFrom and ValidUntil bound when its codes are accepted (Unix
+	// times, 0 if unbounded): a vendor's start and expiry dates, or an
+	// admin's.
+	ValidFrom, ValidUntil int64
 	// The issuer and the account name the app was given at enrollment, so
 	// that showing the token again gives the same entry, not a new one.
 	Issuer, Label string
@@ -98,6 +103,25 @@ func (t *Token) Describe() string {
 		return fmt.Sprintf("counter-based, %s, %d digits, next counter %d", t.Params.Algorithm, t.Params.Digits, t.Counter)
 	}
 	return fmt.Sprintf("time-based, %s, %d digits, %d s", t.Params.Algorithm, t.Params.Digits, t.Params.Period)
+}
+
+// ValidAt reports whether now is within the token's validity dates.
+func (t *Token) ValidAt(now int64) bool {
+	return now >= t.ValidFrom && (t.ValidUntil == 0 || now < t.ValidUntil)
+}
+
+// Validity says when the token is valid, or "" if always.
+func (t *Token) Validity() string {
+	day := func(u int64) string { return time.Unix(u, 0).UTC().Format(time.RFC3339) }
+	switch {
+	case t.ValidFrom != 0 && t.ValidUntil != 0:
+		return "valid " + day(t.ValidFrom) + " to " + day(t.ValidUntil)
+	case t.ValidFrom != 0:
+		return "valid from " + day(t.ValidFrom)
+	case t.ValidUntil != 0:
+		return "valid until " + day(t.ValidUntil)
+	}
+	return ""
 }
 
 // SameKey reports whether t and u share a key: their codes then overlap
@@ -207,6 +231,16 @@ func parseToken(s string) (*Token, error) {
 			} else {
 				t.Label = text
 			}
+		case "valid-from", "valid-until":
+			var n int64
+			if n, err = strconv.ParseInt(v, 10, 64); err == nil && n <= 0 {
+				err = errors.New("want a Unix time")
+			}
+			if k == "valid-from" {
+				t.ValidFrom = n
+			} else {
+				t.ValidUntil = n
+			}
 		case "disabled":
 			t.Disabled = true
 			if v != "1" {
@@ -270,6 +304,9 @@ func (t *Token) Validate() error {
 	}
 	if err := CheckComment(t.Comment); err != nil {
 		return err
+	}
+	if t.ValidUntil != 0 && t.ValidUntil <= t.ValidFrom {
+		return errors.New("valid-until must come after valid-from")
 	}
 	switch t.Type {
 	case TOTP:
@@ -348,6 +385,12 @@ func (f *File) Marshal() []byte {
 		}
 		if t.Label != "" {
 			fmt.Fprintf(&b, " label=%s", url.QueryEscape(t.Label))
+		}
+		if t.ValidFrom != 0 {
+			fmt.Fprintf(&b, " valid-from=%d", t.ValidFrom)
+		}
+		if t.ValidUntil != 0 {
+			fmt.Fprintf(&b, " valid-until=%d", t.ValidUntil)
 		}
 		if t.Disabled {
 			b.WriteString(" disabled=1")

@@ -146,3 +146,24 @@ func TestStateClone(t *testing.T) {
 		t.Fatal("the clone lost its changes")
 	}
 }
+
+func TestValidityRoundTrip(t *testing.T) {
+	in := "pam_totp 1\ntoken hw type=totp algorithm=SHA1 digits=6 period=30 secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ valid-from=1600000000 valid-until=1900000000\n"
+	f, err := ParseFile([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := f.Tokens[0]
+	if tok.ValidFrom != 1600000000 || tok.ValidUntil != 1900000000 || !tok.ValidAt(1700000000) || tok.ValidAt(1900000000) || tok.ValidAt(1599999999) {
+		t.Fatalf("%+v", tok)
+	}
+	if back, err := ParseFile(f.Marshal()); err != nil || back.Tokens[0].ValidUntil != 1900000000 || back.Tokens[0].ValidFrom != 1600000000 {
+		t.Fatalf("round trip: %+v %v", back, err)
+	}
+	for _, bad := range []string{"valid-until=1500000000", "valid-until=-5", "valid-until=x"} {
+		line := strings.Replace(in, "valid-until=1900000000", bad, 1)
+		if _, err := ParseFile([]byte(line)); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}

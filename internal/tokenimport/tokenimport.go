@@ -30,6 +30,7 @@ type Entry struct {
 	Base  string // the token's name, or the start of it if taken
 	Token secret.Token
 	Last  int64 // the step or counter of the last code used, -1 if none
+	Drift int64 // TOTP: steps the token's clock is ahead (+) or behind (-)
 }
 
 // ParseCSV reads hardware tokens from semicolon-separated UTF-8 lines:
@@ -168,8 +169,12 @@ func parseOathLine(l string, now time.Time) (*Entry, error) {
 	return e, nil
 }
 
-// FromPSKC turns a decrypted PSKC key package into user's entry.
+// FromPSKC turns a decrypted PSKC key package into user's entry. A key
+// past its expiry date is refused; one not yet valid keeps its start.
 func FromPSKC(k pskc.Key, user string, now time.Time) (*Entry, error) {
+	if !k.ValidUntil.IsZero() && !now.Before(k.ValidUntil) {
+		return nil, fmt.Errorf("expired on %s (--ignore-expiry imports it without its expiry date)", k.ValidUntil.UTC().Format(time.RFC3339))
+	}
 	alg, err := otp.ParseAlgorithm(k.Hash)
 	if k.Hash == "" {
 		alg, err = otp.DefaultParams.Algorithm, nil
@@ -182,6 +187,12 @@ func FromPSKC(k pskc.Key, user string, now time.Time) (*Entry, error) {
 	if k.HOTP {
 		t.Type, t.Params.Period, t.Counter = secret.HOTP, 0, k.Counter
 	}
+	if !k.ValidFrom.IsZero() {
+		t.ValidFrom = k.ValidFrom.Unix()
+	}
+	if !k.ValidUntil.IsZero() {
+		t.ValidUntil = k.ValidUntil.Unix()
+	}
 	if secret.CheckComment(t.Comment) != nil {
 		t.Comment = "" // the vendor's free text is not worth refusing a token
 	}
@@ -192,5 +203,9 @@ func FromPSKC(k pskc.Key, user string, now time.Time) (*Entry, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
-	return &Entry{User: user, Base: t.Name, Token: t, Last: -1}, nil
+	e := &Entry{User: user, Base: t.Name, Token: t, Last: -1}
+	if !k.HOTP {
+		e.Drift = k.Drift
+	}
+	return e, nil
 }

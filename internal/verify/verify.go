@@ -52,6 +52,9 @@ const (
 	Locked        Outcome = "locked"
 	RateLimited   Outcome = "rate limited"
 	ResyncPending Outcome = "resync pending"
+	// Outside: the code could only be for a token outside its validity
+	// dates, whose codes are not compared.
+	Outside Outcome = "token outside its validity dates"
 )
 
 // Result says what happened and to which token.
@@ -165,9 +168,14 @@ func checkTokens(f *secret.File, st *secret.State, code string, now int64, p Pol
 	shareReplayState(f, st)
 	defer shareReplayState(f, st)
 	best := Result{Outcome: BadCode}
+	outside := ""
 	for i := range f.Tokens {
 		t := &f.Tokens[i]
 		if t.Disabled || !otp.IsDigits(code, t.Params.Digits) {
+			continue
+		}
+		if !t.ValidAt(now) {
+			outside = t.Name
 			continue
 		}
 		var r Result
@@ -182,6 +190,9 @@ func checkTokens(f *secret.File, st *secret.State, code string, now int64, p Pol
 		if rank(r.Outcome) > rank(best.Outcome) {
 			best = r
 		}
+	}
+	if best.Outcome == BadCode && outside != "" {
+		best = Result{Outcome: Outside, Token: outside}
 	}
 	return best
 }

@@ -353,3 +353,30 @@ func TestHOTP(t *testing.T) {
 		})
 	}
 }
+
+// A token's codes count only within its validity dates: the right code
+// before its start or from its expiry on is refused and charged, and
+// says why.
+func TestValidityDates(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		from, till int64
+		want       Outcome
+	}{
+		{"within", t0 - 100, t0 + 100, OK},
+		{"not yet", t0 + 30, 0, Outside},
+		{"expired", 0, t0, Outside},
+		{"expired a second ago", t0 - 1000, t0 - 1, Outside},
+		{"no dates", 0, 0, OK},
+	} {
+		f, st := newFile(), secret.NewState()
+		f.Tokens[0].ValidFrom, f.Tokens[0].ValidUntil = tc.from, tc.till
+		r := Check(f, st, codeAt(t, f, t0, 0), t0, DefaultPolicy)
+		if r.Outcome != tc.want {
+			t.Errorf("%s: %+v, want %q", tc.name, r, tc.want)
+		}
+		if tc.want != OK && (st.Failures != 1 || r.Token != "phone") {
+			t.Errorf("%s: failures %d, token %q: an attempt outside the dates is a charged failure naming the token", tc.name, st.Failures, r.Token)
+		}
+	}
+}
