@@ -3,7 +3,9 @@
 package test
 
 import (
+	"crypto/sha1"
 	"encoding/base32"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -714,4 +716,163 @@ func TestImportPSKCSuites(t *testing.T) {
 			t.Fatalf("the %s token's code: %v", c.mode, err)
 		}
 	}
+}
+
+// A vendor's file that names its users, with policies and dates: as root
+// without --user or --users each token goes to the user the file names;
+// an expired key and the policies pam_totp cannot honour are refused by
+// serial; the dates become the token's validity, which status shows and a
+// login enforces, with a log line.
+func TestImportPSKCPolicyAndOwners(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	alice, bob := newUser(t), newUser(t)
+	src, err := os.ReadFile("../internal/pskc/testdata/policy-and-time.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(src), "<UserId>alice</UserId>", "<UserId>"+alice.name+"</UserId>", 1)
+	text = strings.Replace(text, "UID=bob,", "UID="+bob.name+",", 1)
+	file := filepath.Join(t.TempDir(), "vendor.xml")
+	os.WriteFile(file, []byte(text), 0o600)
+
+	out, err := enrollCmd(t, "import", "pskc", file)
+	if exitCode(err) != 1 || !strings.Contains(out, `serial "T0-1"`) || !strings.Contains(out, "nothing was imported") {
+		t.Fatalf("without --skip-bad: %v\n%s", err, out)
+	}
+	out = mustEnroll(t, "import", "pskc", file, "--skip-bad")
+	for _, want := range []string{
+		"signature was NOT checked",
+		alice.name + ": line 1: token token-DRIFT-1 (time-based, SHA1, 6 digits, 30 s)",
+		bob.name + ": line 6: token token-LOCAL-1 (counter-based",
+		`serial "EXPIRED-1"): expired on 2022-09-01T00:00:00Z`,
+		`serial "COUNT-1"): the policy limits the key to 4321 uses`,
+		`serial "PREPEND-1"): the PIN is to be checked by the server`,
+		`serial "T0-1"): Time (T0) is 100`,
+		"users 2, tokens 2, bad lines 7",
+	} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("import lacks %q:\n%s", want, out)
+		}
+	}
+	status := mustEnroll(t, "--user", alice.name, "status")
+	if !strings.Contains(status, "valid 2020-01-01T00:00:00Z to 2099-12-31T00:00:00Z") || !strings.Contains(status, "drift -2 steps") {
+		t.Fatalf("status does not show the file's dates and drift:\n%s", status)
+	}
+	dir := service(t, module("required"))
+	// The file's drift: the token's clock is two steps behind, so a code
+	// twelve steps behind is just within a first use's window of ten.
+	waitForFreshStep(30, 5)
+	if err := login(t, dir, alice, code(t, base32Of("policy-test-secret-01"), -12)); err != nil {
+		t.Fatalf("a code twelve steps behind, with the file's drift of -2: %v", err)
+	}
+	if err := login(t, dir, bob, hotpCode(t, base32Of("policy-test-secret-06"), 0, 6)); err != nil {
+		t.Fatalf("bob's HOTP token, owned through the DN in its UserId: %v", err)
+	}
+
+	// Dates an admin gives: a token whose validity ended refuses its right
+	// code, and the log says why.
+	carol := newUser(t)
+	key := hexKey(t)
+	csv := filepath.Join(t.TempDir(), "t.csv")
+	os.WriteFile(csv, []byte(key+";30;contractor\n"), 0o600)
+	mustEnroll(t, "--user", carol.name, "import", "csv", csv, "--valid-until", "2020-06-30")
+	if list := mustEnroll(t, "--user", carol.name, "list"); !strings.Contains(list, "expired") || !strings.Contains(list, "valid until 2020-06-30T00:00:00Z") {
+		t.Fatalf("list:\n%s", list)
+	}
+	right, _ := exec.Command("oathtool", "--totp", key).Output()
+	m := syslogs.mark()
+	if err := login(t, dir, carol, strings.TrimSpace(string(right))); err == nil {
+		t.Fatal("an expired token's right code got in")
+	}
+	expectLog(t, m, `token=hw outcome=fail.*token outside its validity dates`)
+	// The same file with dates that hold now: the code gets in.
+	dave := newUser(t)
+	mustEnroll(t, "--user", dave.name, "import", "csv", csv, "--valid-from", "2020-01-01", "--valid-until", "2999-01-01")
+	right, _ = exec.Command("oathtool", "--totp", key).Output()
+	if err := login(t, dir, dave, strings.TrimSpace(string(right))); err != nil {
+		t.Fatalf("within its dates: %v", err)
+	}
+}
+
+// base32Of is the base32 form of an ASCII secret, as oathtool -b takes it.
+func base32Of(s string) string {
+	return strings.TrimRight(base32.StdEncoding.EncodeToString([]byte(s)), "=")
+}
+
+// A box of 1,000 tokens for 1,000 users: --dry-run says exactly what the
+// real run then does, each user gets their own token and no other, and
+// the first and the last log in with their codes. The same box with one
+// key twice is refused and nothing is written.
+func TestImportPSKCThousand(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	const n = 1000
+	var pkgs, owners strings.Builder
+	users := make([]*user, n)
+	keys := make([]string, n)
+	for i := range users {
+		users[i] = newUser(t)
+		sum := sha1.Sum([]byte(fmt.Sprintf("%s box token %d", t.Name(), i)))
+		keys[i] = hex.EncodeToString(sum[:])
+		fmt.Fprintf(&pkgs, `<KeyPackage><DeviceInfo><SerialNo>SN%04d</SerialNo></DeviceInfo><Key Id="%d" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:totp">
+<AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters>
+<Data><Secret><PlainValue>%s</PlainValue></Secret><TimeInterval><PlainValue>30</PlainValue></TimeInterval></Data></Key></KeyPackage>
+`, i, i, base64.StdEncoding.EncodeToString(sum[:]))
+		fmt.Fprintf(&owners, "SN%04d;%s\n", i, users[i].name)
+	}
+	dir := t.TempDir()
+	box, dup, ownersFile := filepath.Join(dir, "box.xml"), filepath.Join(dir, "dup.xml"), filepath.Join(dir, "owners")
+	head := `<?xml version="1.0"?><KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">` + "\n"
+	os.WriteFile(box, []byte(head+pkgs.String()+"</KeyContainer>\n"), 0o600)
+	os.WriteFile(ownersFile, []byte(owners.String()), 0o600)
+	// The last token given the first one's key.
+	first := base64.StdEncoding.EncodeToString(mustHex(t, keys[0]))
+	last := base64.StdEncoding.EncodeToString(mustHex(t, keys[n-1]))
+	os.WriteFile(dup, []byte(strings.Replace(head+pkgs.String()+"</KeyContainer>\n", last, first, 1)), 0o600)
+
+	noFiles := func(when string) {
+		t.Helper()
+		for _, u := range users {
+			if _, err := os.Lstat(filepath.Join(u.home, ".pam_totp")); err == nil {
+				t.Fatalf("%s: %s has a file", when, u.name)
+			}
+		}
+	}
+	out, err := enrollCmd(t, "import", "pskc", dup, "--users", ownersFile)
+	if exitCode(err) != 1 || !strings.Contains(out, `tokens "SN0000" and "SN0999" have the same key`) {
+		t.Fatalf("the same key for two users: %v\n%s", err, out)
+	}
+	noFiles("the same key twice")
+	dry := mustEnroll(t, "import", "pskc", box, "--users", ownersFile, "--dry-run")
+	noFiles("--dry-run")
+	real := mustEnroll(t, "import", "pskc", box, "--users", ownersFile)
+	if dry != real || !strings.Contains(real, fmt.Sprintf("users %d, tokens %d, bad lines 0, failed users 0", n, n)) {
+		t.Fatalf("--dry-run and the real run differ, or not all imported:\n--- dry\n%s\n--- real\n%s", tail([]byte(dry)), tail([]byte(real)))
+	}
+	for i, u := range users {
+		data, err := os.ReadFile(filepath.Join(u.home, ".pam_totp"))
+		if err != nil || strings.Count(string(data), "\ntoken ") != 1 || !strings.Contains(string(data), fmt.Sprintf("token token-SN%04d ", i)) {
+			t.Fatalf("%s: %v\n%s", u.name, err, data)
+		}
+	}
+	svc := service(t, module("required"))
+	waitForFreshStep(30, 5)
+	for _, i := range []int{0, n - 1} {
+		c, _ := exec.Command("oathtool", "--totp", keys[i]).Output()
+		if err := login(t, svc, users[i], strings.TrimSpace(string(c))); err != nil {
+			t.Fatalf("user %d: %v", i, err)
+		}
+	}
+	// Each token opens its own account only.
+	c, _ := exec.Command("oathtool", "--totp", keys[1]).Output()
+	if err := login(t, svc, users[2], strings.TrimSpace(string(c))); err == nil {
+		t.Fatal("user 1's token opened user 2's account")
+	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

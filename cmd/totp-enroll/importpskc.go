@@ -160,25 +160,23 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 	var entries []tokenimport.Entry
 	now := time.Now()
 	for _, k := range keys {
-		var owner string
-		switch {
-		case owners != nil:
-			if owner = owners[k.Serial]; owner == "" {
-				bad = append(bad, fmt.Errorf("key package %d (serial %q): not in --users", k.Package, k.Serial))
-				continue
-			}
-		case fromFile:
-			if owner = fileOwner(k.User); owner == "" {
-				bad = append(bad, fmt.Errorf("key package %d (serial %q): the file names no user for it (UserId %q): give --users MAP", k.Package, k.Serial, k.User))
-				continue
-			}
-		default:
-			owner = acct.name
-		}
 		if *ignoreExpiry {
 			k.ValidUntil = time.Time{}
 		}
-		e, err := tokenimport.FromPSKC(k, owner, now)
+		e, err := tokenimport.FromPSKC(k, "", now)
+		switch {
+		case err != nil:
+		case owners != nil:
+			if e.User = owners[k.Serial]; e.User == "" {
+				err = errors.New("not in --users")
+			}
+		case fromFile:
+			if e.User = fileOwner(k.User); e.User == "" {
+				err = fmt.Errorf("the file names no user for it (UserId %q): give --users MAP", k.User)
+			}
+		default:
+			e.User = acct.name
+		}
 		if err != nil {
 			bad = append(bad, fmt.Errorf("key package %d (serial %q): %w", k.Package, k.Serial, err))
 			continue
