@@ -273,7 +273,7 @@ func ParseAll(data []byte, cred Credentials) (*File, error) {
 		k.Package = i + 1
 		f.Keys = append(f.Keys, k)
 	}
-	if macs == len(c.Packages) {
+	if macs > 0 && len(f.Keys) == 0 {
 		// Not one secret opened: the key or the password is wrong.
 		return nil, ErrMAC
 	}

@@ -137,6 +137,9 @@ func FuzzParse(f *testing.F) {
 	f.Add(read(f, "rfc6030-figure6.xml"))
 	f.Add(read(f, "rfc6030-figure7.xml"))
 	f.Add(read(f, "suites-and-pin.xml"))
+	f.Add(read(f, "policy-and-time.xml"))
+	f.Add(read(f, "hoyer.xml"))
+	f.Add(read(f, "draft02.xml"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// No password: a mutated iteration count would make each run take
 		// seconds. The derived-key path is covered by TestDecrypt/TestRefused.
@@ -328,5 +331,39 @@ func TestAsymmetricNamed(t *testing.T) {
 	_, err := Parse(in, Credentials{})
 	if err == nil || !strings.Contains(err.Error(), "public key of a certificate") || strings.Contains(err.Error(), "--key") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// The formats before RFC 6030 (testdata made by us in their layouts),
+// with a wrong key refused as in RFC files.
+func TestDraftFormats(t *testing.T) {
+	key, _ := hex.DecodeString("000102030405060708090a0b0c0d0e0f")
+	wrong, _ := hex.DecodeString("000102030405060708090a0b0c0d0e0e")
+	for _, tt := range []struct {
+		file, secret, serial string
+		hotp                 bool
+		digits, period       int
+		counter              int64
+		bad                  int
+	}{
+		{"hoyer.xml", "hoyer-draft-secret-1", "H-1", true, 8, 30, 42, 0},
+		{"draft02.xml", "draft-02-secret-one1", "D-1", false, 6, 60, 0, 1},
+	} {
+		f, err := ParseAll(read(t, tt.file), Credentials{PSK: key})
+		if err != nil || len(f.Keys) != 1 || len(f.Bad) != tt.bad {
+			t.Fatalf("%s: %+v %v", tt.file, f, err)
+		}
+		k := f.Keys[0]
+		if string(k.Secret) != tt.secret || k.Serial != tt.serial || k.HOTP != tt.hotp || k.Digits != tt.digits || k.Counter != tt.counter || (!k.HOTP && k.Period != tt.period) {
+			t.Errorf("%s: %+v", tt.file, k)
+		}
+		if _, err := ParseAll(read(t, tt.file), Credentials{PSK: wrong}); !errors.Is(err, ErrMAC) {
+			t.Errorf("%s with a wrong key: %v", tt.file, err)
+		}
+	}
+	// draft-hoyer's device Expiry becomes the key's expiry.
+	f, _ := ParseAll(read(t, "hoyer.xml"), Credentials{PSK: key})
+	if f.Keys[0].ValidUntil.Year() != 2098 {
+		t.Errorf("hoyer expiry: %v", f.Keys[0].ValidUntil)
 	}
 }
