@@ -3,13 +3,17 @@
 package test
 
 import (
+	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"net/url"
 	"os"
 	"os/exec"
@@ -19,6 +23,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/msteinert/pam/v2"
 )
@@ -875,4 +880,121 @@ func mustHex(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// One import and login per kind and per hash, each through another of the
+// protections vendors use, the ciphertext made by openssl: the AES key wrap
+// with and without padding, AES-256-CBC with an encrypted MAC key and a
+// SHA-256 MAC, 3DES-CBC MACed with the encryption key, the 3DES key wrap,
+// and plaintext. The codes come from oathtool.
+func TestImportPSKCKindsAndHashes(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	const xenc = "http://www.w3.org/2001/04/xmlenc#"
+	enc := func(cipher, key, iv string, data []byte) []byte {
+		args := []string{"enc", "-" + cipher, "-K", key}
+		if iv != "" {
+			args = append(args, "-iv", iv) // a key wrap's is its integrity value
+		}
+		cmd := exec.Command("openssl", args...)
+		cmd.Stdin = strings.NewReader(string(data))
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("openssl %v: %v", args, err)
+		}
+		if iv != "" && !strings.Contains(cipher, "wrap") {
+			out = append(mustHex(t, iv), out...) // the IV goes first, as RFC 6030 has it
+		}
+		return out
+	}
+	macOf := func(h func() hash.Hash, key, data []byte) string {
+		m := hmac.New(h, key)
+		m.Write(data)
+		return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	}
+	encValue := func(alg string, ct []byte, mac string) string {
+		v := `<EncryptedValue><xenc:EncryptionMethod Algorithm="` + alg + `"/><xenc:CipherData><xenc:CipherValue>` +
+			base64.StdEncoding.EncodeToString(ct) + `</xenc:CipherValue></xenc:CipherData></EncryptedValue>`
+		if mac != "" {
+			v += "<ValueMAC>" + mac + "</ValueMAC>"
+		}
+		return v
+	}
+	type row struct {
+		name, kind, hash, suite string
+		digits, period          int
+		key                     string // the pre-shared key, hex
+		// protect returns the MACMethod element and the Secret's content.
+		protect func(secret []byte) (macMethod, value string)
+	}
+	aes256 := strings.Repeat("a5", 32)
+	des3 := "0123456789abcdeffedcba987654321089abcdef01234567"
+	rows := []row{
+		{"HOTP SHA1, AES-256 key wrap", "hotp", "sha1", "HMAC-SHA1", 6, 0, aes256, func(s []byte) (string, string) {
+			return "", encValue(xenc+"kw-aes256", enc("id-aes256-wrap", aes256, "A6A6A6A6A6A6A6A6", s), "")
+		}},
+		{"HOTP SHA256, AES-256-CBC, SHA-256 MAC", "hotp", "sha256", "HMAC-SHA256", 8, 0, aes256, func(s []byte) (string, string) {
+			macKey := []byte("a MAC key of 32 bytes, for test!")
+			mm := `<MACMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#hmac-sha256"><MACKey>` +
+				encValue(xenc+"aes256-cbc", enc("aes-256-cbc", aes256, "0f0e0d0c0b0a09080706050403020100", macKey), "")[len("<EncryptedValue>"):]
+			mm = strings.TrimSuffix(mm, "</EncryptedValue>") + "</MACKey></MACMethod>"
+			ct := enc("aes-256-cbc", aes256, "000102030405060708090a0b0c0d0e0f", s)
+			return mm, encValue(xenc+"aes256-cbc", ct, macOf(sha256.New, macKey, ct))
+		}},
+		{"HOTP SHA512, 3DES-CBC, the encryption key as MAC key", "hotp", "sha512", "HMAC-SHA512", 6, 0, des3, func(s []byte) (string, string) {
+			ct := enc("des-ede3-cbc", des3, "0102030405060708", s)
+			return `<MACMethod Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1"/>`, encValue(xenc+"tripledes-cbc", ct, macOf(sha1.New, mustHex(t, des3), ct))
+		}},
+		{"TOTP SHA1 8 digits 60 s, AES-128 key wrap with padding", "totp", "sha1", "", 8, 60, strings.Repeat("3c", 16), func(s []byte) (string, string) {
+			return "", encValue("http://www.w3.org/2009/xmlenc11#kw-aes-128-pad", enc("id-aes128-wrap-pad", strings.Repeat("3c", 16), "A65959A6", s), "")
+		}},
+		{"TOTP SHA256, 3DES key wrap", "totp", "sha256", "HMAC-SHA256", 6, 30, des3, func(s []byte) (string, string) {
+			return "", encValue(xenc+"kw-tripledes", enc("des3-wrap", des3, "0102030405060708", s), "")
+		}},
+		{"TOTP SHA512 8 digits, plaintext", "totp", "sha512", "HMAC-SHA512", 8, 30, "", func(s []byte) (string, string) {
+			return "", "<PlainValue>" + base64.StdEncoding.EncodeToString(s) + "</PlainValue>"
+		}},
+	}
+	svc := service(t, module("required"))
+	for i, r := range rows {
+		secret := sha512.Sum512([]byte(t.Name() + r.name))
+		key := secret[:24] // 24 bytes: whole blocks for the plain key wraps
+		mm, val := r.protect(key)
+		data := `<Counter><PlainValue>5</PlainValue></Counter>`
+		if r.kind == "totp" {
+			data = fmt.Sprintf(`<TimeInterval><PlainValue>%d</PlainValue></TimeInterval>`, r.period)
+		}
+		file := filepath.Join(t.TempDir(), "token.xml")
+		os.WriteFile(file, []byte(`<?xml version="1.0"?>
+<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" xmlns:xenc="http://www.w3.org/2001/04/xmlenc#">
+<EncryptionKey><ds:KeyName>Pre-shared-key</ds:KeyName></EncryptionKey>`+mm+`
+<KeyPackage><DeviceInfo><SerialNo>K`+strconv.Itoa(i)+`</SerialNo></DeviceInfo>
+<Key Id="1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:`+r.kind+`">
+<AlgorithmParameters><Suite>`+r.suite+`</Suite><ResponseFormat Length="`+strconv.Itoa(r.digits)+`" Encoding="DECIMAL"/></AlgorithmParameters>
+<Data><Secret>`+val+`</Secret>`+data+`</Data></Key></KeyPackage></KeyContainer>`), 0o600)
+		u := newUser(t)
+		args := []string{"--user", u.name, "import", "pskc", file}
+		if r.key != "" {
+			args = append(args, "--key", r.key)
+		}
+		out := mustEnroll(t, args...)
+		want := fmt.Sprintf("%s, %d digits", strings.ToUpper(r.hash), r.digits)
+		if !strings.Contains(out, want) {
+			t.Fatalf("%s: the import does not say %q:\n%s", r.name, want, out)
+		}
+		// HOTP counter c is the TOTP step c with a step of 1 s: oathtool
+		// computes both hashes that way.
+		at, step := int64(5), "1s"
+		if r.kind == "totp" {
+			waitForFreshStep(int64(r.period), 5)
+			at, step = time.Now().Unix(), fmt.Sprintf("%ds", r.period)
+		}
+		c, err := exec.Command("oathtool", "--totp="+r.hash, "--digits="+strconv.Itoa(r.digits), "--time-step-size="+step,
+			"-N", "@"+strconv.FormatInt(at, 10), hex.EncodeToString(key)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := login(t, svc, u, strings.TrimSpace(string(c))); err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+	}
 }

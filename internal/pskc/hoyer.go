@@ -5,7 +5,6 @@ package pskc
 import (
 	"encoding/base64"
 	"encoding/xml"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -24,6 +23,8 @@ type hoyerContainer struct {
 		Algorithm  string `xml:"Algorithm,attr"`
 		Algorithm2 string `xml:"algorithm,attr"`
 		IV         string `xml:"IV"`
+		Salt       string `xml:"PBESalt"`
+		Iterations int    `xml:"PBEIterationCount"`
 	} `xml:"EncryptionMethod"`
 	Digest struct {
 		Algorithm  string `xml:"Algorithm,attr"`
@@ -66,20 +67,41 @@ func isHoyer(root xml.Name) bool {
 		strings.HasPrefix(root.Space, "http://www.openauthentication.org/OATH/2006")
 }
 
+// hoyerPBE are the draft's password-based encryptions.
+var hoyerPBE = map[string]struct {
+	alg    string
+	keyLen int
+}{
+	"PBE-3DES112-CBC": {xmlenc + "tripledes-cbc", 16},
+	"PBE-3DES168-CBC": {xmlenc + "tripledes-cbc", 24},
+	"PBE-AES128-CBC":  {xmlenc + "aes128-cbc", 16},
+	"PBE-AES192-CBC":  {xmlenc + "aes192-cbc", 24},
+	"PBE-AES256-CBC":  {xmlenc + "aes256-cbc", 32},
+}
+
 // fromHoyer reads the draft's container into RFC 6030's form.
 func fromHoyer(h *hoyerContainer) (*container, error) {
 	c := &container{Version: "1.0", Signature: h.Signature}
 	enc := strings.TrimSpace(h.Encryption.Algorithm + h.Encryption.Algorithm2)
+	pbe, isPBE := hoyerPBE[strings.ToUpper(enc)]
 	switch {
 	case enc == "" || strings.EqualFold(enc, "NONE"):
 		enc = ""
-	case strings.HasPrefix(strings.ToUpper(enc), "PBE"):
-		return nil, fmt.Errorf("encryption %q (the draft's password-based 3DES) is not supported: ask the vendor for an RFC 6030 file", enc)
+	case isPBE:
+		// A key derived from the password with PBKDF2 (HMAC-SHA1), as
+		// RFC 6030 later wrote out in full.
+		enc = pbe.alg
+		c.EncryptionKey = &encryptionKey{DerivedKey: &derivedKey{}}
+		m := &c.EncryptionKey.DerivedKey.Method
+		m.Algorithm = nsPBKDF2
+		m.Params.Salt, m.Params.Iterations, m.Params.KeyLength = h.Encryption.Salt, h.Encryption.Iterations, pbe.keyLen
 	default:
-		if _, ok := ciphers[enc]; !ok {
-			return nil, fmt.Errorf("unsupported encryption %q", enc)
+		if _, err := cipherFor(enc); err != nil {
+			return nil, err
 		}
 		c.EncryptionKey = &encryptionKey{}
+	}
+	if enc != "" {
 		mac := strings.TrimSpace(h.Digest.Algorithm + h.Digest.Algorithm2)
 		if strings.EqualFold(mac, "HMAC-SHA1") {
 			mac = nsHMAC

@@ -105,22 +105,24 @@ type value struct {
 }
 
 type encryptionKey struct {
-	KeyName    string    `xml:"KeyName"`
-	X509Data   *struct{} `xml:"X509Data"`
-	KeyValue   *struct{} `xml:"KeyValue"`
-	DerivedKey *struct {
-		Method struct {
-			Algorithm string `xml:"Algorithm,attr"`
-			Params    struct {
-				Salt       string `xml:"Salt>Specified"`
-				Iterations int    `xml:"IterationCount"`
-				KeyLength  int    `xml:"KeyLength"`
-				PRF        struct {
-					Algorithm string `xml:"Algorithm,attr"`
-				} `xml:"PRF"`
-			} `xml:"PBKDF2-params"`
-		} `xml:"KeyDerivationMethod"`
-	} `xml:"DerivedKey"`
+	KeyName    string      `xml:"KeyName"`
+	X509Data   *struct{}   `xml:"X509Data"`
+	KeyValue   *struct{}   `xml:"KeyValue"`
+	DerivedKey *derivedKey `xml:"DerivedKey"`
+}
+
+type derivedKey struct {
+	Method struct {
+		Algorithm string `xml:"Algorithm,attr"`
+		Params    struct {
+			Salt       string `xml:"Salt>Specified"`
+			Iterations int    `xml:"IterationCount"`
+			KeyLength  int    `xml:"KeyLength"`
+			PRF        struct {
+				Algorithm string `xml:"Algorithm,attr"`
+			} `xml:"PRF"`
+		} `xml:"PBKDF2-params"`
+	} `xml:"KeyDerivationMethod"`
 }
 
 type macMethod struct {

@@ -361,6 +361,14 @@ func TestDraftFormats(t *testing.T) {
 			t.Errorf("%s with a wrong key: %v", tt.file, err)
 		}
 	}
+	// draft-hoyer's password-based 3DES.
+	keys, err := Parse(read(t, "hoyer-pbe.xml"), Credentials{Password: "correct-horse"})
+	if err != nil || len(keys) != 1 || string(keys[0].Secret) != "hoyer-pbe-secret-abc" || !keys[0].HOTP {
+		t.Errorf("hoyer-pbe.xml: %+v %v", keys, err)
+	}
+	if _, err := Parse(read(t, "hoyer-pbe.xml"), Credentials{Password: "correct-horsf"}); !errors.Is(err, ErrMAC) {
+		t.Errorf("hoyer-pbe.xml with a wrong password: %v", err)
+	}
 	// draft-hoyer's device Expiry becomes the key's expiry.
 	f, _ := ParseAll(read(t, "hoyer.xml"), Credentials{PSK: key})
 	if f.Keys[0].ValidUntil.Year() != 2098 {
