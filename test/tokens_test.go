@@ -940,7 +940,7 @@ func TestImportPSKCKindsAndHashes(t *testing.T) {
 			ct := enc("aes-256-cbc", aes256, "000102030405060708090a0b0c0d0e0f", s)
 			return mm, encValue(xenc+"aes256-cbc", ct, macOf(sha256.New, macKey, ct))
 		}},
-		{"HOTP SHA512, 3DES-CBC, the encryption key as MAC key", "hotp", "sha512", "HMAC-SHA512", 6, 0, des3, func(s []byte) (string, string) {
+		{"HOTP SHA512 7 digits, 3DES-CBC, the encryption key as MAC key", "hotp", "sha512", "HMAC-SHA512", 7, 0, des3, func(s []byte) (string, string) {
 			ct := enc("des-ede3-cbc", des3, "0102030405060708", s)
 			return `<MACMethod Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1"/>`, encValue(xenc+"tripledes-cbc", ct, macOf(sha1.New, mustHex(t, des3), ct))
 		}},

@@ -54,7 +54,7 @@ Options (enrollment and add):
                          (YYYY-MM-DD, UTC, or RFC 3339), e.g. a contractor's
   --issuer TEXT          issuer shown by the app (default: this host's name)
   --label TEXT           account shown by the app (default: user@host)
-  --digits 6|8           code length (default 6)
+  --digits 6|7|8         code length (default 6)
   --period SECONDS       time step, 10..120 (default 30)
   --algorithm ALG        SHA1, SHA256 or SHA512 (default SHA1)
   --scratch-codes N      scratch codes to make, 0..10 (default 5)

@@ -157,7 +157,7 @@ func TestEnrollConfirm(t *testing.T) {
 func TestEnrollRefusesBadInput(t *testing.T) {
 	dir := storeDir(t)
 	for _, args := range [][]string{
-		{"--digits", "7"}, {"--period", "5"}, {"--period", "121"}, {"--algorithm", "MD5"}, {"--qr", "sixel"},
+		{"--digits", "9"}, {"--digits", "5"}, {"--period", "5"}, {"--period", "121"}, {"--algorithm", "MD5"}, {"--qr", "sixel"},
 		{"--scratch-codes", "11"}, {"--secret", "not base32!"}, {"--secret", "JBSWY3DP"}, {"--name", "a b"},
 		{"--nosuchflag"}, {"extra-arg"}, {"--issuer", "a:b"}, {"--user", "nosuchuser-pamtotp"},
 		{"--secret-file", "relative/%u"}, {"--secret-file", "/x/%q"},

@@ -64,7 +64,7 @@ var DefaultParams = Params{Algorithm: SHA1, Digits: DefaultDigit, Period: 30}
 // Params are the parameters of one token apart from its key.
 type Params struct {
 	Algorithm Algorithm
-	Digits    int // 6 or 8
+	Digits    int // 6, 7 or 8
 	Period    int // seconds, TOTP only
 }
 
@@ -73,8 +73,8 @@ func (p Params) Validate() error {
 	if _, err := ParseAlgorithm(string(p.Algorithm)); err != nil {
 		return err
 	}
-	if p.Digits != 6 && p.Digits != 8 {
-		return fmt.Errorf("digits must be 6 or 8, not %d", p.Digits)
+	if p.Digits < 6 || p.Digits > 8 {
+		return fmt.Errorf("digits must be 6, 7 or 8, not %d", p.Digits)
 	}
 	if p.Period < MinPeriod || p.Period > MaxPeriod {
 		return fmt.Errorf("period must be %d..%d seconds, not %d", MinPeriod, MaxPeriod, p.Period)

@@ -105,7 +105,8 @@ func TestParamsValidate(t *testing.T) {
 	}
 	for _, p := range []Params{
 		{Algorithm: "MD5", Digits: 6, Period: 30},
-		{Algorithm: SHA1, Digits: 7, Period: 30},
+		{Algorithm: SHA1, Digits: 9, Period: 30},
+		{Algorithm: SHA1, Digits: 5, Period: 30},
 		{Algorithm: SHA1, Digits: 6, Period: 9},
 		{Algorithm: SHA1, Digits: 6, Period: 121},
 	} {

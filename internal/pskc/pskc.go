@@ -353,8 +353,8 @@ func (dec *decrypter) readKey(p *keyPackage) (Key, error) {
 		return Key{}, fmt.Errorf("unsupported suite %q (want HMAC-SHA1, HMAC-SHA256 or HMAC-SHA512)", p.Key.Suite)
 	}
 	if f := p.Key.Format; f.Length != 0 || f.Encoding != "" {
-		if f.Encoding != "DECIMAL" || (f.Length != 6 && f.Length != 8) {
-			return Key{}, fmt.Errorf("response format %d %s: want 6 or 8 DECIMAL digits", f.Length, f.Encoding)
+		if f.Encoding != "DECIMAL" || f.Length < 6 || f.Length > 8 {
+			return Key{}, fmt.Errorf("response format %d %s: want 6 to 8 DECIMAL digits", f.Length, f.Encoding)
 		}
 		k.Digits = f.Length
 	}

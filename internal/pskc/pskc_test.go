@@ -77,7 +77,8 @@ func TestRefused(t *testing.T) {
 		"no key packages": {[]byte(`<KeyContainer Version="1.0"></KeyContainer>`), Credentials{}, false},
 		"unknown version": {bytes.Replace(fig6, []byte(`Version="1.0"`), []byte(`Version="2.0"`), 1), Credentials{PSK: psk}, false},
 		"other algorithm": {bytes.Replace(fig6, []byte("pskc:hotp"), []byte("pskc:ocra"), 1), Credentials{PSK: psk}, false},
-		"7 digits":        {bytes.Replace(fig6, []byte(`Length="8"`), []byte(`Length="7"`), 1), Credentials{PSK: psk}, false},
+		"9 digits":        {bytes.Replace(fig6, []byte(`Length="8"`), []byte(`Length="9"`), 1), Credentials{PSK: psk}, false},
+		"5 digits":        {bytes.Replace(fig6, []byte(`Length="8"`), []byte(`Length="5"`), 1), Credentials{PSK: psk}, false},
 	} {
 		_, err := Parse(tc.data, tc.cred)
 		if err == nil {
@@ -148,7 +149,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, k := range keys {
-			if k.Digits != 6 && k.Digits != 8 || k.Counter < 0 {
+			if k.Digits < 6 || k.Digits > 8 || k.Counter < 0 {
 				t.Fatalf("accepted %+v", k)
 			}
 		}

@@ -58,7 +58,7 @@ func TestParseFileRejects(t *testing.T) {
 		"short key":        "pam_totp 1\ntoken p type=totp secret=JBSWY3DP\n",
 		"unknown field":    "pam_totp 1\n" + tok + " color=red\n",
 		"repeated field":   "pam_totp 1\n" + tok + " digits=6 digits=8\n",
-		"digits 7":         "pam_totp 1\n" + tok + " digits=7\n",
+		"digits 9":         "pam_totp 1\n" + tok + " digits=9\n",
 		"period 5":         "pam_totp 1\n" + tok + " period=5\n",
 		"bad algorithm":    "pam_totp 1\n" + tok + " algorithm=MD5\n",
 		"unknown type":     "pam_totp 1\ntoken p type=motp secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP\n",

@@ -65,7 +65,7 @@ func TestParseOathRefuses(t *testing.T) {
 		{"TOTP alice - " + key, "unknown token type"},
 		{"HOTP/T/8 alice - " + key, "bad time step"},
 		{"HOTP/E/x alice - " + key, "bad digits"},
-		{"HOTP/E/7 alice - " + key, "digits"},
+		{"HOTP/E/9 alice - " + key, "digits"},
 		{"HOTP ../root - " + key, "unsupported user name"},
 		{"HOTP alice 1234 " + key, "a PIN in the users file is not supported"},
 		{"HOTP alice - zz", "not hexadecimal"},
