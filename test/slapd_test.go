@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,7 +50,26 @@ func startSlapd(t testing.TB) *slapd { return startSlapdWith(t, "", true) }
 // before the ACL, and without pam_totp's schema (and so its ACL) if
 // schema is false.
 func startSlapdWith(t testing.TB, dbExtra string, schema bool) *slapd {
+	return startSlapdOpts(t, slapdOpts{dbExtra: dbExtra, noSchema: !schema})
+}
+
+// slapdOpts shape a server: the lines startSlapdWith takes, and for a
+// replica the CA and certificates of another server, the global and
+// database lines replication needs, and no entries of its own (it gets
+// them from its provider).
+type slapdOpts struct {
+	dbExtra  string
+	noSchema bool
+	global   string // before the database section
+	dbTail   string // after the ACL: overlays, syncrepl
+	sameCA   *slapd // use its CA, server and host certificates
+	empty    bool   // do not add the base entries
+	ports    [2]int // the ldaps and ldap ports, if not free ones
+}
+
+func startSlapdOpts(t testing.TB, o slapdOpts) *slapd {
 	t.Helper()
+	dbExtra, schema := o.dbExtra, !o.noSchema
 	needRoot(t, "openssl", "ldapadd", "ldapmodify", "ldapsearch")
 	if _, err := os.Stat("/usr/sbin/slapd"); err != nil {
 		t.Skip("needs Debian's slapd (scripts/deps --tests installs it without starting it)")
@@ -65,13 +85,25 @@ func startSlapdWith(t testing.TB, dbExtra string, schema bool) *slapd {
 		}
 	}
 	s.ca = filepath.Join(dir, "ca.pem")
-	openssl(t, dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-		"-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/O=pam-totp test/CN=test CA")
-	s.issue(t, "server", "/O=pam-totp test/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost")
-	os.Rename(filepath.Join(s.certs, "server.pem"), filepath.Join(dir, "server.pem"))
-	os.Rename(filepath.Join(s.certs, "server.key"), filepath.Join(dir, "server.key"))
-	for _, h := range []string{"host-a", "host-b", "host-c"} {
-		s.issue(t, h, "/O=pam-totp test/CN="+h, "")
+	if o.sameCA != nil {
+		// One CA for the pair: a host's certificate works with either.
+		s.ca, s.certs = o.sameCA.ca, o.sameCA.certs
+		for _, f := range []string{"server.pem", "server.key"} {
+			data, err := os.ReadFile(filepath.Join(o.sameCA.dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(dir, f), data, 0o600)
+		}
+	} else {
+		openssl(t, dir, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+			"-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/O=pam-totp test/CN=test CA")
+		s.issue(t, "server", "/O=pam-totp test/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost")
+		os.Rename(filepath.Join(s.certs, "server.pem"), filepath.Join(dir, "server.pem"))
+		os.Rename(filepath.Join(s.certs, "server.key"), filepath.Join(dir, "server.key"))
+		for _, h := range []string{"host-a", "host-b", "host-c"} {
+			s.issue(t, h, "/O=pam-totp test/CN="+h, "")
+		}
 	}
 	acl, err := os.ReadFile("../packaging/ldap/pam-totp-acl.conf")
 	if err != nil {
@@ -94,6 +126,7 @@ pidfile %s/slapd.pid
 argsfile %s/slapd.args
 modulepath /usr/lib/ldap
 moduleload back_mdb
+%s
 TLSCACertificateFile %s
 TLSCertificateFile %s/server.pem
 TLSCertificateKeyFile %s/server.key
@@ -116,12 +149,16 @@ access to attrs=userPassword
 	by * none
 access to *
 	by * read
-`, include, dir, dir, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir, dbExtra,
-		strings.ReplaceAll(string(acl), "dc=example,dc=org", ldapSuffix))
+%s
+`, include, dir, dir, o.global, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir, dbExtra,
+		strings.ReplaceAll(string(acl), "dc=example,dc=org", ldapSuffix), strings.ReplaceAll(o.dbTail, "%CA%", s.ca))
 	if err := os.WriteFile(filepath.Join(dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p1, p2 := freePort(t), freePort(t)
+	p1, p2 := o.ports[0], o.ports[1]
+	if p1 == 0 {
+		p1, p2 = freePort(t), freePort(t)
+	}
 	s.ldaps, s.ldap = fmt.Sprintf("ldaps://127.0.0.1:%d", p1), fmt.Sprintf("ldap://127.0.0.1:%d", p2)
 	s.args = []string{"-d", "0", "-f", filepath.Join(dir, "slapd.conf"), "-h", s.ldaps + "/ " + s.ldap + "/"}
 	s.start(t)
@@ -131,6 +168,13 @@ access to *
 			t.Logf("slapd output:\n%s", s.log.String())
 		}
 	})
+	s.adminPass = filepath.Join(dir, "enroller.pw")
+	if err := os.WriteFile(s.adminPass, []byte("enrollerpw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if o.empty {
+		return s
+	}
 	s.add(t, fmt.Sprintf(`dn: %s
 objectClass: dcObject
 objectClass: organization
@@ -170,10 +214,6 @@ objectClass: groupOfNames
 cn: pam-totp-admins
 member: %[2]s
 `, ldapSuffix, ldapAdmin))
-	s.adminPass = filepath.Join(dir, "enroller.pw")
-	if err := os.WriteFile(s.adminPass, []byte("enrollerpw\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	return s
 }
 
@@ -338,9 +378,14 @@ func (s *slapd) hostConf(t testing.TB, host string, extra ...string) string {
 	return s.hostConfLines(t, host, append(lines, extra...))
 }
 
-// hostConfLines writes a configuration of exactly these lines.
+// hostConfLines writes a configuration of these lines, and a cache_dir
+// of the test's own where they name none: the failover marks never go
+// into the machine's /run.
 func (s *slapd) hostConfLines(t testing.TB, name string, lines []string) string {
 	t.Helper()
+	if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "cache_dir ") }) {
+		lines = append(lines, "cache_dir "+filepath.Join(s.dir, "cache-"+name))
+	}
 	if err := os.MkdirAll("/etc/pam-totp", 0o755); err != nil {
 		t.Fatal(err)
 	}

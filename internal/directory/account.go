@@ -175,7 +175,11 @@ func swap(req *ldap.ModifyRequest, attr, old, new string) {
 // modify sends one modify. The refusals that mean "changed meanwhile"
 // are store.ErrConflict.
 func (a *Account) modify(req *ldap.ModifyRequest) error {
-	err := a.s.op(func(c *ldap.Conn) error { return c.Modify(req) })
+	var res *ldap.ModifyResult
+	err := a.s.op(func(c *ldap.Conn) (err error) { res, err = c.ModifyWithResult(req); return err })
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultReferral) {
+		err = a.followReferral(req, res)
+	}
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchAttribute) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultAttributeOrValueExists) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultConstraintViolation) ||
@@ -186,6 +190,38 @@ func (a *Account) modify(req *ldap.ModifyRequest) error {
 		return fmt.Errorf("writing %s: %w", req.DN, err)
 	}
 	return nil
+}
+
+// followReferral sends a write that a read-only replica referred
+// elsewhere (updateref) once more, to the server the referral names if
+// it is one of uri, with the same TLS and identity, and stays there for
+// the rest of the login: what it read next must come from where it
+// writes. Anything else fails closed.
+func (a *Account) followReferral(req *ldap.ModifyRequest, res *ldap.ModifyResult) error {
+	ref := ""
+	if res != nil {
+		ref = res.Referral
+	}
+	u, err := a.conf.referred(ref)
+	if err != nil {
+		return fmt.Errorf("writing %s through %s: %w", req.DN, a.s.uri, err)
+	}
+	n, err := dialOne(a.conf, a.s.tc, u)
+	if err != nil {
+		return fmt.Errorf("writing %s: following the referral of %s: %w", req.DN, a.s.uri, err)
+	}
+	if a.shared {
+		// Another Account owns the old connection and closes it.
+		a.shared = false
+	} else {
+		a.s.Close()
+	}
+	a.s = n
+	err = a.s.op(func(c *ldap.Conn) error { return c.Modify(req) })
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultReferral) {
+		return fmt.Errorf("writing %s: %s referred the write again: a referral is followed once", req.DN, u)
+	}
+	return err
 }
 
 // CreatePending writes an enrollment made at login into the entry's

@@ -33,12 +33,17 @@ type Config struct {
 	CAFile     string
 	CertFile   string // the host's TLS client certificate (SASL EXTERNAL)
 	KeyFile    string
-	BindDN     string // or a simple bind
-	Password   string // read from bind_password_file
-	ServerName string // the name the server's certificate must have, if not the URI's host
-	Timeout    time.Duration
-	anonymous  bool        // doctor's probe: no bind at all
-	tls        *tls.Config // built by Load from ca_file, cert_file and key_file
+	BindDN     string        // or a simple bind
+	Password   string        // read from bind_password_file
+	ServerName string        // the name the server's certificate must have, if not the URI's host
+	Timeout    time.Duration // each operation, and connect, TLS and bind together
+	// ConnectTimeout bounds the TCP connect to one server, so that a dead
+	// one costs a login little before the next is tried.
+	ConnectTimeout time.Duration
+	DownFor        time.Duration // how long a server that did not answer is tried last; 0: not remembered
+	CacheDir       string        // where that is remembered
+	anonymous      bool          // doctor's probe: no bind at all
+	tls            *tls.Config   // built by Load from ca_file, cert_file and key_file
 }
 
 // DefaultTimeout is how long one directory operation may take: well
@@ -60,7 +65,10 @@ var keys = map[string]string{
 	"bind_dn": "bind_dn", "binddn": "bind_dn", "ldap_default_bind_dn": "bind_dn",
 	"bind_password_file": "bind_password_file",
 	"tls_server_name":    "tls_server_name",
-	"timeout":            "timeout", "network_timeout": "timeout",
+	"timeout":            "timeout",
+	// ldap.conf's and sssd's network timeout is the connect's.
+	"connect_timeout": "connect_timeout", "network_timeout": "connect_timeout", "ldap_network_timeout": "connect_timeout",
+	"down_for": "down_for", "cache_dir": "cache_dir",
 }
 
 // Load reads the configuration file at path. It must be root's and
@@ -96,7 +104,8 @@ func Load(path string) (*Config, error) {
 // Parse parses the content of a configuration file. Password holds the
 // password file's path until Load reads it.
 func Parse(data []byte) (*Config, error) {
-	c := &Config{UserFilter: "(uid=%u)", Timeout: DefaultTimeout}
+	c := &Config{UserFilter: "(uid=%u)", Timeout: DefaultTimeout, ConnectTimeout: DefaultConnectTimeout,
+		DownFor: DefaultDownFor, CacheDir: DefaultCacheDir}
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
@@ -174,12 +183,27 @@ func (c *Config) set(key, v string) error {
 			return errors.New("want a DN with %u once, such as uid=%u,ou=people,dc=example,dc=org")
 		}
 		c.UserDN = v
-	case "timeout":
+	case "timeout", "connect_timeout":
 		n, err := strconv.ParseFloat(v, 64)
 		if err != nil || n < 0.1 || n > 30 {
 			return errors.New("want seconds, 0.1..30")
 		}
-		c.Timeout = time.Duration(n * float64(time.Second))
+		if key == "timeout" {
+			c.Timeout = time.Duration(n * float64(time.Second))
+		} else {
+			c.ConnectTimeout = time.Duration(n * float64(time.Second))
+		}
+	case "down_for":
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 3600 {
+			return errors.New("want whole seconds, 0..3600 (0: not remembered)")
+		}
+		c.DownFor = time.Duration(n) * time.Second
+	case "cache_dir":
+		if !strings.HasPrefix(v, "/") {
+			return errors.New("want an absolute path")
+		}
+		c.CacheDir = v
 	}
 	return nil
 }

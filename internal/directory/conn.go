@@ -46,15 +46,18 @@ func dial(conf *Config) (*session, error) {
 		return nil, err
 	}
 	var unreachable []string
-	for _, u := range conf.URIs {
+	now := time.Now()
+	for _, u := range conf.order(now) {
 		s, err := dialOne(conf, tc, u)
 		if err == nil {
+			conf.markUp(u)
 			return s, nil
 		}
 		var ue *unreachableError
 		if !errors.As(err, &ue) {
 			return nil, err
 		}
+		conf.markDown(u, now)
 		unreachable = append(unreachable, err.Error())
 	}
 	return nil, fmt.Errorf("%w: %s", store.ErrUnreachable, strings.Join(unreachable, "; "))
@@ -83,7 +86,7 @@ func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
 			addr = net.JoinHostPort(u.Hostname(), "389")
 		}
 	}
-	raw, err := (&net.Dialer{Deadline: deadline}).Dial(network, addr)
+	raw, err := (&net.Dialer{Timeout: min(conf.ConnectTimeout, conf.Timeout)}).Dial(network, addr)
 	if err != nil {
 		return nil, &unreachableError{fmt.Errorf("%s: %w", u, err)}
 	}

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package directory
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Failover: a host tries the servers of uri in order, so that while the
+// first is up every host writes to it alone (docs/fleet.md). A server
+// that did not answer is remembered as down for down_for seconds, in a
+// root-only file under cache_dir, and tried last meanwhile: a dead
+// server then costs one connect timeout per host per down_for, not one
+// per login. The mark only ever changes the order servers are tried in,
+// never what a server's answer means, so a lost or stale mark is safe.
+
+// DefaultConnectTimeout is how long a host waits for a server's TCP
+// connection before it tries the next.
+const DefaultConnectTimeout = time.Second
+
+// DefaultDownFor is how long a server that did not answer is tried last.
+const DefaultDownFor = 30 * time.Second
+
+// DefaultCacheDir holds the marks: tmpfs, gone at boot.
+const DefaultCacheDir = "/run/pam-totp"
+
+// order is the servers to try: those not marked down, in uri's order,
+// then the marked ones, so that a login still reaches one if it is the
+// only server left.
+func (c *Config) order(now time.Time) []*url.URL {
+	var up, down []*url.URL
+	for _, u := range c.URIs {
+		if c.isDown(u, now) {
+			down = append(down, u)
+		} else {
+			up = append(up, u)
+		}
+	}
+	return append(up, down...)
+}
+
+func (c *Config) markFile(u *url.URL) string {
+	sum := sha256.Sum256([]byte(u.String()))
+	return filepath.Join(c.CacheDir, "down-"+hex.EncodeToString(sum[:8]))
+}
+
+// cacheDir reports whether the marks' directory is root's alone, making it
+// if need be. Anything else there, and no marks are read or written.
+func (c *Config) cacheDir() bool {
+	if c.DownFor == 0 {
+		return false
+	}
+	if err := os.Mkdir(c.CacheDir, 0o700); err != nil && !os.IsExist(err) {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(c.CacheDir, &st); err != nil {
+		return false
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Uid == 0 && st.Mode&0o077 == 0
+}
+
+func (c *Config) isDown(u *url.URL, now time.Time) bool {
+	if !c.cacheDir() {
+		return false
+	}
+	data, err := readRootFile(c.markFile(u), true)
+	if err != nil {
+		return false
+	}
+	at, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return false
+	}
+	age := now.Sub(time.Unix(at, 0))
+	return age >= -time.Minute && age < c.DownFor // a clock set back does not pin a mark
+}
+
+// markDown remembers that u did not answer.
+func (c *Config) markDown(u *url.URL, now time.Time) {
+	if !c.cacheDir() {
+		return
+	}
+	f, err := os.CreateTemp(c.CacheDir, ".down-*")
+	if err != nil {
+		return
+	}
+	_, err = fmt.Fprintf(f, "%d\n", now.Unix())
+	if cerr := f.Close(); err == nil && cerr == nil {
+		err = os.Rename(f.Name(), c.markFile(u))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+}
+
+// markUp forgets a mark once u answered again.
+func (c *Config) markUp(u *url.URL) {
+	if c.DownFor != 0 {
+		os.Remove(c.markFile(u))
+	}
+}
+
+// sameServer reports whether a referral's URI names u: the same scheme,
+// host and port.
+func sameServer(ref, u *url.URL) bool {
+	port := func(x *url.URL) string {
+		if p := x.Port(); p != "" {
+			return p
+		}
+		return map[string]string{"ldap": "389", "ldaps": "636"}[x.Scheme]
+	}
+	return ref.Scheme == u.Scheme && strings.EqualFold(ref.Hostname(), u.Hostname()) && port(ref) == port(u)
+}
+
+// referred is the server of uri that a referral names, or an error that
+// says why it is not followed.
+func (c *Config) referred(ref string) (*url.URL, error) {
+	r, err := url.Parse(ref)
+	if err != nil || r.Hostname() == "" {
+		return nil, fmt.Errorf("the server referred the write to %q, which is not an LDAP URI", ref)
+	}
+	for _, u := range c.URIs {
+		if u.Scheme != "ldapi" && sameServer(r, u) {
+			return u, nil
+		}
+	}
+	return nil, fmt.Errorf("the server referred the write to %s, which is not in uri: not followed", net.JoinHostPort(r.Hostname(), r.Port()))
+}
