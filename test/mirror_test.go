@@ -3,6 +3,7 @@
 package test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -90,8 +91,12 @@ func stateOn(s *slapd, u *user) string {
 		return ""
 	}
 	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, "pamTOTPState") {
-			return l
+		if v, ok := strings.CutPrefix(l, "pamTOTPState:: "); ok {
+			data, _ := base64.StdEncoding.DecodeString(v)
+			return string(data)
+		}
+		if v, ok := strings.CutPrefix(l, "pamTOTPState: "); ok {
+			return v
 		}
 	}
 	return ""
@@ -393,5 +398,49 @@ func TestMirrorPartition(t *testing.T) {
 		if err := loginWith(t, svc, u, c); err == nil {
 			t.Fatal("after healing, the code used during the partition was accepted again")
 		}
+	}
+}
+
+// TestConsumerReferral: a read-only replica answers writes with a
+// referral to its provider (updateref). A host that lists the provider in
+// uri follows it once, with the same TLS and certificate, and the login
+// works once; a host that does not list it fails closed and says why.
+func TestConsumerReferral(t *testing.T) {
+	if _, err := os.Stat("/usr/lib/ldap/syncprov.so"); err != nil {
+		needRoot(t)
+		t.Skip("needs slapd's syncprov overlay (Debian's slapd package)")
+	}
+	prov := startSlapdOpts(t, slapdOpts{global: "moduleload syncprov", dbTail: "index entryCSN,entryUUID eq\noverlay syncprov\nsyncprov-checkpoint 100 1\n"})
+	cons := startSlapdOpts(t, slapdOpts{sameCA: prov, empty: true, dbTail: fmt.Sprintf(`syncrepl rid=003 provider=%s bindmethod=simple binddn="%s" credentials=%s searchbase="%s" type=refreshAndPersist retry="1 +" starttls=critical tls_cacert=%s tls_reqcert=demand
+updateref %s
+`, prov.ldap, ldapRoot, ldapRootPW, ldapSuffix, prov.ca, prov.ldaps)})
+	p := &mirrorPair{s1: prov, s2: cons}
+	u := newUser(t)
+	p.enroll(t, u)
+	follows := p.hostConf(t, "b-follows", cons.ldaps, prov.ldaps)
+	strays := p.hostConf(t, "b-strays", cons.ldaps)
+	svcFollows := service(t, module("required", "directory="+follows))
+	svcStrays := service(t, module("required", "directory="+strays))
+	waitForFreshStep(30, 8)
+
+	m := syslogs.mark()
+	if err := loginWith(t, svcStrays, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("a host whose uri lacks the provider logged in through a read-only replica")
+	}
+	expectLog(t, m, `outcome=fail .*referred the write to 127\.0\.0\.1:\d+, which is not in uri: not followed`)
+	if st := stateOn(prov, u); strings.Contains(st, "last=") || strings.Contains(st, "failures") {
+		t.Fatalf("the refused login wrote to the provider: %q", st)
+	}
+
+	c := code(t, u.secret, 0)
+	if err := loginWith(t, svcFollows, u, c); err != nil {
+		t.Fatalf("login through the replica, its write referred to the provider: %v", err)
+	}
+	if st := stateOn(prov, u); !strings.Contains(st, "last=") {
+		t.Fatalf("the provider's state after the login: %q", st)
+	}
+	p.sameState(t, u)
+	if err := loginWith(t, svcFollows, u, c); err == nil {
+		t.Fatal("the code worked twice through the replica")
 	}
 }
