@@ -4,11 +4,13 @@ package test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -442,5 +444,93 @@ updateref %s
 	p.sameState(t, u)
 	if err := loginWith(t, svcFollows, u, c); err == nil {
 		t.Fatal("the code worked twice through the replica")
+	}
+}
+
+// doctorServers runs doctor --directory conf --json and returns what it
+// said of each server, and its warnings.
+func doctorServers(t *testing.T, conf string) (map[string]directoryServer, []string) {
+	t.Helper()
+	out, _ := enrollCmd(t, "doctor", "--directory", conf, "--json")
+	var findings []struct {
+		Level, Finding string
+		Server         *directoryServer
+	}
+	if err := json.Unmarshal([]byte(out), &findings); err != nil {
+		t.Fatalf("doctor --json: %v\n%s", err, out)
+	}
+	servers := map[string]directoryServer{}
+	var warnings []string
+	for _, f := range findings {
+		if f.Server != nil {
+			servers[f.Server.URI] = *f.Server
+		}
+		if f.Level != "note" {
+			warnings = append(warnings, f.Finding)
+		}
+	}
+	return servers, warnings
+}
+
+type directoryServer struct {
+	URI        string   `json:"uri"`
+	Reachable  bool     `json:"reachable"`
+	Writes     bool     `json:"takes_writes"`
+	Referral   string   `json:"referral"`
+	ContextCSN []string `json:"context_csn"`
+}
+
+// TestDoctorReplicas: doctor --directory reports each server of uri (it
+// answers, takes writes or refers them, its contextCSN), and warns when
+// the servers have disagreed for more than a few seconds.
+func TestDoctorReplicas(t *testing.T) {
+	p := startMirrorPair(t)
+	u := newUser(t)
+	p.enroll(t, u)
+	conf := p.hostConf(t, "a", p.s1.ldaps, p.s2.ldaps)
+	servers, warnings := doctorServers(t, conf)
+	for _, s := range []*slapd{p.s1, p.s2} {
+		got := servers[s.ldaps]
+		if !got.Reachable || !got.Writes || len(got.ContextCSN) == 0 {
+			t.Fatalf("doctor on %s: %+v", s.ldaps, got)
+		}
+	}
+	if len(warnings) != 0 {
+		t.Fatalf("doctor warns about a pair in step: %q", warnings)
+	}
+
+	// Replication cut and a login through server 1: once the change
+	// server 2 lacks is more than 5 s old, doctor says so.
+	p.rep12.cut()
+	p.rep21.cut()
+	svc := service(t, module("required", "directory="+conf))
+	waitForFreshStep(30, 8)
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err != nil {
+		t.Fatal(err)
+	}
+	var last []string
+	p.waitFor(t, "doctor's warning that the servers disagree", func() bool {
+		_, last = doctorServers(t, conf)
+		return len(last) == 1 && strings.Contains(last[0], p.s2.ldaps+" lacks a change that "+p.s1.ldaps+" has had for")
+	})
+	p.rep12.open(t)
+	p.rep21.open(t)
+	p.sameState(t, u)
+	p.waitFor(t, "the pair in step again", func() bool {
+		_, last = doctorServers(t, conf)
+		return len(last) == 0
+	})
+
+	// A read-only replica: doctor says where it refers writes.
+	cons := startSlapdOpts(t, slapdOpts{sameCA: p.s1, empty: true, dbTail: fmt.Sprintf(`syncrepl rid=004 provider=%s bindmethod=simple binddn="%s" credentials=%s searchbase="%s" type=refreshAndPersist retry="1 +" starttls=critical tls_cacert=%s tls_reqcert=demand
+updateref %s
+`, p.s1.ldap, ldapRoot, ldapRootPW, ldapSuffix, p.s1.ca, p.s1.ldaps)})
+	servers, _ = doctorServers(t, p.hostConf(t, "b-replica", cons.ldaps))
+	if r := servers[cons.ldaps]; !r.Reachable || r.Writes || r.Referral != p.s1.ldaps {
+		t.Fatalf("doctor on a read-only replica: %+v", r)
+	}
+	_, warnings = doctorServers(t, p.hostConf(t, "b-replica", cons.ldaps))
+	if !slices.ContainsFunc(warnings, func(w string) bool { return strings.Contains(w, "no reachable server takes writes") }) {
+		t.Fatalf("doctor with a read-only replica alone: %q", warnings)
 	}
 }

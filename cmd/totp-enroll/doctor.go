@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"pamtotp/internal/directory"
 	"pamtotp/internal/options"
 	"pamtotp/internal/pamconf"
 	"pamtotp/internal/privilege"
@@ -40,8 +41,10 @@ Options:
                          checked if it exists)
   --json                 the findings as a JSON array
   --directory FILE       check only this directory configuration (the
-                         module's directory=): the file, each server's
-                         connection, TLS, bind and schema, and that an
+                         module's directory=): the file; for each server
+                         of uri its connection, TLS, bind, schema, whether
+                         it takes writes and its contextCSN; servers that
+                         disagree for more than 5 s; and that an
                          anonymous client can read no secret
   --user NAME            with --directory: also read NAME's entry and write
                          its state back unchanged, as a login does
@@ -56,6 +59,8 @@ type finding struct {
 	Where string `json:"where"`
 	What  string `json:"finding"`
 	Fix   string `json:"fix,omitempty"`
+	// Server is, for doctor --directory, what one server of uri said.
+	Server *directory.Server `json:"server,omitempty"`
 }
 
 type doctor struct {
@@ -71,7 +76,7 @@ type doctor struct {
 }
 
 func (d *doctor) add(level, where, what, fix string) {
-	d.findings = append(d.findings, finding{level, where, what, fix})
+	d.findings = append(d.findings, finding{Level: level, Where: where, What: what, Fix: fix})
 }
 
 func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {

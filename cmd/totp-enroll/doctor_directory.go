@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"pamtotp/internal/directory"
 	"pamtotp/internal/options"
@@ -28,17 +29,35 @@ func (d *doctor) checkDirectory(conf, user string) {
 			"correct it: root's, mode 0600, the keys of docs/fleet.md")
 		return
 	}
-	reachable := 0
+	reachable, writers := 0, 0
+	var servers []directory.Server
 	for _, u := range c.URIs {
 		where := conf + ": " + u.String()
 		one := c.Only(u)
-		schema, err := directory.Probe(one)
-		if err != nil {
-			d.add("warning", where, fmt.Sprintf("cannot connect, check TLS and bind as this host: %v.", err),
-				"check the server, ca_file and the host's certificate or bind_dn")
+		srv := directory.Describe(one)
+		servers = append(servers, srv)
+		if !srv.Reachable {
+			d.findings = append(d.findings, finding{Level: "warning", Where: where, What: fmt.Sprintf("cannot connect, check TLS and bind as this host: %s.", srv.Error),
+				Fix: "check the server, ca_file and the host's certificate or bind_dn", Server: &srv})
 			continue
 		}
 		reachable++
+		writes := "takes writes"
+		switch {
+		case srv.Writes:
+			writers++
+		case srv.Referral != "":
+			writes = "read-only, refers writes to " + srv.Referral
+		default:
+			writes = "read-only, and refers writes nowhere"
+		}
+		d.findings = append(d.findings, finding{Level: "note", Where: where, What: fmt.Sprintf("reachable, TLS and bind as this host work; %s; contextCSN %s.",
+			writes, strings.Join(srv.ContextCSN, " ")), Server: &srv})
+		schema, err := directory.Probe(one)
+		if err != nil {
+			d.add("warning", where, fmt.Sprintf("cannot read the schema: %v.", err), "check the server's ACL on the subschema entry")
+			continue
+		}
 		if !schema {
 			d.add("error", where, "pam_totp's schema is not loaded: logins fail closed (no entry matches).",
 				"load pam-totp.ldif (cn=config) or include pam-totp.schema (slapd.conf)")
@@ -49,6 +68,14 @@ func (d *doctor) checkDirectory(conf, user string) {
 			d.add("error", where, fmt.Sprintf("an anonymous client can read or find pam_totp's attributes of %d entries: anyone can make their codes.", n),
 				"put the example ACL (pam-totp-acl.conf) before the site's own rules")
 		}
+	}
+	for _, b := range directory.Behind(servers, time.Now(), 5*time.Second) {
+		d.add("warning", conf, b+": the servers disagree, so a code used on one may work on the other until replication catches up.",
+			"check replication (syncrepl) between the servers: slapd's log, the network between them")
+	}
+	if reachable > 0 && writers == 0 {
+		d.add("error", conf, "no reachable server takes writes: every login fails closed (it cannot record a code).",
+			"list a server that takes writes in uri")
 	}
 	if reachable == 0 {
 		d.add("error", conf, "no server in uri could be reached: every login with directory= fails (fallback=local: only local break-glass enrollments work).",

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -112,4 +114,127 @@ func (a *Account) CheckAccess() error {
 		return fmt.Errorf("writing the state as a login does: %w", err)
 	}
 	return nil
+}
+
+// Server is what doctor reports of one server of uri.
+type Server struct {
+	URI string `json:"uri"`
+	// Reachable: it answered, and TLS and the bind as this host worked.
+	Reachable bool   `json:"reachable"`
+	Error     string `json:"error,omitempty"`
+	// Writes says whether it takes writes itself; Referral is where a
+	// read-only replica sends them.
+	Writes   bool   `json:"takes_writes"`
+	Referral string `json:"referral,omitempty"`
+	// ContextCSN are the database's contextCSN values, one per serverID
+	// that changed it: how far its replication has come.
+	ContextCSN []string `json:"context_csn,omitempty"`
+}
+
+// Describe probes one server: c must name one (Only).
+func Describe(c *Config) Server {
+	srv := Server{URI: c.URIs[0].String()}
+	s, err := dial(c)
+	if err != nil {
+		srv.Error = err.Error()
+		return srv
+	}
+	defer s.Close()
+	srv.Reachable = true
+	base := c.Base
+	if base == "" {
+		base = c.UserDN[strings.Index(c.UserDN, ",")+1:]
+	}
+	// A modify of an entry that is not there: a server that takes writes
+	// says there is no such entry (or that this host may not); a replica
+	// refers the write, or is unwilling.
+	req := ldap.NewModifyRequest("cn=pam-totp-doctor-write-probe,"+base, nil)
+	req.Add("description", []string{"doctor"})
+	var res *ldap.ModifyResult
+	err = s.op(func(l *ldap.Conn) (err error) { res, err = l.ModifyWithResult(req); return err })
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultReferral):
+		if res != nil {
+			srv.Referral = res.Referral
+			if r, err := url.Parse(res.Referral); err == nil {
+				srv.Referral = r.Scheme + "://" + r.Host // the server, not the probe's DN
+			}
+		}
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultUnwillingToPerform):
+	default:
+		srv.Writes = true
+	}
+	// The contextCSN is on the database's suffix: the naming context
+	// that holds base.
+	var root *ldap.SearchResult
+	err = s.op(func(l *ldap.Conn) (err error) {
+		root, err = l.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+			"(objectClass=*)", []string{"namingContexts"}, nil))
+		return err
+	})
+	if err != nil || len(root.Entries) == 0 {
+		return srv
+	}
+	for _, nc := range root.Entries[0].GetAttributeValues("namingContexts") {
+		if !strings.HasSuffix(strings.ToLower(base), strings.ToLower(nc)) {
+			continue
+		}
+		var r *ldap.SearchResult
+		err = s.op(func(l *ldap.Conn) (err error) {
+			r, err = l.Search(ldap.NewSearchRequest(nc, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+				"(objectClass=*)", []string{"contextCSN"}, nil))
+			return err
+		})
+		if err == nil && len(r.Entries) == 1 {
+			srv.ContextCSN = r.Entries[0].GetAttributeValues("contextCSN")
+		}
+		break
+	}
+	return srv
+}
+
+// Behind says, for servers that all answered, which one lacks a change
+// another has had for longer than grace: for each serverID, the newest
+// change any server has, against what each has. The answer names the
+// server, the one ahead and how long the newest change it lacks is old.
+func Behind(servers []Server, now time.Time, grace time.Duration) []string {
+	newest := map[string]time.Time{} // serverID -> newest change any server has
+	from := map[string]string{}
+	have := make([]map[string]time.Time, len(servers))
+	for i, s := range servers {
+		have[i] = map[string]time.Time{}
+		for _, v := range s.ContextCSN {
+			at, sid, ok := parseCSN(v)
+			if !ok {
+				continue
+			}
+			have[i][sid] = at
+			if at.After(newest[sid]) {
+				newest[sid], from[sid] = at, s.URI
+			}
+		}
+	}
+	var out []string
+	for i, s := range servers {
+		if !s.Reachable || len(s.ContextCSN) == 0 {
+			continue
+		}
+		for sid, at := range newest {
+			if have[i][sid].Before(at) && now.Sub(at) > grace {
+				out = append(out, fmt.Sprintf("%s lacks a change that %s has had for %s (serverID %s)", s.URI, from[sid], now.Sub(at).Round(time.Second), sid))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// parseCSN reads a CSN: 20261201120000.123456Z#000000#001#000000.
+func parseCSN(v string) (time.Time, string, bool) {
+	f := strings.Split(v, "#")
+	if len(f) != 4 {
+		return time.Time{}, "", false
+	}
+	at, err := time.Parse("20060102150405.999999Z", f[0])
+	return at, f[2], err == nil
 }
