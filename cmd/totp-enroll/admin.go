@@ -155,6 +155,19 @@ func (fl *commandFlags) status(t *target, _ []string, out io.Writer) error {
 		return writeJSON(out, row)
 	}
 	rows := []userStatus{}
+	err := t.everyone(func(u *target) error {
+		rows = append(rows, userStatusOf(u))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return fl.writeStatus(out, rows)
+}
+
+// everyone runs fn for each enrolled user: the directory's, or those of
+// /etc/passwd with a file where t's --secret-file says.
+func (t *target) everyone(fn func(u *target) error) error {
 	if t.dir != nil {
 		names, err := t.dir.Users()
 		if err != nil {
@@ -166,10 +179,13 @@ func (fl *commandFlags) status(t *target, _ []string, out io.Writer) error {
 				continue // a name no login could have
 			}
 			u := &target{acct: acct, path: t.path, dir: t.dir.Other(n)}
-			rows = append(rows, userStatusOf(u))
+			err = fn(u)
 			u.close()
+			if err != nil {
+				return err
+			}
 		}
-		return fl.writeStatus(out, rows)
+		return nil
 	}
 	accounts, err := localAccounts()
 	if err != nil {
@@ -186,9 +202,11 @@ func (fl *commandFlags) status(t *target, _ []string, out io.Writer) error {
 		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 			continue // not enrolled
 		}
-		rows = append(rows, userStatusOf(&target{acct: a, loc: t.loc, path: path, until: until}))
+		if err := fn(&target{acct: a, loc: t.loc, path: path, until: until}); err != nil {
+			return err
+		}
 	}
-	return fl.writeStatus(out, rows)
+	return nil
 }
 
 // writeStatus writes status --all's rows, as a table or as JSON.

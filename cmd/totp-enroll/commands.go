@@ -28,6 +28,7 @@ type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 // run of totp-enroll.
 type commandFlags struct {
 	syncRange, generate, count int
+	hotpSkip                   int
 	clear, regenerate, all     bool
 	json                       bool
 	qr, issuer, label          string
@@ -47,7 +48,7 @@ func newCommands() map[string]command {
 			help:  "Shows a token's QR code again (root only: a secret should not leave the server twice by accident).",
 			flags: fl.showFlags, run: fl.show},
 		"status": {opts: "[--all] [--json] ", root: true, help: "Shows each token's type, creation, last use and drift, and the failures and lock; --all: one row per enrolled user; --json: for monitoring.",
-			flags: fl.statusFlags, run: fl.status},
+			flags: fl.statusFlags, run: fl.status, all: func() bool { return fl.all }},
 		"unlock": {root: true, help: "Clears the failure count and the lock, and starts locks at unlock_time again.", run: unlock},
 		"sync": {args: "NAME CODE1 CODE2 ", opts: "[--range STEPS] ", nargs: 3, root: true,
 			help:  "Resynchronises a token from two consecutive codes, searching --range STEPS (default 600) each side of now.",
@@ -57,6 +58,9 @@ func newCommands() map[string]command {
 		"scratch": {opts: "--regenerate [--count N] ", root: true, help: "--regenerate makes new scratch codes (--count N, default 5); the old ones stop working.",
 			flags: fl.scratchFlags, run: fl.scratch},
 		"reset": {root: true, help: "Removes the enrollment: the next login fails, or passes with nullok.", run: reset},
+		"restored": {opts: "[--all] [--hotp-skip N] ", root: true,
+			help:  "After a restore from a back-up: moves each HOTP counter on by --hotp-skip (default 100), counts each TOTP token used up to now, and revokes every scratch code and passcode, so that no code used since the back-up works again; --all: every enrolled user.",
+			flags: fl.restoredFlags, run: fl.restored, all: func() bool { return fl.all }},
 	}
 	commands := map[string]command{
 		"migrate": func(args []string, _ io.Reader, stdout, stderr io.Writer) int {
@@ -101,6 +105,8 @@ type tokenCommand struct {
 	help  string
 	flags func(fs *flag.FlagSet) func() error // extra flags, and their check
 	run   func(t *target, pos []string, out io.Writer) error
+	// all says the command was given --all: it then needs no --user.
+	all func() bool
 }
 
 // target is the user a command works on, and their files.
@@ -205,6 +211,8 @@ func runTokenCommand(name string, c *tokenCommand, args []string, stdout, stderr
 		dc, err = dirs.config()
 	}
 	switch {
+	case err == nil && dc != nil && *userName == "" && c.all != nil && c.all():
+		t.acct, t.dir, t.path = &account{uid: -1, gid: -1}, directory.New(dc, ""), "directory "+dc.Path
 	case err == nil && dc != nil:
 		if t.acct, err = directoryAccount(*userName); err == nil {
 			t.dir, t.path = directory.New(dc, t.acct.name), "directory "+dc.Path

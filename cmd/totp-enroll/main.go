@@ -85,6 +85,8 @@ Admin commands (root):
   passcodes --generate N | --clear        one-time admin passcodes
   scratch --regenerate [--count N]        new scratch codes
   reset                      remove the enrollment
+  restored [--all] [--hotp-skip N]        after a restore from a back-up: no code
+                             used since the back-up works again
   import csv FILE [--users] [--skip-bad] [--dry-run]
   import pskc FILE [--key HEX | --password-file FILE] [--skip-bad]
   import oath FILE [--skip-bad] [--dry-run]
