@@ -472,6 +472,14 @@ pam_google_authenticator.
 Reproduce: `+"`make bench`"+` as root on Debian 12 (it installs libpam-google-authenticator
 and libpam-oath). What each figure means and what was tried to lower them:
 docs/performance.md.
+
+## The directory store
+
+[benchmarks-directory.md](benchmarks-directory.md) has a login with
+`+"`directory=`"+` against the file store, its round trips and its cost with 10
+to 100,000 users; [benchmarks-fleet.md](benchmarks-fleet.md) a mirror-mode
+pair of servers: 200 logins at once, replication lag and failover. Where
+the time goes: [performance.md](performance.md). All are written by `+"`make bench`"+`.
 `,
 		f.users, f.libpamRuns, p["ga"], p["oath"], p["totp"], ratio(T, G),
 		f.sudoRuns, f.sudo["ga"], f.sudo["oath"], f.sudo["totp"], ratio(f.sudo["totp"].med, f.sudo["ga"].med),

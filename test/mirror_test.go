@@ -39,7 +39,7 @@ mirrormode on
 `, rid, provider, ldapRoot, ldapRootPW, ldapSuffix, ca)
 }
 
-func startMirrorPair(t *testing.T) *mirrorPair {
+func startMirrorPair(t testing.TB) *mirrorPair {
 	t.Helper()
 	if _, err := os.Stat("/usr/lib/ldap/syncprov.so"); err != nil {
 		needRoot(t)
@@ -67,7 +67,7 @@ func startMirrorPair(t *testing.T) *mirrorPair {
 
 // waitFor polls ok until it holds, for at most 20 s: replication is
 // asynchronous, and a test waits for it rather than for a fixed time.
-func (p *mirrorPair) waitFor(t *testing.T, what string, ok func() bool) {
+func (p *mirrorPair) waitFor(t testing.TB, what string, ok func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(20 * time.Second); !ok(); {
 		if time.Now().After(deadline) {
@@ -78,7 +78,7 @@ func (p *mirrorPair) waitFor(t *testing.T, what string, ok func() bool) {
 }
 
 // sameState waits until both servers hold the same state for u.
-func (p *mirrorPair) sameState(t *testing.T, u *user) {
+func (p *mirrorPair) sameState(t testing.TB, u *user) {
 	t.Helper()
 	p.waitFor(t, "replication of "+u.name+"'s state", func() bool {
 		a, b := stateOn(p.s1, u), stateOn(p.s2, u)
@@ -105,7 +105,7 @@ func stateOn(s *slapd, u *user) string {
 }
 
 // hostConf is a host's configuration naming the servers' URIs in order.
-func (p *mirrorPair) hostConf(t *testing.T, host string, uris ...string) string {
+func (p *mirrorPair) hostConf(t testing.TB, host string, uris ...string) string {
 	t.Helper()
 	return p.s1.hostConfLines(t, host, []string{
 		"uri " + strings.Join(uris, " "),
@@ -138,7 +138,7 @@ type tcpGate struct {
 	conns        map[net.Conn]bool
 }
 
-func newTCPGate(t *testing.T, target string) *tcpGate {
+func newTCPGate(t testing.TB, target string) *tcpGate {
 	t.Helper()
 	g := &tcpGate{addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), target: target, conns: map[net.Conn]bool{}}
 	g.open(t)
@@ -146,7 +146,7 @@ func newTCPGate(t *testing.T, target string) *tcpGate {
 	return g
 }
 
-func (g *tcpGate) open(t *testing.T) {
+func (g *tcpGate) open(t testing.TB) {
 	t.Helper()
 	ln, err := net.Listen("tcp", g.addr)
 	if err != nil {
