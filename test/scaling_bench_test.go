@@ -93,6 +93,10 @@ so 20 tokens compute 420 codes. In a Go benchmark on 2026-11-30 that took
 0.44 ms through pquerna/otp and 0.28 ms computing the HMAC directly, both
 small against the run-to-run noise of these rows (about 2 ms here).
 
+With the directory store, users in the directory: benchmarks-directory.md
+(10 to 100,000 entries); logins at once for a fleet, against two servers:
+benchmarks-fleet.md (200 at once, replication lag, failover).
+
 Reproduce: ` + "`make bench`" + ` as root, or only this table:
 ` + "`go test -run '^$' -bench LoginScaling -benchtime 1x ./test/`" + ` (as root, after ` + "`make`" + `).
 `)
