@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -49,8 +50,14 @@ func TestParseKeepsOrderAndDefaults(t *testing.T) {
 	if strings.Join(hosts, " ") != "a.example b.example c.example" {
 		t.Fatalf("uris in the order %v, want as written", hosts)
 	}
-	if c.UserFilter != "(uid=%u)" || c.Timeout != DefaultTimeout {
-		t.Fatalf("defaults: filter %q timeout %v", c.UserFilter, c.Timeout)
+	if c.UserFilter != "(uid=%u)" || c.Timeout != DefaultTimeout || c.ConnectTimeout != DefaultConnectTimeout || c.DownFor != DefaultDownFor || c.CacheDir != DefaultCacheDir {
+		t.Fatalf("defaults: %+v", c)
+	}
+	// ldap.conf's and sssd's network timeout is the connect's, not each
+	// operation's.
+	data, _ := os.ReadFile("testdata/failover-keys.conf")
+	if c, err = Parse(data); err != nil || c.ConnectTimeout != 500*time.Millisecond || c.Timeout != DefaultTimeout || c.DownFor != 0 || c.CacheDir != "/var/cache/pam-totp" {
+		t.Fatalf("failover-keys.conf: %+v %v", c, err)
 	}
 }
 
