@@ -156,20 +156,24 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
+// sealCBC is IV || AES-CBC(key, pt with PKCS#7 padding), the IV all
+// bytes iv, as RFC 6030's CipherValue holds it.
+func sealCBC(key []byte, iv byte, pt []byte) []byte {
+	n := aes.BlockSize - len(pt)%aes.BlockSize
+	pt = append(append([]byte{}, pt...), bytes.Repeat([]byte{byte(n)}, n)...)
+	ivs := bytes.Repeat([]byte{iv}, aes.BlockSize)
+	block, _ := aes.NewCipher(key)
+	ct := make([]byte, len(pt))
+	cipher.NewCBCEncrypter(block, ivs).CryptBlocks(ct, pt)
+	return append(ivs, ct...)
+}
+
 // sealed builds a PSKC file whose secret (and counter) are AES-128-CBC
 // encrypted under psk and MACed with the HMAC of macAlg, as a vendor's
 // tool would write it.
 func sealed(t *testing.T, psk, secret []byte, macAlg string, h func() hash.Hash, counterText string) []byte {
 	t.Helper()
-	enc := func(pt []byte) string {
-		n := aes.BlockSize - len(pt)%aes.BlockSize
-		pt = append(append([]byte{}, pt...), bytes.Repeat([]byte{byte(n)}, n)...)
-		iv := bytes.Repeat([]byte{7}, aes.BlockSize)
-		block, _ := aes.NewCipher(psk)
-		ct := make([]byte, len(pt))
-		cipher.NewCBCEncrypter(block, iv).CryptBlocks(ct, pt)
-		return base64.StdEncoding.EncodeToString(append(iv, ct...))
-	}
+	enc := func(pt []byte) string { return base64.StdEncoding.EncodeToString(sealCBC(psk, 7, pt)) }
 	macKey := bytes.Repeat([]byte{0x42}, 20)
 	ct := enc(secret)
 	raw, _ := base64.StdEncoding.DecodeString(ct)
@@ -274,15 +278,6 @@ func TestOlderMACRules(t *testing.T) {
 	key, _ := hex.DecodeString("000102030405060708090a0b0c0d0e0f")
 	wrapped, _ := hex.DecodeString("1fa68b0a8112b447aef34bd8fb5a7b829d3e862371d2cfe5") // RFC 3394 4.1
 	secret, _ := hex.DecodeString("00112233445566778899aabbccddeeff")
-	cbc := func(pt []byte) []byte {
-		n := aes.BlockSize - len(pt)%aes.BlockSize
-		pt = append(append([]byte{}, pt...), bytes.Repeat([]byte{byte(n)}, n)...)
-		iv := bytes.Repeat([]byte{9}, aes.BlockSize)
-		b, _ := aes.NewCipher(key)
-		ct := make([]byte, len(pt))
-		cipher.NewCBCEncrypter(b, iv).CryptBlocks(ct, pt)
-		return append(iv, ct...)
-	}
 	mac := func(data []byte) string {
 		m := hmac.New(sha1.New, key)
 		m.Write(data)
@@ -300,7 +295,7 @@ func TestOlderMACRules(t *testing.T) {
 	}
 	noKey := `<MACMethod Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1"/>`
 	aes128 := xmlenc + "aes128-cbc"
-	ct := cbc(secret)
+	ct := sealCBC(key, 9, secret)
 	changed := append([]byte{}, ct...)
 	changed[20] ^= 1
 	for name, tc := range map[string]struct {
