@@ -47,10 +47,13 @@ func dial(conf *Config) (*session, error) {
 	}
 	var unreachable []string
 	now := time.Now()
-	for _, u := range conf.order(now) {
+	servers, marked := conf.order(now)
+	for _, u := range servers {
 		s, err := dialOne(conf, tc, u)
 		if err == nil {
-			conf.markUp(u)
+			if marked[u] {
+				conf.markUp(u)
+			}
 			return s, nil
 		}
 		var ue *unreachableError

@@ -5,7 +5,9 @@ package directory
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -37,17 +39,24 @@ const DefaultCacheDir = "/run/pam-totp"
 
 // order is the servers to try: those not marked down, in uri's order,
 // then the marked ones, so that a login still reaches one if it is the
-// only server left.
-func (c *Config) order(now time.Time) []*url.URL {
+// only server left. marked holds every server with a mark, also an
+// expired one, for markUp to forget once the server answers.
+func (c *Config) order(now time.Time) (servers []*url.URL, marked map[*url.URL]bool) {
+	if !c.cacheDir() {
+		return c.URIs, nil
+	}
 	var up, down []*url.URL
+	marked = map[*url.URL]bool{}
 	for _, u := range c.URIs {
-		if c.isDown(u, now) {
+		isDown, has := c.mark(u, now)
+		marked[u] = has
+		if isDown {
 			down = append(down, u)
 		} else {
 			up = append(up, u)
 		}
 	}
-	return append(up, down...)
+	return append(up, down...), marked
 }
 
 func (c *Config) markFile(u *url.URL) string {
@@ -71,20 +80,19 @@ func (c *Config) cacheDir() bool {
 	return st.Mode&unix.S_IFMT == unix.S_IFDIR && st.Uid == 0 && st.Mode&0o077 == 0
 }
 
-func (c *Config) isDown(u *url.URL, now time.Time) bool {
-	if !c.cacheDir() {
-		return false
-	}
+// mark reports whether u has a mark, and whether it is younger than
+// down_for.
+func (c *Config) mark(u *url.URL, now time.Time) (down, has bool) {
 	data, err := readRootFile(c.markFile(u), true)
 	if err != nil {
-		return false
+		return false, !errors.Is(err, fs.ErrNotExist)
 	}
 	at, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 	if err != nil {
-		return false
+		return false, true
 	}
 	age := now.Sub(time.Unix(at, 0))
-	return age >= -time.Minute && age < c.DownFor // a clock set back does not pin a mark
+	return age >= -time.Minute && age < c.DownFor, true // a clock set back does not pin a mark
 }
 
 // markDown remembers that u did not answer.
@@ -106,11 +114,7 @@ func (c *Config) markDown(u *url.URL, now time.Time) {
 }
 
 // markUp forgets a mark once u answered again.
-func (c *Config) markUp(u *url.URL) {
-	if c.DownFor != 0 {
-		os.Remove(c.markFile(u))
-	}
-}
+func (c *Config) markUp(u *url.URL) { os.Remove(c.markFile(u)) }
 
 // sameServer reports whether a referral's URI names u: the same scheme,
 // host and port.

@@ -21,7 +21,7 @@ func failoverConf(t *testing.T) *Config {
 	return c
 }
 
-func hosts(us []*url.URL) string {
+func hosts(us []*url.URL, _ map[*url.URL]bool) string {
 	var h []string
 	for _, u := range us {
 		h = append(h, u.Hostname())
@@ -55,9 +55,16 @@ func TestFailoverOrder(t *testing.T) {
 			t.Errorf("at %v: %s, want %s", tc.at.Sub(now), got, tc.want)
 		}
 	}
+	// An expired mark still counts as one to forget when the server answers.
+	if _, marked := c.order(now.Add(c.DownFor)); !marked[c.URIs[0]] || marked[c.URIs[1]] {
+		t.Errorf("marked after expiry: %v", marked)
+	}
 	c.markUp(c.URIs[0])
 	if got := hosts(c.order(now)); got != "a.example b.example c.example" {
 		t.Errorf("after markUp: %s", got)
+	}
+	if _, marked := c.order(now); marked[c.URIs[0]] {
+		t.Error("the mark is still there after markUp")
 	}
 	c.markDown(c.URIs[1], now)
 	os.Chmod(c.CacheDir, 0o755)
