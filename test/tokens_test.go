@@ -739,6 +739,12 @@ func TestImportPSKCPolicyAndOwners(t *testing.T) {
 	text = strings.Replace(text, "UID=bob,", "UID="+bob.name+",", 1)
 	file := filepath.Join(t.TempDir(), "vendor.xml")
 	os.WriteFile(file, []byte(text), 0o600)
+	// A file does not get to give root a token.
+	toRoot := filepath.Join(t.TempDir(), "to-root.xml")
+	os.WriteFile(toRoot, []byte(strings.Replace(text, "<UserId>"+alice.name+"</UserId>", "<UserId>root</UserId>", 1)), 0o600)
+	if out, err := enrollCmd(t, "import", "pskc", toRoot, "--skip-bad", "--dry-run"); err != nil || !strings.Contains(out, `serial "DRIFT-1"): the file names root: give --user root --serial DRIFT-1`) || strings.Contains(out, "root: line") {
+		t.Fatalf("a file naming root: %v\n%s", err, out)
+	}
 
 	out, err := enrollCmd(t, "import", "pskc", file)
 	if exitCode(err) != 1 || !strings.Contains(out, `serial "T0-1"`) || !strings.Contains(out, "nothing was imported") {

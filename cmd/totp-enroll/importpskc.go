@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"slices"
 	"strings"
 	"time"
@@ -128,14 +129,14 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 				one = append(one, k)
 			}
 		}
-		for _, e := range bad {
-			if pe, ok := e.(*pskc.PackageError); ok && pe.Serial == *serial && len(one) == 0 {
-				fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %v; nothing was imported\n", in.file, e)
-				return exitError
-			}
-		}
 		if len(one) == 0 {
-			fmt.Fprintf(stderr, "totp-enroll import pskc: %s: no token with serial %q; nothing was imported\n", in.file, *serial)
+			why := fmt.Sprintf("no token with serial %q", *serial)
+			for _, e := range bad {
+				if pe, ok := e.(*pskc.PackageError); ok && pe.Serial == *serial {
+					why = e.Error() // it is there, and cannot be used
+				}
+			}
+			fmt.Fprintf(stderr, "totp-enroll import pskc: %s: %s; nothing was imported\n", in.file, why)
 			return exitError
 		}
 		keys, bad = one, nil // the other packages are not being imported
@@ -171,8 +172,12 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 				err = errors.New("not in --users")
 			}
 		case fromFile:
-			if e.User = fileOwner(k.User); e.User == "" {
+			switch e.User = fileOwner(k.User); {
+			case e.User == "":
 				err = fmt.Errorf("the file names no user for it (UserId %q): give --users MAP", k.User)
+			case isRoot(e.User):
+				// A file from outside does not get to give root a token.
+				err = fmt.Errorf("the file names %s: give --user %s --serial %s if that is meant", e.User, e.User, k.Serial)
 			}
 		default:
 			e.User = acct.name
@@ -185,6 +190,15 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 		entries = append(entries, *e)
 	}
 	return c.finish(in, entries, bad, stdout, stderr)
+}
+
+// isRoot reports whether name is root, or another name of uid 0.
+func isRoot(name string) bool {
+	if name == "root" {
+		return true
+	}
+	u, err := user.Lookup(name)
+	return err == nil && u.Uid == "0"
 }
 
 // fileOwner is the user name in a PSKC UserId: the name itself, or the

@@ -155,7 +155,6 @@ type responseFormat struct {
 // pam_totp does not know.
 type element struct {
 	XMLName xml.Name
-	Attrs   []xml.Attr `xml:",any,attr"`
 }
 
 type policy struct {
@@ -163,7 +162,9 @@ type policy struct {
 	ExpiryDate   string   `xml:"ExpiryDate"`
 	KeyUsage     []string `xml:"KeyUsage"`
 	Transactions *string  `xml:"NumberOfTransactions"`
-	PINPolicy    *struct {
+	// The PIN policy's attributes RFC 6030 defines are named, so that
+	// OtherAttrs holds only those pam_totp does not know.
+	PINPolicy *struct {
 		PINKeyID   string     `xml:"PINKeyId,attr"`
 		Mode       string     `xml:"PINUsageMode,attr"`
 		MinLength  string     `xml:"MinLength,attr"`
