@@ -12,31 +12,35 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
 // The encryption algorithms of XML Encryption that PSKC files use
 // (RFC 6030 §6.1; XML Encryption 1.1 for the padded AES key wrap).
 type cipherAlg struct {
-	keyLen int
-	wrap   bool // a key wrap: its own integrity check, so no ValueMAC is needed
-	open   func(key, ct []byte) ([]byte, error)
+	keyLens []int // the key sizes it takes, in bytes
+	wrap    bool  // a key wrap: its own integrity check, so no ValueMAC is needed
+	open    func(key, ct []byte) ([]byte, error)
 }
+
+// 3DES takes three keys, or two (K1 K2 K1) as some vendors write them.
+var aes128, aes192, aes256, des3 = []int{16}, []int{24}, []int{32}, []int{24, 16}
 
 const xmlenc = "http://www.w3.org/2001/04/xmlenc#"
 
 var ciphers = map[string]cipherAlg{
-	xmlenc + "aes128-cbc":                            {16, false, cbcAES},
-	xmlenc + "aes192-cbc":                            {24, false, cbcAES},
-	xmlenc + "aes256-cbc":                            {32, false, cbcAES},
-	xmlenc + "tripledes-cbc":                         {24, false, cbc3DES},
-	xmlenc + "kw-aes128":                             {16, true, unwrapAES},
-	xmlenc + "kw-aes192":                             {24, true, unwrapAES},
-	xmlenc + "kw-aes256":                             {32, true, unwrapAES},
-	"http://www.w3.org/2009/xmlenc11#kw-aes-128-pad": {16, true, unwrapAES},
-	"http://www.w3.org/2009/xmlenc11#kw-aes-192-pad": {24, true, unwrapAES},
-	"http://www.w3.org/2009/xmlenc11#kw-aes-256-pad": {32, true, unwrapAES},
-	xmlenc + "kw-tripledes":                          {24, true, unwrap3DES},
+	xmlenc + "aes128-cbc":                            {aes128, false, cbcAES},
+	xmlenc + "aes192-cbc":                            {aes192, false, cbcAES},
+	xmlenc + "aes256-cbc":                            {aes256, false, cbcAES},
+	xmlenc + "tripledes-cbc":                         {des3, false, cbc3DES},
+	xmlenc + "kw-aes128":                             {aes128, true, unwrapAES},
+	xmlenc + "kw-aes192":                             {aes192, true, unwrapAES},
+	xmlenc + "kw-aes256":                             {aes256, true, unwrapAES},
+	"http://www.w3.org/2009/xmlenc11#kw-aes-128-pad": {aes128, true, unwrapAES},
+	"http://www.w3.org/2009/xmlenc11#kw-aes-192-pad": {aes192, true, unwrapAES},
+	"http://www.w3.org/2009/xmlenc11#kw-aes-256-pad": {aes256, true, unwrapAES},
+	xmlenc + "kw-tripledes":                          {des3, true, unwrap3DES},
 }
 
 // decrypt opens ct, encrypted with alg under key. A wrong key shows as a
@@ -46,12 +50,8 @@ func decrypt(key []byte, alg string, ct []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.keyLen == 24 && len(key) == 16 && strings.Contains(alg, "tripledes") {
-		// Two-key 3DES: K1 K2 K1.
-		key = append(append([]byte{}, key...), key[:8]...)
-	}
-	if len(key) != c.keyLen {
-		return nil, fmt.Errorf("the key has %d bytes; %s needs %d", len(key), strings.TrimSpace(alg), c.keyLen)
+	if !slices.Contains(c.keyLens, len(key)) {
+		return nil, fmt.Errorf("the key has %d bytes; %s needs %d", len(key), strings.TrimSpace(alg), c.keyLens[0])
 	}
 	return c.open(key, ct)
 }
@@ -78,8 +78,16 @@ func cbcAES(key, ct []byte) ([]byte, error) {
 	return openCBC(b, ct)
 }
 
+// tripleDES is the cipher of a three-key or a two-key 3DES key.
+func tripleDES(key []byte) (cipher.Block, error) {
+	if len(key) == 16 {
+		key = append(append([]byte{}, key...), key[:8]...)
+	}
+	return des.NewTripleDESCipher(key)
+}
+
 func cbc3DES(key, ct []byte) ([]byte, error) {
-	b, err := des.NewTripleDESCipher(key)
+	b, err := tripleDES(key)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +155,7 @@ func allZero(b []byte) bool {
 
 // unwrap3DES undoes the CMS Triple-DES key wrap of RFC 3217 §3.2.
 func unwrap3DES(key, ct []byte) ([]byte, error) {
-	b, err := des.NewTripleDESCipher(key)
+	b, err := tripleDES(key)
 	if err != nil {
 		return nil, err
 	}
