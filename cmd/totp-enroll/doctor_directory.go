@@ -53,12 +53,11 @@ func (d *doctor) checkDirectory(conf, user string) {
 		}
 		d.findings = append(d.findings, finding{Level: "note", Where: where, What: fmt.Sprintf("reachable, TLS and bind as this host work; %s; contextCSN %s.",
 			writes, strings.Join(srv.ContextCSN, " ")), Server: &srv})
-		schema, err := directory.Probe(one)
-		if err != nil {
-			d.add("warning", where, fmt.Sprintf("cannot read the schema: %v.", err), "check the server's ACL on the subschema entry")
+		if srv.SchemaError != "" {
+			d.add("warning", where, fmt.Sprintf("cannot read the schema: %s.", srv.SchemaError), "check the server's ACL on the subschema entry")
 			continue
 		}
-		if !schema {
+		if !srv.Schema {
 			d.add("error", where, "pam_totp's schema is not loaded: logins fail closed (no entry matches).",
 				"load pam-totp.ldif (cn=config) or include pam-totp.schema (slapd.conf)")
 		}

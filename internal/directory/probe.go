@@ -22,16 +22,10 @@ func (c *Config) Only(u *url.URL) *Config {
 	return &n
 }
 
-// Probe connects to the (first reachable) server with the host's
-// identity and says whether pam_totp's schema is loaded there.
-func Probe(c *Config) (schema bool, err error) {
-	s, err := dial(c)
-	if err != nil {
-		return false, err
-	}
-	defer s.Close()
+// schemaLoaded says whether pam_totp's schema is loaded on s's server.
+func schemaLoaded(s *session) (bool, error) {
 	var res *ldap.SearchResult
-	err = s.op(func(l *ldap.Conn) (err error) {
+	err := s.op(func(l *ldap.Conn) (err error) {
 		req := ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 			"(objectClass=*)", []string{"subschemaSubentry"}, nil)
 		if res, err = l.Search(req); err != nil || len(res.Entries) == 0 {
@@ -76,11 +70,7 @@ func AnonymousSecrets(c *Config) (int, error) {
 		return 0, err
 	}
 	defer s.Close()
-	base := c.Base
-	if base == "" {
-		base = c.UserDN[strings.Index(c.UserDN, ",")+1:]
-	}
-	req := ldap.NewSearchRequest(base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 10, 0, false,
+	req := ldap.NewSearchRequest(c.searchBase(), ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 10, 0, false,
 		"(|("+attrSecret+"=*)("+attrState+"=*))", []string{attrSecret, attrState}, nil)
 	var res *ldap.SearchResult
 	err = s.op(func(l *ldap.Conn) (err error) { res, err = l.Search(req); return err })
@@ -129,9 +119,22 @@ type Server struct {
 	// ContextCSN are the database's contextCSN values, one per serverID
 	// that changed it: how far its replication has come.
 	ContextCSN []string `json:"context_csn,omitempty"`
+	// Schema says whether pam_totp's schema is loaded; SchemaError why
+	// that could not be read.
+	Schema      bool   `json:"schema_loaded"`
+	SchemaError string `json:"schema_error,omitempty"`
 }
 
-// Describe probes one server: c must name one (Only).
+// searchBase is the subtree of the users: base, or the parent of user_dn.
+func (c *Config) searchBase() string {
+	if c.Base != "" {
+		return c.Base
+	}
+	return c.UserDN[strings.Index(c.UserDN, ",")+1:]
+}
+
+// Describe probes one server, c naming one (Only), with the host's
+// identity: reachable, schema, writes, contextCSN.
 func Describe(c *Config) Server {
 	srv := Server{URI: c.URIs[0].String()}
 	s, err := dial(c)
@@ -141,10 +144,10 @@ func Describe(c *Config) Server {
 	}
 	defer s.Close()
 	srv.Reachable = true
-	base := c.Base
-	if base == "" {
-		base = c.UserDN[strings.Index(c.UserDN, ",")+1:]
+	if srv.Schema, err = schemaLoaded(s); err != nil {
+		srv.SchemaError = err.Error()
 	}
+	base := c.searchBase()
 	// A modify of an entry that is not there: a server that takes writes
 	// says there is no such entry (or that this host may not); a replica
 	// refers the write, or is unwilling.
