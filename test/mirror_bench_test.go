@@ -3,7 +3,6 @@
 package test
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -38,9 +37,7 @@ func BenchmarkDirectoryFleet(b *testing.B) {
 		users[i] = newUser(b)
 		users[i].secret = newSecret(b)
 		p.s1.addUser(b, users[i])
-		file := "pam_totp 1\ntoken default type=totp algorithm=SHA1 digits=6 period=30 secret=" + users[i].secret + "\n"
-		fmt.Fprintf(&ldif, "dn: %s\nchangetype: modify\nadd: objectClass\nobjectClass: pamTOTPUser\n-\nadd: pamTOTPSecret\npamTOTPSecret:: %s\n-\n\n",
-			userDN(users[i]), base64.StdEncoding.EncodeToString([]byte(file)))
+		ldif.WriteString(secretLDIF(users[i], "pam_totp 1\ntoken default type=totp algorithm=SHA1 digits=6 period=30 secret="+users[i].secret+"\n"))
 	}
 	p.s1.modify(b, ldif.String())
 	p.waitFor(b, "server 2's copy of the last user", func() bool {

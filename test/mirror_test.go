@@ -3,7 +3,6 @@
 package test
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,24 +26,41 @@ type mirrorPair struct {
 	rep12, rep21 *tcpGate
 }
 
-// syncLines are the database lines that make a server a mirror-mode
-// provider and a consumer of provider (through its gate, StartTLS with
-// the test CA, as the directory's root).
-func syncLines(rid int, provider, ca string) string {
-	return fmt.Sprintf(`index entryCSN,entryUUID eq
-overlay syncprov
-syncprov-checkpoint 100 1
-syncrepl rid=%03d provider=%s bindmethod=simple binddn="%s" credentials=%s searchbase="%s" type=refreshAndPersist retry="1 +" timeout=3 network-timeout=2 starttls=critical tls_cacert=%s tls_reqcert=demand
-mirrormode on
+// providerLines make a server a syncrepl provider.
+const providerLines = "index entryCSN,entryUUID eq\noverlay syncprov\nsyncprov-checkpoint 100 1\n"
+
+// syncrepl is the line that makes a server a consumer of provider
+// (StartTLS with the test CA, as the directory's root).
+func syncrepl(rid int, provider, ca string) string {
+	return fmt.Sprintf(`syncrepl rid=%03d provider=%s bindmethod=simple binddn="%s" credentials=%s searchbase="%s" type=refreshAndPersist retry="1 +" timeout=3 network-timeout=2 starttls=critical tls_cacert=%s tls_reqcert=demand
 `, rid, provider, ldapRoot, ldapRootPW, ldapSuffix, ca)
 }
 
-func startMirrorPair(t testing.TB) *mirrorPair {
+// syncLines make a server a mirror-mode provider and a consumer of
+// provider (through its gate).
+func syncLines(rid int, provider, ca string) string {
+	return providerLines + syncrepl(rid, provider, ca) + "mirrormode on\n"
+}
+
+// startReplica starts a read-only consumer of provider that refers
+// writes to it (updateref).
+func startReplica(t testing.TB, provider *slapd, rid int) *slapd {
+	t.Helper()
+	return startSlapdOpts(t, slapdOpts{sameCA: provider, empty: true,
+		dbTail: syncrepl(rid, provider.ldap, provider.ca) + "updateref " + provider.ldaps + "\n"})
+}
+
+func needSyncprov(t testing.TB) {
 	t.Helper()
 	if _, err := os.Stat("/usr/lib/ldap/syncprov.so"); err != nil {
 		needRoot(t)
 		t.Skip("needs slapd's syncprov overlay (Debian's slapd package)")
 	}
+}
+
+func startMirrorPair(t testing.TB) *mirrorPair {
+	t.Helper()
+	needSyncprov(t)
 	p := &mirrorPair{}
 	// Server 2's ports are known before it starts, so that server 1's
 	// syncrepl can name its gate.
@@ -88,20 +104,11 @@ func (p *mirrorPair) sameState(t testing.TB, u *user) {
 
 // stateOn is u's state on s, "" if s has none (yet), or is down.
 func stateOn(s *slapd, u *user) string {
-	out, err := s.toolAs("", "ldapsearch", ldapRoot, ldapRootPW, "-LLL", "-o", "ldif-wrap=no", "-b", userDN(u), "-s", "base", "(objectClass=*)", "pamTOTPState")
-	if err != nil {
+	vals, err := s.values(u, "pamTOTPState")
+	if err != nil || len(vals) != 1 {
 		return ""
 	}
-	for _, l := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(l, "pamTOTPState:: "); ok {
-			data, _ := base64.StdEncoding.DecodeString(v)
-			return string(data)
-		}
-		if v, ok := strings.CutPrefix(l, "pamTOTPState: "); ok {
-			return v
-		}
-	}
-	return ""
+	return vals[0]
 }
 
 // hostConf is a host's configuration naming the servers' URIs in order.
@@ -408,14 +415,9 @@ func TestMirrorPartition(t *testing.T) {
 // uri follows it once, with the same TLS and certificate, and the login
 // works once; a host that does not list it fails closed and says why.
 func TestConsumerReferral(t *testing.T) {
-	if _, err := os.Stat("/usr/lib/ldap/syncprov.so"); err != nil {
-		needRoot(t)
-		t.Skip("needs slapd's syncprov overlay (Debian's slapd package)")
-	}
-	prov := startSlapdOpts(t, slapdOpts{global: "moduleload syncprov", dbTail: "index entryCSN,entryUUID eq\noverlay syncprov\nsyncprov-checkpoint 100 1\n"})
-	cons := startSlapdOpts(t, slapdOpts{sameCA: prov, empty: true, dbTail: fmt.Sprintf(`syncrepl rid=003 provider=%s bindmethod=simple binddn="%s" credentials=%s searchbase="%s" type=refreshAndPersist retry="1 +" starttls=critical tls_cacert=%s tls_reqcert=demand
-updateref %s
-`, prov.ldap, ldapRoot, ldapRootPW, ldapSuffix, prov.ca, prov.ldaps)})
+	needSyncprov(t)
+	prov := startSlapdOpts(t, slapdOpts{global: "moduleload syncprov", dbTail: providerLines})
+	cons := startReplica(t, prov, 3)
 	p := &mirrorPair{s1: prov, s2: cons}
 	u := newUser(t)
 	p.enroll(t, u)
@@ -522,9 +524,7 @@ func TestDoctorReplicas(t *testing.T) {
 	})
 
 	// A read-only replica: doctor says where it refers writes.
-	cons := startSlapdOpts(t, slapdOpts{sameCA: p.s1, empty: true, dbTail: fmt.Sprintf(`syncrepl rid=004 provider=%s bindmethod=simple binddn="%s" credentials=%s searchbase="%s" type=refreshAndPersist retry="1 +" starttls=critical tls_cacert=%s tls_reqcert=demand
-updateref %s
-`, p.s1.ldap, ldapRoot, ldapRootPW, ldapSuffix, p.s1.ca, p.s1.ldaps)})
+	cons := startReplica(t, p.s1, 4)
 	servers, _ = doctorServers(t, p.hostConf(t, "b-replica", cons.ldaps))
 	if r := servers[cons.ldaps]; !r.Reachable || r.Writes || r.Referral != p.s1.ldaps {
 		t.Fatalf("doctor on a read-only replica: %+v", r)

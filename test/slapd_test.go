@@ -347,7 +347,20 @@ userPassword: %s
 // attr returns the values of attr in u's entry, read as the directory's root.
 func (s *slapd) attr(t testing.TB, u *user, attr string) []string {
 	t.Helper()
-	out := s.tool(t, "", "ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-b", userDN(u), "-s", "base", "(objectClass=*)", attr)
+	vals, err := s.values(u, attr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vals
+}
+
+// values is attr without failing the test: an error where the entry is
+// not there (yet, on a replica) or the server is down.
+func (s *slapd) values(u *user, attr string) ([]string, error) {
+	out, err := s.toolAs("", "ldapsearch", ldapRoot, ldapRootPW, "-LLL", "-o", "ldif-wrap=no", "-b", userDN(u), "-s", "base", "(objectClass=*)", attr)
+	if err != nil {
+		return nil, fmt.Errorf("ldapsearch of %s on %s: %v\n%s", attr, userDN(u), err, out)
+	}
 	var vals []string
 	for _, l := range strings.Split(out, "\n") {
 		if v, ok := strings.CutPrefix(l, attr+": "); ok {
@@ -355,12 +368,12 @@ func (s *slapd) attr(t testing.TB, u *user, attr string) []string {
 		} else if v, ok := strings.CutPrefix(l, attr+":: "); ok {
 			data, err := base64.StdEncoding.DecodeString(v)
 			if err != nil {
-				t.Fatalf("ldapsearch gave bad base64 for %s: %v", attr, err)
+				return nil, fmt.Errorf("ldapsearch gave bad base64 for %s: %v", attr, err)
 			}
 			vals = append(vals, string(data))
 		}
 	}
-	return vals
+	return vals, nil
 }
 
 // hostConf writes a host's directory configuration, root's and 0600, into
@@ -398,8 +411,14 @@ func (s *slapd) hostConfLines(t testing.TB, name string, lines []string) string 
 // the directory's root (for set-ups that need no totp-enroll run).
 func (s *slapd) setSecret(t testing.TB, u *user, secretFile string) {
 	t.Helper()
-	s.modify(t, fmt.Sprintf("dn: %s\nchangetype: modify\nadd: objectClass\nobjectClass: pamTOTPUser\n-\nadd: pamTOTPSecret\npamTOTPSecret:: %s\n-\n",
-		userDN(u), base64.StdEncoding.EncodeToString([]byte(secretFile))))
+	s.modify(t, secretLDIF(u, secretFile))
+}
+
+// secretLDIF is the ldapmodify change that enrolls u with secretFile;
+// several go into one ldapmodify run.
+func secretLDIF(u *user, secretFile string) string {
+	return fmt.Sprintf("dn: %s\nchangetype: modify\nadd: objectClass\nobjectClass: pamTOTPUser\n-\nadd: pamTOTPSecret\npamTOTPSecret:: %s\n-\n\n",
+		userDN(u), base64.StdEncoding.EncodeToString([]byte(secretFile)))
 }
 
 // backup is slapcat's copy of the database, as an admin's back-up job
