@@ -267,7 +267,6 @@ type tokenStatus struct {
 	ValidFrom     int64  `json:"valid_from,omitempty"`  // Unix time
 	ValidUntil    int64  `json:"valid_until,omitempty"` // Unix time
 	// For the text form only.
-	validity string
 	period   int
 	used     bool
 	lastStep int64
@@ -291,7 +290,7 @@ func userStatusOf(t *target) userStatus {
 		}
 		row.Tokens = append(row.Tokens, tokenStatus{Name: printable(tok.Name), Kind: string(tok.Type), Description: printable(tok.Describe()),
 			Enabled: !tok.Disabled, Created: tok.Created, LastUsed: last, DriftSteps: ts.Drift, ResyncPending: ts.Pending,
-			ValidFrom: tok.ValidFrom, ValidUntil: tok.ValidUntil, validity: tok.Validity(),
+			ValidFrom: tok.ValidFrom, ValidUntil: tok.ValidUntil,
 			period: tok.Params.Period, used: ts.Used, lastStep: ts.LastStep})
 	}
 	row.Failures, row.Lockouts, row.Missed = st.Failures, st.Lockouts, st.Missed
@@ -333,8 +332,8 @@ func statusText(t *target, out io.Writer) error {
 		if tok.ResyncPending {
 			fmt.Fprint(out, ", resync pending")
 		}
-		if tok.validity != "" {
-			fmt.Fprintf(out, ", %s", tok.validity)
+		if v := secret.Validity(tok.ValidFrom, tok.ValidUntil); v != "" {
+			fmt.Fprintf(out, ", %s", v)
 		}
 		fmt.Fprintln(out)
 	}

@@ -136,15 +136,13 @@ func (c *importCommand) start(args []string, stdout, stderr io.Writer, check fun
 }
 
 func (c *importCommand) finish(in *importInput, entries []tokenimport.Entry, bad []error, stdout, stderr io.Writer) int {
-	for i := range entries {
-		if *c.from == "" && *c.until == "" {
-			break
-		}
-		t := &entries[i].Token
-		t.ValidFrom, t.ValidUntil = 0, 0 // the admin's dates replace the file's
-		if err := setValidity(t, *c.from, *c.until); err != nil {
-			fmt.Fprintf(stderr, "totp-enroll %s: %v; nothing was imported\n", c.name, err)
-			return exitUsage
+	if *c.from != "" || *c.until != "" {
+		for i := range entries {
+			// The admin's dates replace the file's.
+			if err := setValidity(&entries[i].Token, *c.from, *c.until); err != nil {
+				fmt.Fprintf(stderr, "totp-enroll %s: %v; nothing was imported\n", c.name, err)
+				return exitUsage
+			}
 		}
 	}
 	return importEntries(c.name, in, entries, bad, *c.skipBad, *c.dry, stdout, stderr)

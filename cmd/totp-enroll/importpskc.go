@@ -183,7 +183,7 @@ func runImportPSKC(args []string, stdout, stderr io.Writer) int {
 			e.User = acct.name
 		}
 		if err != nil {
-			bad = append(bad, fmt.Errorf("key package %d (serial %q): %w", k.Package, k.Serial, err))
+			bad = append(bad, &pskc.PackageError{Package: k.Package, ID: k.ID, Serial: k.Serial, Err: err})
 			continue
 		}
 		e.Line = k.Package

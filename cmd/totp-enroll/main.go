@@ -421,9 +421,10 @@ func confirm(f *secret.File, st *secret.State, stdin io.Reader, stdout io.Writer
 	return ok
 }
 
-// setValidity sets the token's validity dates from --valid-from and
-// --valid-until, where given.
+// setValidity sets the token's validity dates to --valid-from and
+// --valid-until; one not given is unbounded.
 func setValidity(t *secret.Token, from, until string) error {
+	t.ValidFrom, t.ValidUntil = 0, 0
 	for _, d := range []struct {
 		flag, value string
 		to          *int64

@@ -111,15 +111,19 @@ func (t *Token) ValidAt(now int64) bool {
 }
 
 // Validity says when the token is valid, or "" if always.
-func (t *Token) Validity() string {
+func (t *Token) Validity() string { return Validity(t.ValidFrom, t.ValidUntil) }
+
+// Validity says when codes are accepted between the Unix times from and
+// until (0: unbounded), or "" if always.
+func Validity(from, until int64) string {
 	day := func(u int64) string { return time.Unix(u, 0).UTC().Format(time.RFC3339) }
 	switch {
-	case t.ValidFrom != 0 && t.ValidUntil != 0:
-		return "valid " + day(t.ValidFrom) + " to " + day(t.ValidUntil)
-	case t.ValidFrom != 0:
-		return "valid from " + day(t.ValidFrom)
-	case t.ValidUntil != 0:
-		return "valid until " + day(t.ValidUntil)
+	case from != 0 && until != 0:
+		return "valid " + day(from) + " to " + day(until)
+	case from != 0:
+		return "valid from " + day(from)
+	case until != 0:
+		return "valid until " + day(until)
 	}
 	return ""
 }
