@@ -207,7 +207,8 @@ failed, and the median of the 40 after it (server 1 then remembered as down):
 A refused connection costs nothing to notice. A server that accepts and
 never answers costs the first login one `+"`timeout`"+` (3 s by default); for
 `+"`down_for`"+` (30 s) after, the hosts try it last. A server whose host is
-gone (no answer to the TCP connect at all) costs one `+"`connect_timeout`"+` (1 s).
+gone (no answer to the TCP connect at all) costs one `+"`connect_timeout`"+` (1 s)
+by construction; not measured here, as loopback cannot drop a connect.
 
 ## slapd's limits at fleet size
 
