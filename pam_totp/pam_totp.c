@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <sched.h>
+#include <shadow.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -288,6 +289,66 @@ static int choose_identity(pam_handle_t *pamh, const struct config *c, const str
 	return PAM_SUCCESS;
 }
 
+/* A hash that some password matches: not empty, not locked ("!"), not "*" or "x". */
+static int usable_hash(const char *h)
+{
+	return h != NULL && h[0] != '\0' && h[0] != '!' && h[0] != '*' && strcmp(h, "x") != 0;
+}
+
+/*
+ * Whether pam_unix decides this account's password: the account is in the
+ * local /etc/passwd under the name and uid NSS gave, and its hash there or
+ * in /etc/shadow is one a password can match. The files are read directly,
+ * never through NSS, whose sss or ldap sources know accounts pam_unix
+ * cannot check. Where the files cannot be read (a host not running as
+ * root) the answer is no: the checker then decides, as for any account.
+ */
+static FILE *open_local(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	FILE *f;
+
+	if (fd < 0)
+		return NULL;
+	f = fdopen(fd, "r");
+	if (f == NULL)
+		close(fd);
+	return f;
+}
+
+static int unix_holds_password(const struct passwd *pw)
+{
+	struct passwd local, *lp = NULL;
+	struct spwd sp, *spp = NULL;
+	char buf[4096];
+	int found = 0, usable = 0;
+	FILE *f;
+
+	if (pw == NULL || (f = open_local("/etc/passwd")) == NULL)
+		return 0;
+	while (fgetpwent_r(f, &local, buf, sizeof(buf), &lp) == 0 && lp != NULL) {
+		if (strcmp(lp->pw_name, pw->pw_name) == 0) {
+			found = lp->pw_uid == pw->pw_uid;
+			usable = found && usable_hash(lp->pw_passwd);
+			break;
+		}
+	}
+	fclose(f);
+	if (!found || usable)
+		return usable;
+	if ((f = open_local("/etc/shadow")) == NULL)
+		return 0;
+	while (fgetspent_r(f, &sp, buf, sizeof(buf), &spp) == 0 && spp != NULL) {
+		if (strcmp(spp->sp_namp, pw->pw_name) == 0) {
+			usable = usable_hash(spp->sp_pwdp);
+			break;
+		}
+	}
+	explicit_bzero(buf, sizeof(buf));
+	fclose(f);
+	return usable;
+}
+
 /*
  * pam_unix records its verdict for its own pam_sm_setcred as module data.
  * When it ran before us in this pass of the stack and refused the
@@ -303,10 +364,15 @@ static int choose_identity(pam_handle_t *pamh, const struct config *c, const str
  * we saw at our previous run on this handle is stale too: pam_unix
  * allocates a new one each time it runs. Without a fresh record nothing is
  * assumed.
+ *
+ * pam_unix refuses every account it cannot check, and a stack may go on to
+ * a module that can (pam_sss, pam_ldap, pam_winbind, pam_krb5: the common-auth
+ * pam-auth-update writes for sssd). So its refusal counts only for an
+ * account whose password pam_unix itself holds: see unix_holds_password.
  */
 #define SEEN_UNIX_DATA "pam_totp_seen_unix_verdict"
 
-static int password_failed(pam_handle_t *pamh)
+static int password_failed(pam_handle_t *pamh, const struct passwd *pw)
 {
 	const void *ret = NULL, *seen = NULL;
 
@@ -319,7 +385,7 @@ static int password_failed(pam_handle_t *pamh)
 		return 0;
 	if (item(pamh, PAM_AUTHTOK) == NULL)
 		return 0;
-	return *(const int *)ret != PAM_SUCCESS;
+	return *(const int *)ret != PAM_SUCCESS && unix_holds_password(pw);
 }
 
 /*
@@ -912,7 +978,7 @@ PAM_EXTERN int pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, cons
 	rc = group_policy(pamh, &c, pw != NULL ? pw->pw_name : user);
 	if (rc != PAM_SUCCESS)
 		return rc;
-	if (!c.code_in_password && password_failed(pamh))
+	if (!c.code_in_password && password_failed(pamh, pw))
 		return refuse_after_prompt(pamh, &c, pw);
 	return run_checker(pamh, &c, user, pw, NULL, argc, argv);
 }

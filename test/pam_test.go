@@ -470,6 +470,47 @@ func TestPAMWrongPasswordCostsNoLock(t *testing.T) {
 	}
 }
 
+// pam_unix refuses an account whose password it does not hold (a locked
+// "!" hash, an account of the directory) and the stack may go on to a module
+// that checks it (pam_sss, pam_krb5; pam_permit stands in for one here, in
+// the shape pam-auth-update writes). Its refusal then says nothing about
+// the password: the checker decides, and the right code gets in.
+func TestPAMUnixRefusalOfAnAccountItCannotCheck(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	u := newUser(t)
+	enroll(t, u)
+	lockLocalPassword(t, u)
+	dir := service(t,
+		"auth [success=2 default=ignore] pam_unix.so nodelay",
+		"auth [success=1 default=ignore] pam_permit.so",
+		"auth requisite pam_deny.so",
+		"auth required pam_permit.so",
+		module("required"))
+	if err := authenticate(t, dir, u.name, &conv{answers: []string{"a password pam_unix cannot check", code(t, u.secret, 0)}}); err != nil {
+		t.Fatalf("the right code after another module accepted the password: %v", err)
+	}
+	if err := authenticate(t, dir, u.name, &conv{answers: []string{"x", wrongCode(t, u)}}); err == nil {
+		t.Fatal("a wrong code got in")
+	}
+}
+
+// lockLocalPassword makes u's hash in /etc/shadow a locked one ("!..."), as
+// usermod -L does, for accounts whose password lives elsewhere.
+func lockLocalPassword(t *testing.T, u *user) {
+	t.Helper()
+	data, err := os.ReadFile("/etc/shadow")
+	if err != nil {
+		t.Fatal(err)
+	}
+	locked := strings.Replace(string(data), u.name+":$", u.name+":!$", 1)
+	if locked == string(data) {
+		t.Fatalf("no hash of %s in /etc/shadow", u.name)
+	}
+	if err := os.WriteFile("/etc/shadow", []byte(locked), 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // PAM_SILENT: the application asked for no messages, so none is relayed;
 // the prompt still comes.
 func TestPAMSilent(t *testing.T) {

@@ -33,6 +33,20 @@ var sshdSeq = 0
 // symlink whose name is the service.
 func startSSHD(t testing.TB, passwordAuth bool, authLines ...string) *sshd {
 	t.Helper()
+	if len(authLines) == 0 {
+		authLines = []string{"auth required pam_unix.so nodelay", module("required")}
+	}
+	pamLines := append(authLines,
+		"account required pam_unix.so",
+		"session required pam_permit.so",
+		"password required pam_deny.so")
+	return startSSHDOn(t, nil, passwordAuth, strings.Join(pamLines, "\n")+"\n")
+}
+
+// startSSHDOn starts sshd on a host (nil: the tests' own namespace) with
+// stack as its whole PAM service file.
+func startSSHDOn(t testing.TB, h *sssdHost, passwordAuth bool, stack string) *sshd {
+	t.Helper()
 	needRoot(t, "oathtool", "openssl", "/usr/sbin/sshd", "ssh-keygen")
 	sshdSeq++
 	name := fmt.Sprintf("sshd-pamtotp-test%d", sshdSeq)
@@ -46,19 +60,13 @@ func startSSHD(t testing.TB, passwordAuth bool, authLines ...string) *sshd {
 	if err := os.Symlink("/usr/sbin/sshd", filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
 	}
-	if len(authLines) == 0 {
-		authLines = []string{"auth required pam_unix.so nodelay", module("required")}
-	}
-	pamLines := append(authLines,
-		"account required pam_unix.so",
-		"session required pam_permit.so",
-		"password required pam_deny.so")
-	if err := os.WriteFile("/etc/pam.d/"+name, []byte(strings.Join(pamLines, "\n")+"\n"), 0o644); err != nil {
+	pamFile := filepath.Join(h.etcDir(), "pam.d", name)
+	if err := os.WriteFile(pamFile, []byte(stack), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// Gone with the test: a later test reads the namespace's /etc/pam.d
 	// (TestDoctorLive) and must not meet this one's service.
-	t.Cleanup(func() { os.Remove("/etc/pam.d/" + name) })
+	t.Cleanup(func() { os.Remove(pamFile) })
 	// /run/sshd is sshd's privilege separation directory; the package's
 	// service creates it at boot, which has not happened here.
 	os.MkdirAll("/run/sshd", 0o755)
@@ -85,7 +93,7 @@ LoginGraceTime 30
 		t.Fatal(err)
 	}
 	s := &sshd{name: name, addr: fmt.Sprintf("127.0.0.1:%d", port), log: &syncBuffer{}}
-	s.cmd = exec.Command(filepath.Join(dir, name), "-D", "-e", "-f", dir+"/sshd_config")
+	s.cmd = h.command(filepath.Join(dir, name), "-D", "-e", "-f", dir+"/sshd_config")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
