@@ -819,3 +819,50 @@ func TestDirectoryRestoredFromBackup(t *testing.T) {
 		t.Fatalf("status after restored:\n%s", st)
 	}
 }
+
+// TestDirectoryNamesDifferingInCase: the directory matches uid without
+// regard to case, so SYA1 found sya1's entry. Now an entry is the
+// account's only if its uid is the account's name byte for byte: through
+// sshd, migrate and enroll=login, neither account reaches the other's
+// enrollment, and the refusal names the entry.
+func TestDirectoryNamesDifferingInCase(t *testing.T) {
+	f := newFleet(t)
+	lower, upper := newUserNamed(t, "sya1"), newUserNamed(t, "SYA1")
+	f.enrollDir(t, lower) // upper has no entry of its own
+	sd := startSSHD(t, false, "auth required pam_unix.so nodelay", module("required", "directory="+f.confA))
+	m := syslogs.mark()
+	if out, err := sd.login(upper.name, upper.password, code(t, lower.secret, 0), kbdFirst); err == nil {
+		t.Fatalf("SYA1 logged in with sya1's code: %q", out)
+	}
+	expectLog(t, m, `user=SYA1 .*entry uid=sya1,ou=people,dc=test: its uid is not \\"SYA1\\" byte for byte`)
+	m = syslogs.mark()
+	if out, err := sd.login(lower.name, lower.password, code(t, lower.secret, 0), kbdFirst); err != nil || out != "pamtotp-logged-in-as-sya1" {
+		t.Fatalf("sya1 with its own code: %q %v", out, err)
+	}
+	expectLog(t, m, `user=sya1 .*store="ldaps://127\.0\.0\.1:\d+ uid=sya1,ou=people,dc=test".*outcome=ok`)
+
+	// migrate: SYB1's own secret must not land in syb1's entry.
+	lowerB, upperB := newUserNamed(t, "syb1"), newUserNamed(t, "SYB1")
+	f.d.addUser(t, lowerB)
+	enroll(t, upperB)
+	out, err := enrollCmd(t, "migrate", "--to-directory", f.confA, "--user", upperB.name,
+		"--bind-dn", ldapAdmin, "--bind-password-file", f.d.adminPass)
+	if err == nil || !strings.Contains(out, "byte for byte") {
+		t.Fatalf("migrate --user SYB1 into syb1's entry: %v\n%s", err, out)
+	}
+	if v := f.d.attr(t, lowerB, "pamTOTPSecret"); len(v) != 0 {
+		t.Fatalf("migrate wrote SYB1's secret into syb1's entry: %q", v)
+	}
+
+	// enroll=login: SYH1's first login must not enroll syh1's entry.
+	lowerH, upperH := newUserNamed(t, "syh1"), newUserNamed(t, "SYH1")
+	f.d.addUser(t, lowerH)
+	svc := service(t, "auth required pam_unix.so nodelay", module("required", "directory="+f.confA, "enroll=login"))
+	e := &enrollConv{t: t, password: upperH.password}
+	if authErr, credErr := loginAndSetcred(t, svc, upperH.name, e, true); authErr == nil && credErr == nil {
+		t.Fatal("SYH1's first login enrolled")
+	}
+	if v := f.d.attr(t, lowerH, "pamTOTPSecret"); len(v) != 0 {
+		t.Fatalf("SYH1's first login enrolled syh1's entry: %d secrets", len(v))
+	}
+}

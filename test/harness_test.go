@@ -226,7 +226,10 @@ var (
 
 const testPassword = "correct horse 42"
 
-func newUser(t testing.TB) *user {
+func newUser(t testing.TB) *user { return newUserNamed(t, "") }
+
+// newUserNamed is newUser with a name of the test's choosing ("" for pttN).
+func newUserNamed(t testing.TB, name string) *user {
 	t.Helper()
 	userMu.Lock()
 	defer userMu.Unlock()
@@ -238,7 +241,10 @@ func newUser(t testing.TB) *user {
 		pwHash = strings.TrimSpace(string(out))
 	}
 	userNext++
-	u := &user{name: fmt.Sprintf("ptt%d", userNext), uid: 61000 + userNext, gid: 61000 + userNext, password: testPassword}
+	if name == "" {
+		name = fmt.Sprintf("ptt%d", userNext)
+	}
+	u := &user{name: name, uid: 61000 + userNext, gid: 61000 + userNext, password: testPassword}
 	u.home = filepath.Join(workDir, "home", u.name)
 	appendLine(t, "/etc/passwd", fmt.Sprintf("%s:x:%d:%d::%s:/bin/sh", u.name, u.uid, u.gid, u.home))
 	appendLine(t, "/etc/shadow", fmt.Sprintf("%s:%s:19000:0:99999:7:::", u.name, pwHash))

@@ -365,3 +365,30 @@ func TestSSSDUsersLogIn(t *testing.T) {
 		}
 	})
 }
+
+// With sssd's case_sensitive = false (the usual set-up for Active
+// Directory), a name typed in upper case is the account's own name to NSS,
+// and reaches that account's enrollment and no other, through real sshd;
+// the decision's line names the entry.
+func TestSSSDCaseInsensitiveNames(t *testing.T) {
+	d := startSlapd(t)
+	conf := d.hostConf(t, "host-b")
+	h := startSSSDHost(t, d, "b", sssdOpts{caseInsensitive: true})
+	carol, dave := ldapUser(t, d, "lcarol"), ldapUser(t, d, "ldave")
+	for _, u := range []*user{carol, dave} {
+		h.enroll(t, u, "--directory", conf, "--bind-dn", ldapAdmin, "--bind-password-file", d.adminPass)
+	}
+	sd := startSSHDOn(t, h, true, sssdStack("directory="+conf))
+	if out, err := sd.login("LCAROL", carol.password, code(t, dave.secret, 0), kbdFirst); err == nil {
+		t.Fatalf("LCAROL got in with ldave's code: %q", out)
+	}
+	m := syslogs.mark()
+	if out, err := sd.login("LCAROL", carol.password, code(t, carol.secret, 0), kbdFirst); err != nil || out != "pamtotp-logged-in-as-lcarol" {
+		t.Fatalf("LCAROL with lcarol's code: %q %v", out, err)
+	}
+	expectLog(t, m, `user=lcarol typed=LCAROL .*store="ldap\S+ uid=lcarol,ou=people,dc=test".*outcome=ok`)
+	// The code is lcarol's, used: refused by either spelling.
+	if out, err := sd.login("lcarol", carol.password, code(t, carol.secret, 0), kbdFirst); err == nil {
+		t.Fatalf("lcarol's used code again: %q", out)
+	}
+}

@@ -530,6 +530,11 @@ func (s *session) logf(level func(string) error, token, outcome, format string, 
 	if s.req.TTY != "" {
 		fmt.Fprintf(&b, " tty=%s", quote(s.req.TTY))
 	}
+	// A directory decision names the entry it used (server and DN), so
+	// that an admin can see whose enrollment decided.
+	if s.dir != nil && s.acct == s.dir && s.fallback == nil {
+		fmt.Fprintf(&b, " store=%s", quote(s.dir.Where()))
+	}
 	if token != "" {
 		fmt.Fprintf(&b, " token=%s", quote(token))
 	}

@@ -5,6 +5,7 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -95,7 +96,7 @@ func (a *Account) read() error {
 	// a directory without our schema must not look like "not enrolled".
 	filter = "(&" + filter + "(|(" + attrSecret + "=*)(!(" + attrSecret + "=*))))"
 	req := ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 2, int(a.conf.Timeout.Seconds())+1, false,
-		filter, []string{"objectClass", attrSecret, attrState, attrPending}, nil)
+		filter, []string{"objectClass", a.conf.NameAttr, attrSecret, attrState, attrPending}, nil)
 	var res *ldap.SearchResult
 	err := a.s.op(func(c *ldap.Conn) (err error) { res, err = c.Search(req); return err })
 	switch {
@@ -107,6 +108,10 @@ func (a *Account) read() error {
 		return fmt.Errorf("searching for %q: %w", a.user, err)
 	}
 	en := res.Entries[0]
+	if !slices.Contains(en.GetEqualFoldAttributeValues(a.conf.NameAttr), a.user) {
+		return fmt.Errorf("entry %s: its %s is not %q byte for byte (the directory matched it without regard to case): refused, accounts whose names differ only in case share no enrollment",
+			en.DN, a.conf.NameAttr, a.user)
+	}
 	e, err := decodeEntry(en.DN, en.GetAttributeValues("objectClass"),
 		en.GetRawAttributeValues(attrSecret), en.GetRawAttributeValues(attrState), en.GetRawAttributeValues(attrPending))
 	if err != nil {

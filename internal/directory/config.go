@@ -30,6 +30,11 @@ type Config struct {
 	Base       string     // the subtree that holds the users
 	UserFilter string     // with %u: the user's entry under Base
 	UserDN     string     // with %u: the user's entry itself (a base search)
+	// NameAttr is the attribute that %u stands for in UserFilter or UserDN
+	// (uid by default). An entry is the account's only if this attribute
+	// holds the account's name byte for byte: the directory matches it
+	// without regard to case, and SYA1 must not find sya1's enrollment.
+	NameAttr string
 	CAFile     string
 	CertFile   string // the host's TLS client certificate (SASL EXTERNAL)
 	KeyFile    string
@@ -217,6 +222,13 @@ func (c *Config) check() error {
 	if c.Base == "" && c.UserDN == "" {
 		return errors.New("no base (or user_dn)")
 	}
+	pattern, key := c.UserFilter, "user_filter"
+	if c.UserDN != "" {
+		pattern, key = c.UserDN, "user_dn"
+	}
+	if c.NameAttr = nameAttr(pattern); c.NameAttr == "" {
+		return fmt.Errorf("%s: %%u must be a whole value of one attribute, such as uid=%%u: the entry found is checked against it", key)
+	}
 	networked := false
 	for _, u := range c.URIs {
 		networked = networked || u.Scheme != "ldapi"
@@ -235,6 +247,31 @@ func (c *Config) check() error {
 		return errors.New("the host needs an identity: cert_file and key_file, or bind_dn and bind_password_file")
 	}
 	return nil
+}
+
+// nameAttr is ATTR where pattern holds "ATTR=%u" with nothing else in that
+// value (the next byte ends it: ")" in a filter, "," or the end in a DN),
+// or "".
+func nameAttr(pattern string) string {
+	i := strings.Index(pattern, "=%u")
+	if i <= 0 {
+		return ""
+	}
+	if rest := pattern[i+3:]; rest != "" && rest[0] != ')' && rest[0] != ',' && rest[0] != '+' {
+		return ""
+	}
+	start := i
+	for start > 0 && (isAttrChar(pattern[start-1])) {
+		start--
+	}
+	if start == i {
+		return ""
+	}
+	return pattern[start:i]
+}
+
+func isAttrChar(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '.'
 }
 
 // readRootFile reads a small file that must be root's, not a link, and

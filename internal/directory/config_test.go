@@ -71,3 +71,24 @@ func TestUserAttr(t *testing.T) {
 		}
 	}
 }
+
+// The attribute the entry found is checked against: the one whose whole
+// value %u is, in a filter or a DN; none where %u is part of a value.
+func TestNameAttr(t *testing.T) {
+	for pattern, want := range map[string]string{
+		"(uid=%u)": "uid", "(sAMAccountName=%u)": "sAMAccountName",
+		"(&(objectClass=posixAccount)(uid=%u))":       "uid",
+		"uid=%u,ou=people,dc=example,dc=org":          "uid",
+		"cn=%u+uid=x,ou=people":                       "cn",
+		"(&(objectClass=user)(userPrincipalName=%u))": "userPrincipalName",
+		"(uid=%u*)": "", "(cn=*%u)": "", "(uid=x%u)": "", "(=%u)": "", "%u": "",
+	} {
+		if got := nameAttr(pattern); got != want {
+			t.Errorf("nameAttr(%q) = %q, want %q", pattern, got, want)
+		}
+	}
+	if _, err := Parse([]byte("uri ldaps://a.example\nbase dc=x\nca_file /ca\ncert_file /c\nkey_file /k\nuser_filter (uid=%u*)\n")); err == nil ||
+		!strings.Contains(err.Error(), "whole value of one attribute") {
+		t.Fatalf("a filter whose %%u is part of a value: %v, want it refused", err)
+	}
+}
