@@ -34,7 +34,7 @@ type Config struct {
 	// (uid by default). An entry is the account's only if this attribute
 	// holds the account's name byte for byte: the directory matches it
 	// without regard to case, and SYA1 must not find sya1's enrollment.
-	NameAttr string
+	NameAttr   string
 	CAFile     string
 	CertFile   string // the host's TLS client certificate (SASL EXTERNAL)
 	KeyFile    string
