@@ -332,3 +332,42 @@ func grepLine(out, s string) string {
 	}
 	return ""
 }
+
+// doctor follows the sssd block of pam-auth-update's common-auth (staged,
+// the files it really writes) and says what a local user, a directory
+// user, a wrong password and an unenrolled user meet; with required in
+// place of requisite pam_deny, it warns that a wrong directory password
+// reaches the code.
+func TestDoctorSSSDStacks(t *testing.T) {
+	needRoot(t, "ssh-keygen", "/usr/sbin/sshd")
+	services := map[string][]string{}
+	files, err := filepath.Glob("testdata/debian12-sssd-pam.d/common-*")
+	if err != nil || len(files) < 4 {
+		t.Fatalf("testdata/debian12-sssd-pam.d: %v, %d files", err, len(files))
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		services[filepath.Base(f)] = strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	}
+	services["sudo"] = []string{"@include common-auth", module("required", "nullok"), "@include common-account"}
+	out, rc := doctorRun(t, services, "")
+	want := "passwords are checked by pam_unix and pam_sss.so. A local user with the right password is asked for the code; a pam_sss user with the right password is asked for the code; a wrong password is refused before the code prompt (nothing counted); a user without an enrollment gets in with the password alone (nullok)."
+	if rc != 0 || !strings.Contains(out, want) || strings.Contains(out, "reaches pam_totp") {
+		t.Fatalf("doctor on pam-auth-update's sssd stack: exit %d, want the note %q and no warning:\n%s", rc, want, out)
+	}
+	weak := strings.ReplaceAll(strings.Join(services["common-auth"], "\n"), "requisite\t\t\tpam_deny.so", "required\t\t\tpam_deny.so")
+	if weak == strings.Join(services["common-auth"], "\n") {
+		t.Fatal("the staged common-auth has no requisite pam_deny.so to weaken")
+	}
+	services["common-auth"] = strings.Split(weak, "\n")
+	out, _ = doctorRun(t, services, "")
+	for _, w := range []string{"a wrong password is shown the code prompt, then refused",
+		"WARNING", "a wrong pam_sss password reaches pam_totp", "requisite pam_deny.so"} {
+		if !strings.Contains(out, w) {
+			t.Fatalf("doctor with required pam_deny: no %q in:\n%s", w, out)
+		}
+	}
+}

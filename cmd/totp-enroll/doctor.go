@@ -238,9 +238,69 @@ func (d *doctor) checkStack(service string, lines []pamconf.Line, at int) {
 		return
 	}
 	d.checkEnrollAtLogin(service, lines, at, opts)
+	d.checkPasswordPaths(where, lines, at, opts)
 	d.checkGroups(where, me.Args)
 	d.checkChecker(where, me.Args)
 	d.checkAccounts(service, where, opts)
+}
+
+// remotePassword are the modules that check passwords the local files do
+// not hold: pam_unix refuses those accounts, and one of these accepts them.
+var remotePassword = map[string]bool{"pam_sss.so": true, "pam_ldap.so": true, "pam_winbind.so": true, "pam_krb5.so": true}
+
+// checkPasswordPaths follows a stack with a directory's password module
+// (pam-auth-update's sssd block) for a local account, a directory account
+// and a wrong password, and says what each meets. pam_totp cannot tell a
+// wrong directory password from a right one (pam_unix's verdict counts for
+// local accounts only), so a wrong one must end the stack before it.
+func (d *doctor) checkPasswordPaths(where string, lines []pamconf.Line, at int, opts *options.Options) {
+	remote := ""
+	for _, l := range lines[:at] {
+		if remotePassword[l.Module] && remote == "" {
+			remote = l.Module
+		}
+	}
+	if remote == "" {
+		return
+	}
+	meets := func(unix, other string) (string, bool) {
+		reached, failed := pamconf.Reaches(lines, at, func(l pamconf.Line) string {
+			switch {
+			case l.Module == "pam_unix.so":
+				return unix
+			case remotePassword[l.Module]:
+				return other
+			case l.Module == "pam_deny.so":
+				return "auth_err"
+			}
+			return "success"
+		})
+		switch {
+		case !reached && !failed:
+			return "gets in without a code", false
+		case !reached:
+			return "is refused before the code prompt (nothing counted)", false
+		case failed:
+			return "is shown the code prompt, then refused", true
+		}
+		return "is asked for the code", false
+	}
+	local, _ := meets("success", "user_unknown")
+	dir, _ := meets("auth_err", "success")
+	wrong, reaches := meets("auth_err", "auth_err")
+	unenrolled := "is refused (no nullok)"
+	switch {
+	case opts.EnrollAtLogin:
+		unenrolled = "is enrolled at the login (enroll=login)"
+	case opts.NullOK:
+		unenrolled = "gets in with the password alone (nullok)"
+	}
+	d.add("note", where, fmt.Sprintf("passwords are checked by pam_unix and %s. A local user with the right password %s; a %s user with the right password %s; a wrong password %s; a user without an enrollment %s.",
+		remote, local, strings.TrimSuffix(remote, ".so"), dir, wrong, unenrolled), "")
+	if reaches {
+		d.add("warning", where, fmt.Sprintf("a wrong %s password reaches pam_totp: pam_unix's refusal counts only for local accounts, so the checker runs, and the wrong codes typed after a wrong password count against the owner, up to a lock.", strings.TrimSuffix(remote, ".so")),
+			"end the password modules with requisite pam_deny.so, as pam-auth-update writes them, or make "+remote+" requisite")
+	}
 }
 
 // checkEnrollAtLogin: a wrong password must not reach the enrollment.

@@ -211,3 +211,42 @@ func Index(lines []Line, module string) (int, error) {
 	}
 	return -1, ErrNoModule
 }
+
+// Reaches walks the stack as libpam runs it, up to line at, with result
+// giving each earlier module's return value ("success", "auth_err",
+// "user_unknown", ...), and says whether line at runs, and whether the
+// stack has already failed when it does (a required module that failed:
+// the login fails whatever line at says). A done or die inside a substack
+// ends that substack only.
+func Reaches(lines []Line, at int, result func(Line) string) (reached, failed bool) {
+	base := lines[at].Depth
+	for i := 0; i < at; i++ {
+		l := lines[i]
+		value := result(l)
+		action := l.Action(value)
+		if n, err := strconv.Atoi(action); err == nil {
+			if i+n >= at && l.Depth == base {
+				return false, failed // jumped over it
+			}
+			i += n
+			continue
+		}
+		switch action {
+		case "ok":
+			failed = failed || value != "success"
+		case "bad":
+			failed = true
+		case "reset":
+			failed = false
+		case "die", "done":
+			failed = failed || action == "die" || value != "success"
+			if l.Depth == base {
+				return false, failed
+			}
+			for i+1 < at && lines[i+1].Depth > base {
+				i++ // the rest of the substack
+			}
+		}
+	}
+	return true, failed
+}

@@ -4,6 +4,8 @@ package pamconf
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -63,6 +65,63 @@ func TestRefuses(t *testing.T) {
 	} {
 		if _, err := Auth(dir, name); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error with %q", name, err, want)
+		}
+	}
+}
+
+// Reaches follows the stacks of pam-auth-update: with sssd, a directory
+// user (pam_unix refuses, pam_sss accepts) and a local user reach the
+// module with the stack intact, a wrong password stops at requisite
+// pam_deny, and with required there it reaches the module, failed.
+func TestReaches(t *testing.T) {
+	sssd := []string{
+		"auth [success=2 default=ignore] pam_unix.so nullok",
+		"auth [success=1 default=ignore] pam_sss.so use_first_pass",
+		"auth requisite pam_deny.so",
+		"auth required pam_permit.so",
+		"auth required pam_totp.so",
+	}
+	weak := append([]string{}, sssd...)
+	weak[2] = "auth required pam_deny.so"
+	results := map[string]map[string]string{
+		"local":          {"pam_unix.so": "success", "pam_sss.so": "user_unknown"},
+		"directory":      {"pam_unix.so": "auth_err", "pam_sss.so": "success"},
+		"wrong password": {"pam_unix.so": "auth_err", "pam_sss.so": "auth_err"},
+	}
+	for _, c := range []struct {
+		stack           []string
+		who             string
+		reached, failed bool
+	}{
+		{sssd, "local", true, false},
+		{sssd, "directory", true, false},
+		{sssd, "wrong password", false, true},
+		{weak, "directory", true, false},
+		{weak, "wrong password", true, true},
+		{[]string{"auth sufficient pam_unix.so", "auth required pam_totp.so"}, "local", false, false},
+		{[]string{"auth required pam_unix.so", "auth required pam_totp.so"}, "wrong password", true, true},
+		{[]string{"auth requisite pam_unix.so", "auth required pam_totp.so"}, "directory", false, true},
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "svc"), []byte(strings.Join(c.stack, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lines, err := Auth(dir, "svc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		at, _ := Index(lines, "pam_totp.so")
+		reached, failed := Reaches(lines, at, func(l Line) string {
+			if r, ok := results[c.who][l.Module]; ok {
+				return r
+			}
+			if l.Module == "pam_deny.so" {
+				return "auth_err"
+			}
+			return "success"
+		})
+		if reached != c.reached || failed != c.failed {
+			t.Errorf("%q, %s: reached %v failed %v, want %v %v", c.stack, c.who, reached, failed, c.reached, c.failed)
 		}
 	}
 }
