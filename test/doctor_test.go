@@ -73,8 +73,8 @@ func TestDoctor(t *testing.T) {
 			`exempt_group names group "pamtotp-nosuchgroup", which does not exist`},
 		{"an unsafe checker", map[string][]string{"sudo": {password, "auth required pam_totp.so checker=/tmp/pamtotp-no-checker nullok"}}, "", 1,
 			"the module would refuse the checker /tmp/pamtotp-no-checker"},
-		{"no nullok, root not enrolled", map[string][]string{"sudo": {password, module("required")}}, "", 1,
-			"cannot log in through sudo, having no enrollment: root"},
+		{"no nullok, root not enrolled", map[string][]string{"su": {password, module("required")}}, "", 1,
+			"cannot log in through su, having no enrollment: root"},
 		{"sshd without PAM", map[string][]string{"sshd": {password, module("required", "nullok")}}, "UsePAM no\n", 1, "UsePAM is no"},
 		{"sshd without keyboard-interactive", map[string][]string{"sshd": {password, module("required")}},
 			"UsePAM yes\nKbdInteractiveAuthentication no\n", 1, "KbdInteractiveAuthentication is no: the code can never be typed, so logins through PAM fail"},
@@ -97,8 +97,24 @@ func TestDoctor(t *testing.T) {
 			}
 		})
 	}
+	// Root running sudo is never asked to authenticate: not an account
+	// that sudo's stack locks out.
+	out, _ := doctorRun(t, map[string][]string{"sudo": {password, module("required")}}, "")
+	if regexp.MustCompile(`cannot log in through sudo, having no enrollment: (\S+, )*root\b`).MatchString(out) {
+		t.Fatalf("root reported as locked out of sudo:\n%s", out)
+	}
+	// sshd's service under another name: --sshd-service says which; a
+	// --sshd-config with no such service is said to be unchecked.
+	out, rc := doctorRun(t, map[string][]string{"sshd-a": {password, module("required", "nullok")}}, "UsePAM no\n", "--sshd-service", "sshd-a")
+	if rc != 1 || !strings.Contains(out, "UsePAM is no") {
+		t.Fatalf("--sshd-service sshd-a: exit %d:\n%s", rc, out)
+	}
+	out, _ = doctorRun(t, map[string][]string{"sshd-a": {password, module("required", "nullok")}}, "UsePAM no\n")
+	if !strings.Contains(out, "not checked: ") || !strings.Contains(out, "has no service sshd") {
+		t.Fatalf("--sshd-config without its service, not said to be unchecked:\n%s", out)
+	}
 	// A key that must be followed by a code is not reported.
-	out, rc := doctorRun(t, map[string][]string{"sshd": {password, module("required", "nullok")}},
+	out, rc = doctorRun(t, map[string][]string{"sshd": {password, module("required", "nullok")}},
 		"UsePAM yes\nKbdInteractiveAuthentication yes\nPasswordAuthentication no\nAuthenticationMethods publickey,keyboard-interactive\n")
 	if rc != 0 || strings.Contains(out, "a key alone") {
 		t.Fatalf("key and code required: exit %d, and reported as a key alone:\n%s", rc, out)

@@ -25,7 +25,7 @@ import (
 	"pamtotp/internal/secret"
 )
 
-const doctorUsage = `Usage: totp-enroll doctor [--pam-dir DIR] [--sshd-config FILE] [--json]
+const doctorUsage = `Usage: totp-enroll doctor [--pam-dir DIR] [--sshd-config FILE] [--sshd-service NAME] [--json]
        totp-enroll doctor --directory FILE [--user NAME] [--json]
 
 Checks, before you restart anything, whether a login can skip pam_totp or
@@ -39,6 +39,8 @@ Options:
   --pam-dir DIR          the PAM services (default /etc/pam.d)
   --sshd-config FILE     sshd's configuration (default /etc/ssh/sshd_config;
                          checked if it exists)
+  --sshd-service NAME    sshd's PAM service (default sshd; OpenSSH uses the
+                         name it was started under)
   --json                 the findings as a JSON array
   --directory FILE       check only this directory configuration (the
                          module's directory=): the file; for each server
@@ -65,6 +67,7 @@ type finding struct {
 
 type doctor struct {
 	pamDir, sshdConfig string
+	sshdService        string // the PAM service sshd uses
 	findings           []finding
 	drifts             map[int64]int     // learned TOTP drift (steps) -> tokens
 	rootEnrolled       map[string]bool   // service -> root has an enrollment or is exempt
@@ -85,6 +88,7 @@ func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	d := &doctor{}
 	fs.StringVar(&d.pamDir, "pam-dir", "/etc/pam.d", "")
 	fs.StringVar(&d.sshdConfig, "sshd-config", "/etc/ssh/sshd_config", "")
+	fs.StringVar(&d.sshdService, "sshd-service", "sshd", "")
 	asJSON := fs.Bool("json", false, "")
 	fs.StringVar(&d.directory, "directory", "", "")
 	fs.StringVar(&d.user, "user", "", "")
@@ -176,10 +180,13 @@ func (d *doctor) run() error {
 		stacks[name] = lines
 		names = append(names, name)
 	}
-	if _, ok := stacks["sshd"]; ok {
+	if _, ok := stacks[d.sshdService]; ok {
 		if err := d.readSSHD(); err != nil {
 			return err
 		}
+	} else if _, err := os.Stat(d.sshdConfig); err == nil && d.sshdConfig != "/etc/ssh/sshd_config" {
+		d.add("note", d.sshdConfig, fmt.Sprintf("not checked: %s has no service %s, which sshd would use.", d.pamDir, d.sshdService),
+			"name sshd's PAM service with --sshd-service")
 	}
 	found := false
 	for _, name := range names {
@@ -193,7 +200,7 @@ func (d *doctor) run() error {
 			continue // Debian's building blocks: checked in each service that includes them
 		}
 		d.checkStack(name, lines, at)
-		if name == "sshd" {
+		if name == d.sshdService {
 			d.checkSSHD()
 		}
 	}
@@ -408,7 +415,11 @@ func (d *doctor) checkAccounts(service, where string, opts *options.Options) {
 	var missing []string
 	rootMissing, shells := false, 0
 	for _, a := range accounts {
-		if !loginShell(a.shell) || service == "sshd" && !d.sshdLetsIn(a) {
+		if !loginShell(a.shell) || service == d.sshdService && !d.sshdLetsIn(a) {
+			continue
+		}
+		// Root running sudo is never asked to authenticate.
+		if a.uid == 0 && (service == "sudo" || service == "sudo-i") {
 			continue
 		}
 		shells++
@@ -665,13 +676,13 @@ func (d *doctor) checkSSHD() {
 	}
 	switch {
 	case set["kbdinteractiveauthentication"] != "no":
-	case d.nullOK["sshd"] && d.enrolled["sshd"] == 0:
+	case d.nullOK[d.sshdService] && d.enrolled[d.sshdService] == 0:
 		// Debian's default: harmless until the first user enrolls.
 		d.add("warning", where, "KbdInteractiveAuthentication is no: the code can never be typed, so a user who enrolls can no longer log in through sshd (without an enrollment, nullok lets them in).", "KbdInteractiveAuthentication yes")
 	default:
 		d.add("error", where, "KbdInteractiveAuthentication is no: the code can never be typed, so logins through PAM fail.", "KbdInteractiveAuthentication yes")
 	}
-	if set["permitrootlogin"] == "yes" && !d.rootEnrolled["sshd"] {
+	if set["permitrootlogin"] == "yes" && !d.rootEnrolled[d.sshdService] {
 		d.add("warning", where, "PermitRootLogin yes while root has no enrollment and is not exempt: root cannot log in with a password and code (or, with nullok, logs in without a code).",
 			"enroll root (totp-enroll --user root), or PermitRootLogin prohibit-password")
 	}

@@ -76,7 +76,7 @@ Commands for your own tokens (root: for anyone's, with --user):
 
 Admin commands (root):
   show NAME                  show a token's QR code again
-  doctor [--pam-dir DIR] [--sshd-config FILE] [--json]
+  doctor [--pam-dir DIR] [--sshd-config FILE] [--sshd-service NAME] [--json]
                              check the PAM stacks, sshd, accounts and clock
   status [--all] [--json]    tokens, last use, drift, failures and lock;
                              --all: one row per enrolled user; --json: for monitoring
