@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -53,6 +54,27 @@ func TestDebianPackage(t *testing.T) {
 	for _, args := range checks {
 		if out, err := exec.Command("hardening-check", args...).CombinedOutput(); err != nil {
 			t.Errorf("hardening-check %v: %v\n%s", args, err, out)
+		}
+	}
+
+	// Every doc the man pages name, and every doc a shipped doc links, is
+	// in the package under that name (not compressed away).
+	named := map[string]bool{}
+	for _, src := range []string{"../docs/man/pam_totp.8", "../docs/man/totp-enroll.1", "../docs/fleet.md", "../README.md"} {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?:/usr/share/doc/pam-totp/|\]\((?:docs/)?)([\w.-]+\.md)`).FindAllStringSubmatch(string(data), -1) {
+			named[m[1]] = true
+		}
+	}
+	if len(named) < 5 {
+		t.Fatalf("found only %v named in the man pages and docs", named)
+	}
+	for name := range named {
+		if _, err := os.Stat(filepath.Join(x, "usr/share/doc/pam-totp", name)); err != nil {
+			t.Errorf("%s is named by the docs but not shipped under that name: %v", name, err)
 		}
 	}
 

@@ -255,7 +255,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if c.add {
 		verb = "Adding a token for"
 	}
-	fmt.Fprintf(stdout, "%s %s (token %q). Scan this QR code with an authenticator app:\n\n", verb, target.name, tok.Name)
+	how := "Scan this QR code with an authenticator app:\n"
+	if c.qr == enroll.QRNone {
+		how = "Add it to an authenticator app with the secret or the URI below."
+	}
+	fmt.Fprintf(stdout, "%s %s (token %q). %s\n", verb, target.name, tok.Name, how)
 	if err := showToken(stdout, tok.Issuer, tok.Label, tok, c.qr); err != nil {
 		return fail(exitUsage, "%v", err)
 	}

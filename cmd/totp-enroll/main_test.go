@@ -50,6 +50,10 @@ func TestEnrollNoConfirm(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
+	// --qr none shows no QR code, and does not say it does.
+	if strings.Contains(out, "QR") || !strings.Contains(out, "The secret: ") {
+		t.Fatalf("--qr none speaks of a QR code, or not of the secret:\n%s", out)
+	}
 	paths, _ := filepath.Glob(dir + "/*")
 	if len(paths) != 3 || paths[1] != secret.LockPath(paths[0]) || paths[2] != secret.StatePath(paths[0]) {
 		t.Fatalf("files: %v (want the secret, its enrollment lock and its state, no temporary file)", paths)

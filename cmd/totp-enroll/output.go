@@ -32,7 +32,11 @@ func showToken(w io.Writer, issuer, label string, t *secret.Token, qr string) er
 	} else {
 		io.WriteString(w, code.String())
 	}
-	fmt.Fprintf(w, "\nOr type the secret: %s\n(%s)\n%s\n\n", enroll.Grouped(t.Key), t.Describe(), uri)
+	lead := "\nOr type the secret"
+	if qr == enroll.QRNone {
+		lead = "\nThe secret"
+	}
+	fmt.Fprintf(w, "%s: %s\n(%s)\n%s\n\n", lead, enroll.Grouped(t.Key), t.Describe(), uri)
 	return nil
 }
 
