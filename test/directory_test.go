@@ -730,7 +730,7 @@ func TestDirectoryTokenCommands(t *testing.T) {
 		t.Fatalf("enrolling an unenrolled user with the host's identity: %v\n%s", err, out)
 	}
 	if out, err := enrollCmd(t, "--user", u.name, "--secret", newSecret(t), "--no-confirm", "--qr", "none", "--force", "--directory", f.confA); err == nil ||
-		!strings.Contains(out, "Insufficient Access Rights") {
+		!strings.Contains(out, "insufficient access, LDAP 50") || !strings.Contains(out, "--bind-dn") {
 		t.Fatalf("replacing a secret with the host's identity: %v\n%s", err, out)
 	}
 	if err := loginWith(t, f.svcB, u, code(t, first, 0)); err != nil {
@@ -864,5 +864,37 @@ func TestDirectoryNamesDifferingInCase(t *testing.T) {
 	}
 	if v := f.d.attr(t, lowerH, "pamTOTPSecret"); len(v) != 0 {
 		t.Fatalf("SYH1's first login enrolled syh1's entry: %d secrets", len(v))
+	}
+}
+
+// TestDirectoryUnlockAsHost: unlock with the host's own identity (its
+// certificate, as the host configuration names it) writes the state only,
+// which the example ACL lets hosts do: the user is unlocked, and says so
+// once, after the write. A command that rewrites the secret, which hosts
+// may not, fails with the identity to use, and says nothing is done.
+func TestDirectoryUnlockAsHost(t *testing.T) {
+	f := newFleet(t, "deny=2", "unlock_time=3600")
+	u := newUser(t)
+	f.enrollDir(t, u)
+	for range 2 {
+		loginWith(t, f.svcA, u, wrongCode(t, u))
+	}
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("not locked after deny wrong codes")
+	}
+	secretBefore := f.d.attr(t, u, "pamTOTPSecret")
+	out, err := enrollCmd(t, "unlock", "--user", u.name, "--directory", f.confA)
+	if err != nil || strings.Count(out, u.name+": unlocked") != 1 {
+		t.Fatalf("unlock as the host: %v\n%s", err, out)
+	}
+	if after := f.d.attr(t, u, "pamTOTPSecret"); len(after) != 1 || after[0] != secretBefore[0] {
+		t.Fatal("unlock rewrote the secret")
+	}
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 1)); err != nil {
+		t.Fatalf("after unlock as the host: %v", err)
+	}
+	out, err = enrollCmd(t, "passcodes", "--generate", "2", "--user", u.name, "--directory", f.confA)
+	if err == nil || !strings.Contains(out, "LDAP 50") || !strings.Contains(out, "--bind-dn") || strings.Contains(out, "admin passcodes (") {
+		t.Fatalf("a secret change as the host: %v\n%s", err, out)
 	}
 }

@@ -52,7 +52,7 @@ func (fl *commandFlags) show(t *target, pos []string, out io.Writer) error {
 
 // unlock clears the failures and the lock, and ends the doubling.
 func unlock(t *target, _ []string, out io.Writer) error {
-	return t.update(func(_ *secret.File, st *secret.State) error {
+	return t.updateAndSay(out, func(_ *secret.File, st *secret.State, out io.Writer) error {
 		// Missed stays: the user is still told of the wrong codes.
 		st.Failures, st.LockedUntil, st.FailedAt, st.Lockouts = 0, 0, nil, 0
 		fmt.Fprintf(out, "%s: unlocked\n", t.acct.name)
@@ -350,7 +350,7 @@ func statusText(t *target, out io.Writer) error {
 // syncToken finds two consecutive codes within the range and sets the
 // token's drift (TOTP) or counter (HOTP) to the second; both count as used.
 func (fl *commandFlags) syncToken(t *target, pos []string, out io.Writer) error {
-	return t.update(func(f *secret.File, st *secret.State) error {
+	return t.updateAndSay(out, func(f *secret.File, st *secret.State, out io.Writer) error {
 		tok, err := tokenNamed(f, pos[0])
 		if err != nil {
 			return err

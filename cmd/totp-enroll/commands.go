@@ -7,6 +7,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -129,6 +130,21 @@ func (t *target) update(change func(*secret.File, *secret.State) error) error {
 		return t.notEnrolled(t.dir.Update(change))
 	}
 	return t.loc.as(t.acct, func() error { return secret.Update(t.path, t.loc.access(t.acct), change) })
+}
+
+// updateAndSay is update for a change that says what it did: said only
+// once it is written, and once. A change runs again when a login overtook
+// it, and a refused write has done nothing.
+func (t *target) updateAndSay(out io.Writer, change func(*secret.File, *secret.State, io.Writer) error) error {
+	var said bytes.Buffer
+	err := t.update(func(f *secret.File, st *secret.State) error {
+		said.Reset()
+		return change(f, st, &said)
+	})
+	if err == nil {
+		out.Write(said.Bytes())
+	}
+	return err
 }
 
 // read returns the enrollment as it is now.

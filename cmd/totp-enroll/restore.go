@@ -56,7 +56,7 @@ func (fl *commandFlags) restored(t *target, _ []string, out io.Writer) error {
 }
 
 func (fl *commandFlags) restoreOne(t *target, out io.Writer) error {
-	return t.update(func(f *secret.File, st *secret.State) error {
+	return t.updateAndSay(out, func(f *secret.File, st *secret.State, out io.Writer) error {
 		now := time.Now().Unix()
 		hotp, totp := 0, 0
 		for i := range f.Tokens {

@@ -43,7 +43,7 @@ func listTokens(t *target, _ []string, out io.Writer) error {
 
 // removeToken removes pos[0]; the last token stays (reset removes all).
 func removeToken(t *target, pos []string, out io.Writer) error {
-	return t.update(func(f *secret.File, _ *secret.State) error {
+	return t.updateAndSay(out, func(f *secret.File, _ *secret.State, out io.Writer) error {
 		if _, err := tokenNamed(f, pos[0]); err != nil {
 			return err
 		}
@@ -63,7 +63,7 @@ func removeToken(t *target, pos []string, out io.Writer) error {
 
 func setDisabled(disabled bool) func(t *target, pos []string, out io.Writer) error {
 	return func(t *target, pos []string, out io.Writer) error {
-		return t.update(func(f *secret.File, _ *secret.State) error {
+		return t.updateAndSay(out, func(f *secret.File, _ *secret.State, out io.Writer) error {
 			tok, err := tokenNamed(f, pos[0])
 			if err != nil {
 				return err

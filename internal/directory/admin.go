@@ -60,10 +60,13 @@ func (a *Account) Create(f *secret.File, st *secret.State, force bool) error {
 	})
 }
 
-// Update changes the enrollment: the secret and the state are both
-// swapped in one modify, also when unchanged (the delete of the value read
-// is what fails if a login wrote meanwhile), so a login that decided
-// meanwhile has to decide again, and the change never overwrites one.
+// Update changes the enrollment in one modify that the server refuses whole
+// if a login wrote meanwhile, so the change never overwrites one: the
+// state is swapped (also when unchanged: the delete of the value read is
+// what fails), and the secret too if the change touched it, else an
+// assertion holds it. So unlock, sync and a state reset write the state
+// only, which a host's identity may (the example ACL lets hosts read the
+// secret, never rewrite it).
 func (a *Account) Update(change func(*secret.File, *secret.State) error) error {
 	return a.retry(func() error {
 		f, st, err := a.Enrollment()
@@ -78,7 +81,11 @@ func (a *Account) Update(change func(*secret.File, *secret.State) error) error {
 			return err
 		}
 		req := ldap.NewModifyRequest(a.e.dn, nil)
-		swap(req, attrSecret, a.e.secretRaw, data)
+		if data == a.e.secretRaw {
+			req.Controls = append(req.Controls, unchanged(attrSecret, a.e.secretRaw))
+		} else {
+			swap(req, attrSecret, a.e.secretRaw, data)
+		}
 		swap(req, attrState, a.e.stateRaw, string(st.Marshal(f)))
 		return a.modify(req)
 	})

@@ -249,6 +249,17 @@ func (c *Config) check() error {
 	return nil
 }
 
+// identity names who this configuration binds as, for messages.
+func (c *Config) identity() string {
+	switch {
+	case c.BindDN != "":
+		return c.BindDN
+	case c.CertFile != "":
+		return "the host certificate " + c.CertFile
+	}
+	return "an anonymous or SASL EXTERNAL (ldapi) identity"
+}
+
 // nameAttr is ATTR where pattern holds "ATTR=%u" with nothing else in that
 // value (the next byte ends it: ")" in a filter, "," or the end in a DN),
 // or "".
