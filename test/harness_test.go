@@ -365,7 +365,7 @@ func authenticate(t testing.TB, confDir, userName string, c *conv) error {
 }
 
 // authenticateFrom is authenticate with PAM items such as PAM_RHOST set.
-func authenticateFrom(t testing.TB, confDir, userName string, c *conv, items map[pam.Item]string) error {
+func authenticateFrom(t testing.TB, confDir, userName string, c pam.ConversationHandler, items map[pam.Item]string) error {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {

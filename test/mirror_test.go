@@ -5,6 +5,7 @@ package test
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/msteinert/pam/v2"
 	"io"
 	"net"
 	"os"
@@ -532,5 +533,63 @@ func TestDoctorReplicas(t *testing.T) {
 	_, warnings = doctorServers(t, p.hostConf(t, "b-replica", cons.ldaps))
 	if !slices.ContainsFunc(warnings, func(w string) bool { return strings.Contains(w, "no reachable server takes writes") }) {
 		t.Fatalf("doctor with a read-only replica alone: %q", warnings)
+	}
+}
+
+// atPrompt answers the code prompt, after running before once.
+type atPrompt struct {
+	before func()
+	answer string
+	done   bool
+}
+
+func (a *atPrompt) RespondPAM(s pam.Style, msg string) (string, error) {
+	if s != pam.PromptEchoOff && s != pam.PromptEchoOn {
+		return "", nil
+	}
+	if !a.done {
+		a.done = true
+		a.before()
+	}
+	return a.answer, nil
+}
+
+// TestMirrorServerDiesDuringLogin: server 1 is killed while the user sits
+// at the code prompt, its entry already read. The login goes on through
+// server 2, which charges the attempt before any compare: a right code
+// gets in (and is used up), a wrong one is counted exactly once.
+func TestMirrorServerDiesDuringLogin(t *testing.T) {
+	p := startMirrorPair(t)
+	right, wrong := newUser(t), newUser(t)
+	p.enroll(t, right)
+	p.enroll(t, wrong)
+	waitForFreshStep(30, 15)
+	for _, c := range []struct {
+		u    *user
+		host string
+		code string
+		ok   bool
+	}{{right, "a", code(t, right.secret, 0), true}, {wrong, "c", wrongCode(t, wrong), false}} {
+		if p.s1.cmd == nil {
+			p.s1.start(t)
+			p.sameState(t, c.u)
+		}
+		conf := p.hostConf(t, c.host, p.s1.ldaps, p.s2.ldaps)
+		svc := service(t, module("required", "directory="+conf, "deny=5"))
+		m := syslogs.mark()
+		err := authenticateFrom(t, svc, c.u.name, &atPrompt{before: func() { p.s1.kill(t) }, answer: c.code}, nil)
+		if (err == nil) != c.ok {
+			t.Fatalf("%s with server 1 killed at the prompt: %v, want success %v\n%s", c.u.name, err, c.ok, strings.Join(syslogs.since(m), "\n"))
+		}
+		st := stateOn(p.s2, c.u)
+		if c.ok && !strings.Contains(st, "last=") {
+			t.Fatalf("the success is not in server 2's state: %q", st)
+		}
+		if !c.ok && !strings.Contains(st, "failures 1") {
+			t.Fatalf("the wrong code is not counted exactly once on server 2: %q", st)
+		}
+	}
+	if err := loginWith(t, service(t, module("required", "directory="+p.hostConf(t, "b2", p.s2.ldaps))), right, code(t, right.secret, 0)); err == nil {
+		t.Fatal("the code used during the failover worked again")
 	}
 }

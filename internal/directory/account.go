@@ -98,7 +98,16 @@ func (a *Account) read() error {
 	req := ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 2, int(a.conf.Timeout.Seconds())+1, false,
 		filter, []string{"objectClass", a.conf.NameAttr, attrSecret, attrState, attrPending}, nil)
 	var res *ldap.SearchResult
-	err := a.s.op(func(c *ldap.Conn) (err error) { res, err = c.Search(req); return err })
+	search := func(c *ldap.Conn) (err error) { res, err = c.Search(req); return err }
+	err := a.s.op(search)
+	var le *lostError
+	if errors.As(err, &le) {
+		// A read changes nothing: it is made again on the next server.
+		if ferr := a.s.failover(); ferr != nil {
+			return fmt.Errorf("%v; then: %w", err, ferr)
+		}
+		err = a.s.op(search)
+	}
 	switch {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || err == nil && len(res.Entries) > 1:
 		return fmt.Errorf("%s: more than one entry for %q matches %s", a.conf.Path, a.user, filter)
@@ -185,6 +194,10 @@ func (a *Account) modify(req *ldap.ModifyRequest) error {
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultReferral) {
 		err = a.followReferral(req, res)
 	}
+	var le *lostError
+	if errors.As(err, &le) {
+		return a.recover(req, err)
+	}
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchAttribute) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultAttributeOrValueExists) ||
 		ldap.IsErrorWithCode(err, ldap.LDAPResultConstraintViolation) ||
@@ -197,6 +210,43 @@ func (a *Account) modify(req *ldap.ModifyRequest) error {
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", req.DN, err)
+	}
+	return nil
+}
+
+// recover finds out, on the next server, what became of a write whose
+// connection died after it was sent. If the entry there already holds
+// what the write wrote (it was applied, and replicated), it stands: the
+// attempt it charged is not charged twice. Otherwise it is a conflict, and
+// the login decides again from what that server holds, charging its
+// attempt there before any code is compared: never uncounted.
+func (a *Account) recover(req *ldap.ModifyRequest, lost error) error {
+	if err := a.s.failover(); err != nil {
+		return fmt.Errorf("writing %s: %v; then: %w", req.DN, lost, err)
+	}
+	if err := a.read(); err != nil {
+		return fmt.Errorf("writing %s: %v; then: %w", req.DN, lost, err)
+	}
+	now := map[string]string{attrSecret: a.e.secretRaw, attrState: a.e.stateRaw, attrPending: a.e.pendingRaw}
+	want := map[string]string{}
+	for _, c := range req.Changes {
+		attr := c.Modification.Type
+		if _, ours := now[attr]; !ours {
+			continue // objectClass
+		}
+		switch {
+		case c.Operation == ldap.AddAttribute && len(c.Modification.Vals) == 1:
+			want[attr] = c.Modification.Vals[0]
+		case c.Operation == ldap.DeleteAttribute:
+			if _, added := want[attr]; !added {
+				want[attr] = ""
+			}
+		}
+	}
+	for attr, v := range want {
+		if now[attr] != v {
+			return fmt.Errorf("%w (%v; %s differs on %s)", store.ErrConflict, lost, attr, a.s.uri)
+		}
 	}
 	return nil
 }

@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -99,8 +101,14 @@ func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
 	fail := func(err error) (*session, error) {
 		raw.Close()
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		switch {
+		case errors.As(err, &ne) && ne.Timeout():
 			return nil, &unreachableError{fmt.Errorf("%s: no answer within %s", u, conf.Timeout)}
+		case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF):
+			// The server went away in the middle (it died, or restarts):
+			// as good as silent. A certificate or a bind it refused is
+			// never taken for that.
+			return nil, &unreachableError{fmt.Errorf("%s: the server closed the connection: %v", u, err)}
 		}
 		return nil, fmt.Errorf("%s: %w", u, err)
 	}
@@ -191,11 +199,18 @@ func buildTLS(conf *Config) (*tls.Config, error) {
 
 // op runs one operation with a fresh deadline. A connection that the
 // server (or an expired deadline while a user sat at the prompt) closed
-// before we sent anything is made again once; one that closed after is
-// not, since the operation may have been applied.
+// before we sent anything is made again, to the same server if it answers
+// and else to the next (nothing was sent, so nothing is lost). One that
+// died after the request went out is errLost: the server may or may not
+// have applied it, and the caller finds out (Account.recover).
 func (s *session) op(f func(*ldap.Conn) error) error {
 	if s.c.IsClosing() {
 		n, err := dialOne(s.conf, s.tc, s.uri)
+		var ue *unreachableError
+		if errors.As(err, &ue) {
+			s.conf.markDown(s.uri, time.Now())
+			n, err = dial(s.conf)
+		}
 		if err != nil {
 			return err
 		}
@@ -203,7 +218,35 @@ func (s *session) op(f func(*ldap.Conn) error) error {
 		*s = *n
 	}
 	s.raw.SetDeadline(time.Now().Add(s.conf.Timeout))
-	return f(s.c)
+	err := f(s.c)
+	if ldap.IsErrorWithCode(err, ldap.ErrorNetwork) {
+		return &lostError{uri: s.uri, err: err}
+	}
+	return err
+}
+
+// lostError is a connection that died, or a server that went silent,
+// under a request already sent.
+type lostError struct {
+	uri *url.URL
+	err error
+}
+
+func (e *lostError) Error() string { return fmt.Sprintf("%s: connection lost: %v", e.uri, e.err) }
+func (e *lostError) Unwrap() error { return e.err }
+
+// failover moves the session to another server after a connection was
+// lost under a request: the server is marked down, so that this and the
+// next logins try the others first.
+func (s *session) failover() error {
+	s.conf.markDown(s.uri, time.Now())
+	s.Close()
+	n, err := dial(s.conf)
+	if err != nil {
+		return err
+	}
+	*s = *n
+	return nil
 }
 
 func (s *session) Close() error {
