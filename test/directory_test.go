@@ -898,3 +898,40 @@ func TestDirectoryUnlockAsHost(t *testing.T) {
 		t.Fatalf("a secret change as the host: %v\n%s", err, out)
 	}
 }
+
+// TestDirectoryAdminPasswordFile: the admin's --bind-password-file, which
+// can replace every user's secret, is read only if it is the caller's, a
+// regular file, no link, and closed to others, with one clear line if not.
+func TestDirectoryAdminPasswordFile(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.d.addUser(t, u)
+	sticky := filepath.Join(workDir, "sticky-"+u.name)
+	if err := os.Mkdir(sticky, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(sticky, 0o777|os.ModeSticky)
+	nobodys := filepath.Join(sticky, "pw")
+	writeEtc(t, nobodys, "enrollerpw\n", 0o666)
+	os.Chown(nobodys, 65534, 65534)
+	link := filepath.Join(sticky, "link")
+	if err := os.Symlink(f.d.adminPass, link); err != nil {
+		t.Fatal(err)
+	}
+	open := filepath.Join(workDir, "open-pw-"+u.name)
+	writeEtc(t, open, "enrollerpw\n", 0o644)
+	for file, want := range map[string]string{
+		link:    "is a symbolic link",
+		nobodys: "belongs to uid 65534, not to you",
+		open:    "is open to others (mode 0644)",
+	} {
+		out, err := enrollCmd(t, "--user", u.name, "--secret", newSecret(t), "--no-confirm", "--qr", "none",
+			"--directory", f.confA, "--bind-dn", ldapAdmin, "--bind-password-file", file)
+		if err == nil || !strings.Contains(out, want) || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+			t.Fatalf("--bind-password-file %s: %v, want one line with %q:\n%s", file, err, want, out)
+		}
+	}
+	if v := f.d.attr(t, u, "pamTOTPSecret"); len(v) != 0 {
+		t.Fatal("a refused password file still enrolled the user")
+	}
+}

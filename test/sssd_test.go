@@ -195,12 +195,18 @@ exec /usr/sbin/sssd -i --logger=stderr`, dir)
 // entry with a password, a home, and no line in any /etc/passwd.
 func ldapUser(t testing.TB, d *slapd, name string) *user {
 	t.Helper()
+	return ldapUserIn(t, d, name, filepath.Join(workDir, "home"))
+}
+
+// ldapUserIn is ldapUser with the home in homeRoot.
+func ldapUserIn(t testing.TB, d *slapd, name, homeRoot string) *user {
+	t.Helper()
 	userMu.Lock()
 	userNext++
 	n := userNext
 	userMu.Unlock()
 	u := &user{name: name, uid: 63000 + n, gid: 63000 + n, password: "ldap password " + name}
-	u.home = filepath.Join(workDir, "home", name)
+	u.home = filepath.Join(homeRoot, name)
 	if err := os.Mkdir(u.home, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -390,5 +396,33 @@ func TestSSSDCaseInsensitiveNames(t *testing.T) {
 	// The code is lcarol's, used: refused by either spelling.
 	if out, err := sd.login("lcarol", carol.password, code(t, carol.secret, 0), kbdFirst); err == nil {
 		t.Fatalf("lcarol's used code again: %q", out)
+	}
+}
+
+// migrate --home-root finds the users that NSS knows through sssd by their
+// homes, moves the one with a file into the directory, and passes over
+// without a word the one without, and a directory that is no user's; the
+// moved user then logs in through sshd with the codes they had.
+func TestSSSDMigrateHomeRoot(t *testing.T) {
+	d := startSlapd(t)
+	conf := d.hostConf(t, "host-a")
+	h := startSSSDHost(t, d, "m", sssdOpts{})
+	homes := filepath.Join(workDir, "sssd-homes")
+	for _, dir := range []string{homes, filepath.Join(homes, "lost+found")} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	erin, fred := ldapUserIn(t, d, "lerin", homes), ldapUserIn(t, d, "lfred", homes)
+	h.enroll(t, erin) // ~/.pam_totp, as erin; fred has nothing to move
+	out, err := h.run(t, filepath.Join(libDir, "totp-enroll"), "migrate", "--to-directory", conf, "--home-root", homes,
+		"--bind-dn", ldapAdmin, "--bind-password-file", d.adminPass)
+	if err != nil || !strings.Contains(out, "lerin: ") || !strings.Contains(out, "migrated 1, failed 0") ||
+		strings.Contains(out, fred.name) || strings.Contains(out, "lost+found") {
+		t.Fatalf("migrate --home-root: %v\n%s", err, out)
+	}
+	sd := startSSHDOn(t, h, true, sssdStack("directory="+conf))
+	if out, err := sd.login(erin.name, erin.password, code(t, erin.secret, 0), kbdFirst); err != nil || out != "pamtotp-logged-in-as-lerin" {
+		t.Fatalf("lerin through the directory after the move: %q %v", out, err)
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"pamtotp/internal/secret"
 )
 
-const migrateUsage = `Usage: totp-enroll migrate [--user NAME | --all] [options]
+const migrateUsage = `Usage: totp-enroll migrate [--user NAME | --all | --home-root DIR | --users-from FILE] [options]
 
 Converts pam_google_authenticator files to pam_totp's format, keeping the
 secret, the scratch codes, the clock skew and the replay state. The old
@@ -26,6 +26,11 @@ file is left as it is; pam_totp reads ~/.pam_totp first.
 Options:
   --user NAME            migrate NAME (root only; default: yourself)
   --all                  every account in /etc/passwd that has a file (root only)
+  --home-root DIR        every account NSS knows (sssd, LDAP, winbind too) whose
+                         name is a directory in DIR, such as /home (root only)
+  --users-from FILE      the accounts named in FILE, one per line (root only)
+                         With these three, accounts without a file to move are
+                         passed over without a word.
   --from TEMPLATE        the old file (default ~/.google_authenticator)
   --secret-file TEMPLATE the new file (default ~/.pam_totp; may be the
                          root-owned store, e.g. /var/lib/pam-totp/%u)
@@ -44,7 +49,9 @@ Into the directory (docs/fleet.md):
 
 type migrateConfig struct {
 	user       string
-	all        bool
+	all        bool   // several accounts: --all, --home-root or --users-from
+	homeRoot   string // --home-root
+	usersFrom  string // --users-from
 	from, to   *location
 	dry, force bool
 	dir        *directory.Config // --to-directory
@@ -58,6 +65,8 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 	to := fs.String("secret-file", options.DefaultSecret, "")
 	fs.StringVar(&c.user, "user", "", "")
 	fs.BoolVar(&c.all, "all", false, "")
+	fs.StringVar(&c.homeRoot, "home-root", "", "")
+	fs.StringVar(&c.usersFrom, "users-from", "", "")
 	fs.BoolVar(&c.dry, "dry-run", false, "")
 	fs.BoolVar(&c.force, "force", false, "")
 	var dirs dirFlags
@@ -71,8 +80,8 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if err == nil && c.all && c.user != "" {
-		err = errors.New("--user and --all exclude each other")
+	if n := btoi(c.all) + btoi(c.homeRoot != "") + btoi(c.usersFrom != "") + btoi(c.user != ""); err == nil && n > 1 {
+		err = errors.New("--user, --all, --home-root and --users-from exclude each other")
 	}
 	if err == nil {
 		c.from, err = parseLocation("--from", *from)
@@ -92,9 +101,13 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 	}
 
 	var accounts []*account
-	if c.all {
+	switch {
+	case c.all:
 		accounts, err = localAccounts()
-	} else {
+	case c.homeRoot != "" || c.usersFrom != "":
+		c.all = true
+		accounts, err = namedAccounts(c.homeRoot, c.usersFrom)
+	default:
 		var a *account
 		a, err = lookupAccount(c.user)
 		accounts = []*account{a}
@@ -194,6 +207,37 @@ func migrateAccount(c *migrateConfig, a *account, stdout io.Writer) (bool, error
 	return found, err
 }
 
+// hasFile says whether a has a file at one of the locations, looked at as
+// the identity that reads it there.
+func hasFile(a *account, locs ...*location) (bool, error) {
+	for _, loc := range locs {
+		path, err := loc.path(a)
+		if err != nil {
+			return false, err
+		}
+		found := false
+		err = loc.as(a, func() error {
+			_, err := os.Lstat(path)
+			found = err == nil
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+				return nil // a home the user cannot enter has nothing of theirs
+			}
+			return err
+		})
+		if err != nil || found {
+			return found, err
+		}
+	}
+	return false, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // convertGoogle turns an opened pam_google_authenticator file into a
 // pam_totp enrollment, and says what does not carry over.
 func convertGoogle(old *secret.LockedEnrollment) (*secret.File, *secret.State, []string, error) {
@@ -237,6 +281,11 @@ func convertGoogle(old *secret.LockedEnrollment) (*secret.File, *secret.State, [
 // stays locked, as logins lock it, until the directory has the state, so
 // that no code used here meanwhile is missing from it.
 func migrateToDirectory(c *migrateConfig, a *account, stdout io.Writer) (bool, error) {
+	// Nothing to move, nothing to ask the directory (root and the system
+	// accounts have no entry there).
+	if has, err := hasFile(a, c.to, c.from); err != nil || !has {
+		return false, err
+	}
 	d := directory.New(c.dir, a.name)
 	defer d.Close()
 	// Connected and bound as root, before reading a home as its owner.

@@ -83,6 +83,54 @@ func localAccounts() ([]*account, error) {
 	return out, sc.Err()
 }
 
+// namedAccounts are the accounts NSS knows (sssd, LDAP, winbind as well as
+// the local files) whose name is a directory in homeRoot, or a line of
+// usersFrom. A name NSS does not know is passed over (lost+found).
+func namedAccounts(homeRoot, usersFrom string) ([]*account, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("--home-root and --users-from are for root")
+	}
+	var names []string
+	if homeRoot != "" {
+		entries, err := os.ReadDir(homeRoot)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	if usersFrom != "" {
+		data, err := readInput(usersFrom)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range strings.Split(string(data), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				names = append(names, l)
+			}
+		}
+	}
+	var out []*account
+	for _, n := range names {
+		if options.ValidUser(n) != nil {
+			continue
+		}
+		u, err := user.Lookup(n)
+		if err != nil {
+			continue
+		}
+		a, err := accountOf(u)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
 // location is a secret file template as the module's secret= reads it.
 type location struct {
 	opts *options.Options
