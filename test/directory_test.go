@@ -5,6 +5,7 @@ package test
 import (
 	"errors"
 	"fmt"
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"io"
 	"net"
 	"os"
@@ -933,5 +934,76 @@ func TestDirectoryAdminPasswordFile(t *testing.T) {
 	}
 	if v := f.d.attr(t, u, "pamTOTPSecret"); len(v) != 0 {
 		t.Fatal("a refused password file still enrolled the user")
+	}
+}
+
+// TestDirectoryDoctorSays: what doctor --directory tells an admin is the
+// cause, not a guess. It names the identity the host is bound as and its
+// group, and warns of a host that no group lists; a user who is merely not
+// enrolled is a note, not an ACL error; a TLS failure is not "could not be
+// reached" and does not point at fallback=local; and a server's diagnostic
+// message full of terminal escapes (an attacker on the path of StartTLS,
+// which needs no certificate) reaches the screen and the JSON escaped.
+func TestDirectoryDoctorSays(t *testing.T) {
+	f := newFleet(t)
+	v := newUser(t)
+	f.d.addUser(t, v) // not enrolled
+	out, err := enrollCmd(t, "doctor", "--directory", f.confA, "--user", v.name)
+	if err != nil || strings.Contains(out, "ERROR") || !strings.Contains(out, v.name+" is not enrolled in the directory") ||
+		!strings.Contains(out, "bound as cn=host-a,ou=hosts,dc=test, member of cn=pam-totp-hosts,ou=groups,dc=test") {
+		t.Fatalf("doctor --directory --user of an unenrolled user: %v\n%s", err, out)
+	}
+	out, _ = enrollCmd(t, "doctor", "--directory", f.d.hostConf(t, "host-c"))
+	if !strings.Contains(out, "bound as cn=host-c,ou=hosts,dc=test, which no group lists") {
+		t.Fatalf("doctor with a host in no group:\n%s", out)
+	}
+	other := filepath.Join(f.d.dir, "doctor-other-ca")
+	os.Mkdir(other, 0o700)
+	openssl(t, other, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=another CA")
+	cert := []string{"cert_file " + filepath.Join(f.d.certs, "host-a.pem"), "key_file " + filepath.Join(f.d.certs, "host-a.key")}
+	wrongCA := f.d.hostConfLines(t, "wrong-ca", append([]string{"uri " + f.d.ldaps, "base ou=people," + ldapSuffix, "ca_file " + other + "/ca.pem"}, cert...))
+	out, err = enrollCmd(t, "doctor", "--directory", wrongCA)
+	if exitCode(err) != 1 || !strings.Contains(out, "no server in uri accepted this host") || strings.Contains(out, "could be reached") {
+		t.Fatalf("doctor with a CA that is not the server's: exit %d\n%s", exitCode(err), out)
+	}
+
+	forged := "\r\x1b[2K\x1b[1A\x1b[32mNOTE    reachable, TLS and bind as this host work\x1b[0m"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				req, err := ber.ReadPacket(c)
+				if err != nil || len(req.Children) < 1 {
+					return
+				}
+				id, _ := req.Children[0].Value.(int64)
+				msg := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+				msg.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, ""))
+				res := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 24, nil, "")
+				res.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, int64(2), ""))
+				res.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", ""))
+				res.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, forged, ""))
+				msg.AppendChild(res)
+				c.Write(msg.Bytes())
+			}()
+		}
+	}()
+	hostile := f.d.hostConfLines(t, "hostile", append([]string{"uri ldap://" + l.Addr().String(), "base ou=people," + ldapSuffix, "ca_file " + f.d.ca}, cert...))
+	for _, args := range [][]string{{"doctor", "--directory", hostile}, {"doctor", "--directory", hostile, "--json"}} {
+		out, _ = enrollCmd(t, args...)
+		if strings.ContainsAny(out, "\x1b\r") || !strings.Contains(out, "NOTE    reachable") {
+			t.Fatalf("%v printed the server's text unescaped, or not at all:\n%q", args, out)
+		}
 	}
 }

@@ -122,6 +122,7 @@ func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	sort.SliceStable(d.findings, func(i, j int) bool { return rank(d.findings[i].Level) < rank(d.findings[j].Level) })
+	d.sanitize()
 	if *asJSON {
 		if d.findings == nil {
 			d.findings = []finding{}
@@ -145,6 +146,32 @@ func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// sanitize passes every text a finding carries through printable, once,
+// where it is written: much of it comes from the network (a server's
+// diagnostic message, an error of a TLS handshake) or from files users
+// write, and a terminal must not act on it (a forged line, an erased
+// warning). JSON gets the same text, for the terminal that shows it.
+func (d *doctor) sanitize() {
+	for i := range d.findings {
+		f := &d.findings[i]
+		f.Where, f.What, f.Fix = printable(f.Where), printable(f.What), printable(f.Fix)
+		if s := f.Server; s != nil {
+			c := *s
+			c.URI, c.Error, c.Referral, c.SchemaError, c.BoundAs = printable(c.URI), printable(c.Error), printable(c.Referral), printable(c.SchemaError), printable(c.BoundAs)
+			c.ContextCSN, c.Groups = printableAll(c.ContextCSN), printableAll(c.Groups)
+			f.Server = &c
+		}
+	}
+}
+
+func printableAll(list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = printable(s)
+	}
+	return out
 }
 
 func rank(level string) int {

@@ -3,12 +3,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"pamtotp/internal/directory"
 	"pamtotp/internal/options"
+	"pamtotp/internal/secret"
 )
 
 // checkDirectory checks a host's directory configuration: the file, and
@@ -29,16 +31,22 @@ func (d *doctor) checkDirectory(conf, user string) {
 			"correct it: root's, mode 0600, the keys of docs/fleet.md")
 		return
 	}
-	reachable, writers := 0, 0
+	reachable, writers, refused := 0, 0, 0
 	var servers []directory.Server
 	for _, u := range c.URIs {
 		where := conf + ": " + u.String()
 		one := c.Only(u)
 		srv := directory.Describe(one)
 		servers = append(servers, srv)
+		if !srv.Reachable && srv.Silent {
+			d.findings = append(d.findings, finding{Level: "warning", Where: where, What: fmt.Sprintf("cannot be reached: %s.", srv.Error),
+				Fix: "check that the server runs and that this host reaches it (uri, the network, a firewall)", Server: &srv})
+			continue
+		}
 		if !srv.Reachable {
-			d.findings = append(d.findings, finding{Level: "warning", Where: where, What: fmt.Sprintf("cannot connect, check TLS and bind as this host: %s.", srv.Error),
-				Fix: "check the server, ca_file and the host's certificate or bind_dn", Server: &srv})
+			refused++
+			d.findings = append(d.findings, finding{Level: "warning", Where: where, What: fmt.Sprintf("answers, but TLS or the bind as this host failed: %s.", srv.Error),
+				Fix: "check ca_file, the server's certificate and name (tls_server_name), and the host's certificate or bind_dn", Server: &srv})
 			continue
 		}
 		reachable++
@@ -51,8 +59,16 @@ func (d *doctor) checkDirectory(conf, user string) {
 		default:
 			writes = "read-only, and refers writes nowhere"
 		}
-		d.findings = append(d.findings, finding{Level: "note", Where: where, What: fmt.Sprintf("reachable, TLS and bind as this host work; %s; contextCSN %s.",
-			writes, strings.Join(srv.ContextCSN, " ")), Server: &srv})
+		groups := "in no group"
+		if len(srv.Groups) > 0 {
+			groups = "member of " + strings.Join(srv.Groups, "; ")
+		}
+		d.findings = append(d.findings, finding{Level: "note", Where: where, What: fmt.Sprintf("reachable, TLS and bind as this host work (bound as %s, %s); %s; contextCSN %s.",
+			orNone(srv.BoundAs), groups, writes, strings.Join(srv.ContextCSN, " ")), Server: &srv})
+		if srv.BoundAs != "" && len(srv.Groups) == 0 {
+			d.add("warning", where, fmt.Sprintf("this host is bound as %s, which no group lists: the example ACL gives hosts their rights through the hosts' group (cn=pam-totp-hosts), so logins will find no entry they may read.", srv.BoundAs),
+				"add it: member: "+srv.BoundAs+" in the hosts' group (docs/fleet.md)")
+		}
 		if srv.SchemaError != "" {
 			d.add("warning", where, fmt.Sprintf("cannot read the schema: %s.", srv.SchemaError), "check the server's ACL on the subschema entry")
 			continue
@@ -76,6 +92,11 @@ func (d *doctor) checkDirectory(conf, user string) {
 		d.add("error", conf, "no reachable server takes writes: every login fails closed (it cannot record a code).",
 			"list a server that takes writes in uri")
 	}
+	if reachable == 0 && refused > 0 {
+		d.add("error", conf, "no server in uri accepted this host: TLS or the bind failed, so every login with directory= fails, and fallback=local does not apply (it bypasses only a directory that cannot be reached).",
+			"correct ca_file, the certificates or bind_dn as the servers' lines say")
+		return
+	}
 	if reachable == 0 {
 		d.add("error", conf, "no server in uri could be reached: every login with directory= fails (fallback=local: only local break-glass enrollments work).",
 			"start the directory server, or correct uri")
@@ -87,9 +108,12 @@ func (d *doctor) checkDirectory(conf, user string) {
 	}
 	a := directory.New(c, user)
 	defer a.Close()
-	if err := a.CheckAccess(); err != nil {
-		d.add("error", conf, fmt.Sprintf("this host cannot do what a login of %s needs: %v.", user, err),
-			"check the ACL: the hosts' group reads pamTOTPSecret and writes pamTOTPState (docs/fleet.md)")
+	switch err := a.CheckAccess(); {
+	case errors.Is(err, secret.ErrNotEnrolled):
+		d.add("note", conf, fmt.Sprintf("%s is not enrolled in the directory: this host reads the entry; the write a login makes is checked once %s is enrolled.", user, user), "")
+	case err != nil:
+		d.add("error", conf, fmt.Sprintf("this host (%s) cannot do what a login of %s needs: %v.", c.Identity(), user, err),
+			"check the ACL: the hosts' group reads pamTOTPSecret and writes pamTOTPState, and this host is a member (docs/fleet.md)")
 	}
 }
 
@@ -123,4 +147,11 @@ func (d *doctor) checkDirectoryStack(service, where string, opts *options.Option
 				"totp-enroll --user root --secret-file "+opts.Secret)
 		}
 	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(the server did not say)"
+	}
+	return s
 }

@@ -206,7 +206,7 @@ func (a *Account) modify(req *ldap.ModifyRequest) error {
 	}
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights) {
 		return fmt.Errorf("writing %s: the directory refused it to %s (insufficient access, LDAP 50): admin commands need an identity of the admins' group (--bind-dn DN --bind-password-file FILE)",
-			req.DN, a.conf.identity())
+			req.DN, a.conf.Identity())
 	}
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", req.DN, err)

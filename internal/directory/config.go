@@ -249,8 +249,8 @@ func (c *Config) check() error {
 	return nil
 }
 
-// identity names who this configuration binds as, for messages.
-func (c *Config) identity() string {
+// Identity names who this configuration binds as, for messages.
+func (c *Config) Identity() string {
 	switch {
 	case c.BindDN != "":
 		return c.BindDN

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
+
+	"pamtotp/internal/secret"
+	"pamtotp/internal/store"
 )
 
 // What totp-enroll doctor --directory asks of each server.
@@ -94,7 +97,7 @@ func (a *Account) CheckAccess() error {
 		return err
 	}
 	if a.e.file == nil {
-		return fmt.Errorf("%s is not enrolled: the read works, the write is not tried", a.user)
+		return fmt.Errorf("%s: the read works, the write is not tried: %w", a.user, secret.ErrNotEnrolled)
 	}
 	st := a.e.state
 	data := string(st.Marshal(a.e.file))
@@ -112,6 +115,13 @@ type Server struct {
 	// Reachable: it answered, and TLS and the bind as this host worked.
 	Reachable bool   `json:"reachable"`
 	Error     string `json:"error,omitempty"`
+	// Silent: the error is that the server could not be reached at all
+	// (what fallback=local bypasses), not that TLS or the bind failed.
+	Silent bool `json:"unreachable,omitempty"`
+	// BoundAs is the identity the server gives this host (Who am I?), and
+	// Groups the groups under the naming context that list it as a member.
+	BoundAs string   `json:"bound_as,omitempty"`
+	Groups  []string `json:"groups,omitempty"`
 	// Writes says whether it takes writes itself; Referral is where a
 	// read-only replica sends them.
 	Writes   bool   `json:"takes_writes"`
@@ -140,10 +150,15 @@ func Describe(c *Config) Server {
 	s, err := dial(c)
 	if err != nil {
 		srv.Error = err.Error()
+		srv.Silent = errors.Is(err, store.ErrUnreachable)
 		return srv
 	}
 	defer s.Close()
 	srv.Reachable = true
+	var who *ldap.WhoAmIResult
+	if err := s.op(func(l *ldap.Conn) (err error) { who, err = l.WhoAmI(nil); return err }); err == nil {
+		srv.BoundAs = strings.TrimPrefix(who.AuthzID, "dn:")
+	}
 	if srv.Schema, err = schemaLoaded(s); err != nil {
 		srv.SchemaError = err.Error()
 	}
@@ -191,9 +206,32 @@ func Describe(c *Config) Server {
 		if err == nil && len(r.Entries) == 1 {
 			srv.ContextCSN = r.Entries[0].GetAttributeValues("contextCSN")
 		}
+		if srv.BoundAs != "" {
+			srv.Groups = groupsOf(s, nc, srv.BoundAs)
+		}
 		break
 	}
 	return srv
+}
+
+// groupsOf lists the groups under nc that name dn as a member (at most
+// 20), as far as this identity may see them.
+func groupsOf(s *session, nc, dn string) []string {
+	filter := "(|(member=" + ldap.EscapeFilter(dn) + ")(uniqueMember=" + ldap.EscapeFilter(dn) + "))"
+	var r *ldap.SearchResult
+	err := s.op(func(l *ldap.Conn) (err error) {
+		r, err = l.Search(ldap.NewSearchRequest(nc, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 20, int(s.conf.Timeout.Seconds())+1, false,
+			filter, []string{"1.1"}, nil))
+		return err
+	})
+	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
+		return nil
+	}
+	var out []string
+	for _, e := range r.Entries {
+		out = append(out, e.DN)
+	}
+	return out
 }
 
 // Behind says, for servers that all answered, which one lacks a change
