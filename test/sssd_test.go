@@ -126,7 +126,9 @@ func startSSSDHost(t testing.TB, d *slapd, name string, o sssdOpts) *sssdHost {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeEtc(t, filepath.Join(dir, "etc/pam.d", filepath.Base(f)), string(data), 0o644)
+		// The package's profile names the installed module: this build's instead.
+		text := strings.ReplaceAll(string(data), "\tpam_totp.so ", fmt.Sprintf("\t%s/pam_totp.so checker=%s/pam-totp-check nodelay ", libDir, libDir))
+		writeEtc(t, filepath.Join(dir, "etc/pam.d", filepath.Base(f)), text, 0o644)
 	}
 	conf := fmt.Sprintf(`[sssd]
 services = nss, pam
@@ -424,5 +426,36 @@ func TestSSSDMigrateHomeRoot(t *testing.T) {
 	sd := startSSHDOn(t, h, true, sssdStack("directory="+conf))
 	if out, err := sd.login(erin.name, erin.password, code(t, erin.secret, 0), kbdFirst); err != nil || out != "pamtotp-logged-in-as-lerin" {
 		t.Fatalf("lerin through the directory after the move: %q %v", out, err)
+	}
+}
+
+// With the package's own profile enabled beside sss (pam-auth-update
+// --enable pam-totp: pam_totp nullok inside common-auth), through real
+// sshd and sudo: an unenrolled directory user gets in with the password,
+// an enrolled one with password and code and not with a wrong code.
+func TestSSSDPackageProfile(t *testing.T) {
+	d := startSlapd(t)
+	h := startSSSDHost(t, d, "p", sssdOpts{commonDir: "testdata/debian12-sssd-pam-totp-pam.d"})
+	data, err := os.ReadFile(filepath.Join(h.etcDir(), "pam.d/common-auth"))
+	if err != nil || !strings.Contains(string(data), libDir+"/pam_totp.so") {
+		t.Fatalf("the host's common-auth does not load this build's pam_totp: %v\n%s", err, data)
+	}
+	gina, hank := ldapUser(t, d, "lgina"), ldapUser(t, d, "lhank")
+	h.enroll(t, gina)
+	stack := "@include common-auth\n@include common-account\n@include common-session\n@include common-password\n"
+	sd := startSSHDOn(t, h, true, stack)
+	svc := "sudo-" + sd.name
+	writeEtc(t, filepath.Join(h.etcDir(), "pam.d", svc), stack, 0o644)
+	if out, err := sd.login(hank.name, hank.password, "", kbdFirst); err != nil || out != "pamtotp-logged-in-as-lhank" {
+		t.Fatalf("unenrolled directory user under the profile's nullok, through sshd: %q %v", out, err)
+	}
+	if out, err := h.sudo(t, hank, svc, hank.password+"\n"); err != nil || out != "root" {
+		t.Fatalf("unenrolled directory user under the profile's nullok, through sudo: %q %v", out, err)
+	}
+	if out, err := sd.login(gina.name, gina.password, code(t, gina.secret, 0), kbdFirst); err != nil || out != "pamtotp-logged-in-as-lgina" {
+		t.Fatalf("enrolled directory user through sshd: %q %v", out, err)
+	}
+	if out, err := h.sudo(t, gina, svc, gina.password+"\n"+wrongCode(t, gina)+"\n"); err == nil {
+		t.Fatalf("a wrong code through sudo: %q", out)
 	}
 }
