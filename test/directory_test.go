@@ -1007,3 +1007,43 @@ func TestDirectoryDoctorSays(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryOfItsOwn: users who live in another directory (Active
+// Directory, FreeIPA) keep their enrollments in a small OpenLDAP of
+// pam_totp's own. totp-enroll, bound as the admin, creates the entry
+// (uid=NAME under create_in, objectClass pamTOTPAccount) of a user who has
+// none; logins on every host find it by the account's name; a host's
+// identity may not create entries.
+func TestDirectoryOfItsOwn(t *testing.T) {
+	d := startSlapd(t)
+	d.add(t, "dn: ou=totp,"+ldapSuffix+"\nobjectClass: organizationalUnit\nou: totp\n")
+	conf := func(host string) string {
+		return d.hostConfLines(t, host, []string{"uri " + d.ldaps, "base " + ldapSuffix, "create_in ou=totp," + ldapSuffix, "ca_file " + d.ca,
+			"cert_file " + filepath.Join(d.certs, host+".pem"), "key_file " + filepath.Join(d.certs, host+".key"), "timeout 2"})
+	}
+	confA, confB := conf("host-a"), conf("host-b")
+	u := newUser(t) // an account NSS gives; the directory has no entry of it
+	u.secret = newSecret(t)
+	out, err := enrollCmd(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none",
+		"--directory", confA, "--bind-dn", ldapAdmin, "--bind-password-file", d.adminPass)
+	if err != nil {
+		t.Fatalf("enrolling a user without an entry, with create_in: %v\n%s", err, out)
+	}
+	entry := d.tool(t, "", "ldapsearch", "-LLL", "-b", "uid="+u.name+",ou=totp,"+ldapSuffix, "-s", "base", "objectClass", "uid")
+	if !strings.Contains(entry, "objectClass: pamTOTPAccount") || !strings.Contains(entry, "uid: "+u.name) {
+		t.Fatalf("the entry totp-enroll made:\n%s", entry)
+	}
+	svcA, svcB := service(t, module("required", "directory="+confA)), service(t, module("required", "directory="+confB))
+	c := code(t, u.secret, 0)
+	if err := loginWith(t, svcA, u, c); err != nil {
+		t.Fatalf("login on A with the entry of pam_totp's own: %v", err)
+	}
+	if err := loginWith(t, svcB, u, c); err == nil {
+		t.Fatal("the code used on A worked on B")
+	}
+	v := newUser(t)
+	out, err = enrollCmd(t, "--user", v.name, "--secret", newSecret(t), "--no-confirm", "--qr", "none", "--directory", confA)
+	if err == nil || !strings.Contains(out, "LDAP 50") {
+		t.Fatalf("a host's identity created an entry: %v\n%s", err, out)
+	}
+}

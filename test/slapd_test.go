@@ -505,7 +505,7 @@ func TestSchemaLDIFLoads(t *testing.T) {
 		}
 		return out
 	}
-	if a, b := defs(string(schema)), defs(string(ldif)); len(a) != 4 || strings.Join(a, "|") != strings.Join(b, "|") {
+	if a, b := defs(string(schema)), defs(string(ldif)); len(a) != 5 || strings.Join(a, "|") != strings.Join(b, "|") {
 		t.Fatalf("pam-totp.schema and pam-totp.ldif differ:\n%q\n%q", a, b)
 	}
 	var all strings.Builder

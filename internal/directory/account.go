@@ -112,7 +112,7 @@ func (a *Account) read() error {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || err == nil && len(res.Entries) > 1:
 		return fmt.Errorf("%s: more than one entry for %q matches %s", a.conf.Path, a.user, filter)
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) || err == nil && len(res.Entries) == 0:
-		return fmt.Errorf("%s: no entry for %q that this host may read (missing, outside base, the ACL, or the pam-totp schema not loaded)", a.conf.Path, a.user)
+		return fmt.Errorf("%s: no entry for %q that this host may read (missing, outside base, the ACL, or the pam-totp schema not loaded): %w", a.conf.Path, a.user, errNoEntry)
 	case err != nil:
 		return fmt.Errorf("searching for %q: %w", a.user, err)
 	}
@@ -129,6 +129,9 @@ func (a *Account) read() error {
 	a.e = e
 	return nil
 }
+
+// errNoEntry is a search that found no entry for the user.
+var errNoEntry = errors.New("no entry")
 
 // Hold takes what Read just read, or reads again: there is no lock, and
 // every write is checked against what was read.

@@ -24,7 +24,11 @@ func (c *Config) WithBind(dn, password string) *Config {
 // Enrollment returns the secret and the state as they are now, or
 // secret.ErrNotEnrolled.
 func (a *Account) Enrollment() (*secret.File, *secret.State, error) {
-	if err := a.read(); err != nil {
+	err := a.read()
+	if errors.Is(err, errNoEntry) && a.conf.CreateIn != "" {
+		return nil, nil, secret.ErrNotEnrolled // Create makes the entry
+	}
+	if err != nil {
 		return nil, nil, err
 	}
 	if a.e.file == nil {
@@ -38,7 +42,11 @@ func (a *Account) Enrollment() (*secret.File, *secret.State, error) {
 // one. Like every write, it is one modify against what was read.
 func (a *Account) Create(f *secret.File, st *secret.State, force bool) error {
 	return a.retry(func() error {
-		if err := a.read(); err != nil {
+		err := a.read()
+		if errors.Is(err, errNoEntry) && a.conf.CreateIn != "" {
+			return a.createEntry(f, st)
+		}
+		if err != nil {
 			return err
 		}
 		if a.e.file != nil && !force {
@@ -58,6 +66,36 @@ func (a *Account) Create(f *secret.File, st *secret.State, force bool) error {
 		swap(req, attrPending, a.e.pendingRaw, "")
 		return a.modify(req)
 	})
+}
+
+// createEntry makes the user's entry in create_in, enrolled, in one add:
+// uid is the account's name as the login will look for it. An entry made
+// meanwhile by another admin is a conflict, and the change is tried again
+// against it.
+func (a *Account) createEntry(f *secret.File, st *secret.State) error {
+	data, err := marshalFile(f)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		st = secret.NewState()
+	}
+	dn := "uid=" + ldap.EscapeDN(a.user) + "," + a.conf.CreateIn
+	req := ldap.NewAddRequest(dn, nil)
+	req.Attribute("objectClass", []string{"pamTOTPAccount", classUser})
+	req.Attribute("uid", []string{a.user})
+	req.Attribute(attrSecret, []string{data})
+	req.Attribute(attrState, []string{string(st.Marshal(f))})
+	err = a.s.op(func(c *ldap.Conn) error { return c.Add(req) })
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultEntryAlreadyExists):
+		return fmt.Errorf("%w (%v)", store.ErrConflict, err)
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights):
+		return fmt.Errorf("creating %s: the directory refused it to %s (insufficient access, LDAP 50): creating entries needs the admins' identity and the ACL of docs/fleet.md (--bind-dn)", dn, a.conf.Identity())
+	case err != nil:
+		return fmt.Errorf("creating %s: %w", dn, err)
+	}
+	return nil
 }
 
 // Update changes the enrollment in one modify that the server refuses whole

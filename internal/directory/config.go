@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-ldap/ldap/v3"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,7 +35,11 @@ type Config struct {
 	// (uid by default). An entry is the account's only if this attribute
 	// holds the account's name byte for byte: the directory matches it
 	// without regard to case, and SYA1 must not find sya1's enrollment.
-	NameAttr   string
+	NameAttr string
+	// CreateIn is where totp-enroll creates the entry of a user who has
+	// none (uid=NAME, objectClass pamTOTPAccount): a directory of pam_totp's
+	// own, for users who live in another one. Logins never create entries.
+	CreateIn   string
 	CAFile     string
 	CertFile   string // the host's TLS client certificate (SASL EXTERNAL)
 	KeyFile    string
@@ -73,7 +78,7 @@ var keys = map[string]string{
 	"timeout":            "timeout",
 	// ldap.conf's and sssd's network timeout is the connect's.
 	"connect_timeout": "connect_timeout", "network_timeout": "connect_timeout", "ldap_network_timeout": "connect_timeout",
-	"down_for": "down_for", "cache_dir": "cache_dir",
+	"down_for": "down_for", "cache_dir": "cache_dir", "create_in": "create_in",
 }
 
 // Load reads the configuration file at path. It must be root's and
@@ -209,6 +214,11 @@ func (c *Config) set(key, v string) error {
 			return errors.New("want an absolute path")
 		}
 		c.CacheDir = v
+	case "create_in":
+		if _, err := ldap.ParseDN(v); err != nil || !strings.Contains(v, "=") {
+			return errors.New("want a DN, such as ou=totp,dc=example,dc=org")
+		}
+		c.CreateIn = v
 	}
 	return nil
 }
@@ -228,6 +238,16 @@ func (c *Config) check() error {
 	}
 	if c.NameAttr = nameAttr(pattern); c.NameAttr == "" {
 		return fmt.Errorf("%s: %%u must be a whole value of one attribute, such as uid=%%u: the entry found is checked against it", key)
+	}
+	if c.CreateIn != "" {
+		// The entries it makes must be the ones logins find.
+		inBase, err := dnWithin(c.CreateIn, c.Base)
+		switch {
+		case c.UserDN != "" || !strings.EqualFold(c.NameAttr, "uid"):
+			return errors.New("create_in needs base and a user_filter on uid, such as (uid=%u): the entries it makes are uid=NAME,create_in")
+		case err != nil || !inBase:
+			return fmt.Errorf("create_in %s is not within base %s, where logins look", c.CreateIn, c.Base)
+		}
 	}
 	networked := false
 	for _, u := range c.URIs {
@@ -258,6 +278,19 @@ func (c *Config) Identity() string {
 		return "the host certificate " + c.CertFile
 	}
 	return "an anonymous or SASL EXTERNAL (ldapi) identity"
+}
+
+// dnWithin says whether dn is base or below it.
+func dnWithin(dn, base string) (bool, error) {
+	d, err := ldap.ParseDN(dn)
+	if err != nil {
+		return false, err
+	}
+	b, err := ldap.ParseDN(base)
+	if err != nil {
+		return false, err
+	}
+	return d.Equal(b) || b.AncestorOf(d), nil
 }
 
 // nameAttr is ATTR where pattern holds "ATTR=%u" with nothing else in that

@@ -92,3 +92,21 @@ func TestNameAttr(t *testing.T) {
 		t.Fatalf("a filter whose %%u is part of a value: %v, want it refused", err)
 	}
 }
+
+// create_in makes entries that logins find, or is refused.
+func TestCreateIn(t *testing.T) {
+	head := "uri ldaps://a.example\nca_file /ca\ncert_file /c\nkey_file /k\n"
+	for conf, want := range map[string]string{
+		"base dc=x\ncreate_in ou=totp,dc=x\n":                      "",
+		"base dc=x\ncreate_in dc=x\n":                              "",
+		"base ou=people,dc=x\ncreate_in ou=totp,dc=x\n":            "is not within base",
+		"user_dn uid=%u,ou=totp,dc=x\ncreate_in ou=totp,dc=x\n":    "needs base and a user_filter on uid",
+		"base dc=x\nuser_filter (cn=%u)\ncreate_in ou=totp,dc=x\n": "needs base and a user_filter on uid",
+		"base dc=x\ncreate_in totp\n":                              "want a DN",
+	} {
+		_, err := Parse([]byte(head + conf))
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%q: %v, want %q", conf, err, want)
+		}
+	}
+}
