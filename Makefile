@@ -144,7 +144,7 @@ install: all
 	install -D -m 0644 build/pam_totp.so $(DESTDIR)$(PAMDIR)/pam_totp.so
 	install -D -m 0755 build/pam-totp-check $(DESTDIR)$(CHECKER)
 	install -D -m 0755 build/pam-totp-check-directory $(DESTDIR)$(CHECKER)-directory
-	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/pam-totp/ldap packaging/ldap/pam-totp.schema packaging/ldap/pam-totp.ldif packaging/ldap/pam-totp-acl.conf
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/pam-totp/ldap packaging/ldap/pam-totp.schema packaging/ldap/pam-totp.ldif packaging/ldap/pam-totp-acl.conf packaging/ldap/pam-totp-acl.ldif
 	install -D -m 0755 build/totp-enroll $(DESTDIR)$(PREFIX)/bin/totp-enroll
 	install -D -m 0644 docs/man/pam_totp.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam_totp.8
 	install -D -m 0644 docs/man/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1
@@ -158,7 +158,7 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/bin/totp-enroll $(DESTDIR)$(PREFIX)/share/man/man8/pam_totp.8 \
 		$(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions/totp-enroll \
 		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.schema $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.ldif \
-		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.conf
+		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.conf $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.ldif
 	-rmdir $(DESTDIR)$(PREFIX)/share/pam-totp/ldap $(DESTDIR)$(PREFIX)/share/pam-totp $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 
 # The Debian package, into build/: the tree is copied to build/deb/src with

@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package test
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// docBlocks are the shell blocks of docs/fleet.md that carry a
+// "<!-- test: NAME -->" line: what an admin runs, as they read it.
+func docBlocks(t *testing.T) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile("../docs/fleet.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := map[string]string{}
+	for _, m := range regexp.MustCompile("(?s)<!-- test: (\\w+) -->\n```sh\n(.*?)\n```").FindAllStringSubmatch(string(data), -1) {
+		blocks[m[1]] = m[2]
+	}
+	for _, name := range []string{"certificates", "server", "entries", "mirror", "host"} {
+		if blocks[name] == "" {
+			t.Fatalf("docs/fleet.md has no block marked test: %s", name)
+		}
+	}
+	return blocks
+}
+
+// debianSlapd is a slapd as Debian's package sets one up: the cn=config
+// of /usr/share/slapd/slapd.init.ldif with the suffix dc=example,dc=org,
+// and the base entry its postinst adds; listening on ldap:// at its own
+// loopback address, port 389, and on an ldapi socket of its own.
+type debianSlapd struct {
+	dir, ldapi, addr string
+	cmd              *exec.Cmd
+	log              *syncBuffer
+}
+
+func startDebianSlapd(t *testing.T, addr string) *debianSlapd {
+	t.Helper()
+	tmpl, err := os.ReadFile("/usr/share/slapd/slapd.init.ldif")
+	if err != nil {
+		t.Skipf("needs Debian's slapd (its slapd.init.ldif): %v", err)
+	}
+	dir, err := os.MkdirTemp(workDir, "debian-slapd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &debianSlapd{dir: dir, addr: addr, log: &syncBuffer{}}
+	for _, d := range []string{"slapd.d", "db"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	init := strings.NewReplacer("@SUFFIX@", "dc=example,dc=org", "@PASSWORD@", "adminpw",
+		"/var/run/slapd/", dir+"/", "olcDbDirectory: /var/lib/ldap", "olcDbDirectory: "+dir+"/db").Replace(string(tmpl))
+	base := "dn: dc=example,dc=org\nobjectClass: top\nobjectClass: dcObject\nobjectClass: organization\no: example\ndc: example\n"
+	for _, step := range []struct{ db, ldif string }{{"0", init}, {"1", base}} {
+		cmd := exec.Command("/usr/sbin/slapadd", "-n", step.db, "-F", filepath.Join(dir, "slapd.d"))
+		cmd.Stdin = strings.NewReader(step.ldif)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("slapadd -n%s: %v\n%s", step.db, err, out)
+		}
+	}
+	socket := filepath.Join(dir, "ldapi")
+	s.ldapi = "ldapi://" + url.PathEscape(socket) + "/"
+	s.cmd = exec.Command("/usr/sbin/slapd", "-d", "0", "-F", filepath.Join(dir, "slapd.d"), "-h", "ldap://"+addr+":389/ "+s.ldapi)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		s.cmd.Process.Signal(syscall.SIGTERM) // our own slapd, by its pid
+		s.cmd.Wait()
+		if t.Failed() {
+			t.Logf("slapd at %s:\n%s", addr, s.log.String())
+		}
+	})
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr+":389")
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 200 {
+			t.Fatalf("slapd did not listen on %s:389:\n%s", addr, s.log.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return s
+}
+
+// runBlock runs a block of the doc with bash in dir, as root. On a
+// server, its ldapi:/// is that server's socket and its /etc/ldap/tls a
+// directory of its own, and -W (a password prompt) is given the admin's
+// password; /usr/share/pam-totp is this tree's packaging. Nothing else of
+// the block is changed.
+func runBlock(t *testing.T, block, dir string, s *debianSlapd, env ...string) {
+	t.Helper()
+	ldap, err := filepath.Abs("../packaging/ldap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(block, "/usr/share/pam-totp/ldap", ldap)
+	if s != nil {
+		// -W asks for the admin's password on the terminal; a test has none.
+		text = strings.NewReplacer("ldapi:///", s.ldapi, "/etc/ldap/tls", s.dir+"/tls", " -W ", " -w adminpw ").Replace(text)
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", text)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}, env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the block failed: %v\n%s\n--- block:\n%s", err, out, text)
+	}
+}
+
+// TestFleetDocFromScratch runs docs/fleet.md's set-up as written, from
+// Debian's own slapd to two servers in mirror mode and a host: the
+// certificates, TLS, the schema, the index and the ACL on each server, the
+// groups and accounts on the first, mirror mode on both, and the host's
+// configuration. Then an enrolled user logs in through the host, a code
+// is refused through either server once used, and the second server has
+// the user's password and enrollment, which the replicator must read.
+func TestFleetDocFromScratch(t *testing.T) {
+	needRoot(t, "ldapmodify", "ldapadd", "slappasswd", "openssl", "oathtool")
+	needSyncprov(t)
+	blocks := docBlocks(t)
+	// The names of the doc, on loopback addresses of their own, in the
+	// tests' private /etc.
+	appendLine(t, "/etc/hosts", "127.0.0.2 ldap1.example.org\n127.0.0.3 ldap2.example.org")
+	servers := []*debianSlapd{startDebianSlapd(t, "127.0.0.2"), startDebianSlapd(t, "127.0.0.3")}
+	names := []string{"ldap1.example.org", "ldap2.example.org"}
+	admin := t.TempDir()
+	const enrollerPW, replicatorPW = "enroller secret 1", "replicator-secret-2"
+
+	runBlock(t, blocks["certificates"], admin, nil)
+	for i, s := range servers {
+		runBlock(t, blocks["server"], admin, s, "NAME="+names[i])
+	}
+	runBlock(t, blocks["entries"], admin, servers[0], "ENROLLER_PASSWORD="+enrollerPW, "REPLICATOR_PASSWORD="+replicatorPW)
+	for i, s := range servers {
+		runBlock(t, blocks["mirror"], admin, s, fmt.Sprintf("SERVER_ID=%d", i+1), "PEER="+names[1-i], "REPLICATOR_PASSWORD="+replicatorPW)
+	}
+	runBlock(t, blocks["host"], admin, nil)
+	// The failover marks go to the test's directory, not the machine's /run.
+	appendLine(t, "/etc/pam-totp/directory.conf", "cache_dir "+filepath.Join(admin, "cache"))
+
+	// The site's own user, with a password, on server 1.
+	u := newUser(t)
+	ldapadd := exec.Command("ldapadd", "-x", "-H", servers[0].ldapi, "-D", "cn=admin,dc=example,dc=org", "-w", "adminpw")
+	ldapadd.Env = []string{"LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
+	ldapadd.Stdin = strings.NewReader(fmt.Sprintf("dn: ou=people,dc=example,dc=org\nobjectClass: organizationalUnit\nou: people\n\n"+
+		"dn: uid=%s,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nobjectClass: posixAccount\nuid: %[1]s\ncn: %[1]s\nsn: %[1]s\n"+
+		"uidNumber: %d\ngidNumber: %d\nhomeDirectory: %s\nuserPassword: %s\n", u.name, u.uid, u.gid, u.home, u.password))
+	if out, err := ldapadd.CombinedOutput(); err != nil {
+		t.Fatalf("adding the user: %v\n%s", err, out)
+	}
+	pwFile := filepath.Join(admin, "enroller.pw")
+	writeEtc(t, pwFile, enrollerPW+"\n", 0o600)
+	u.secret = newSecret(t)
+	out, err := enrollCmd(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--directory", "/etc/pam-totp/directory.conf",
+		"--bind-dn", "cn=enroller,ou=admins,dc=example,dc=org", "--bind-password-file", pwFile)
+	if err != nil {
+		t.Fatalf("enrolling as the doc's admin: %v\n%s", err, out)
+	}
+	waitForFreshStep(30, 10)
+	svc := service(t, module("required", "directory=/etc/pam-totp/directory.conf"))
+	c := code(t, u.secret, 0)
+	if err := loginWith(t, svc, u, c); err != nil {
+		t.Fatalf("login through the doc's host and servers: %v", err)
+	}
+
+	// Server 2 gets the enrollment, its state and the user's password by
+	// replication (as its rootdn, which reads everything, and as the user,
+	// whose bind needs the password).
+	only2 := filepath.Join(admin, "only2.conf")
+	conf, _ := os.ReadFile("/etc/pam-totp/directory.conf")
+	writeEtc(t, only2, strings.Replace(string(conf), "uri ldap://ldap1.example.org ldap://ldap2.example.org", "uri ldap://ldap2.example.org", 1), 0o600)
+	svc2 := service(t, module("required", "directory="+only2))
+	ldap2 := func(dn, password, base, attr string) (string, error) {
+		search := exec.Command("ldapsearch", "-x", "-ZZ", "-LLL", "-o", "ldif-wrap=no", "-H", "ldap://ldap2.example.org", "-D", dn,
+			"-w", password, "-b", base, "-s", "base", attr)
+		search.Env = []string{"LDAPTLS_CACERT=" + admin + "/ca.pem", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
+		out, err := search.CombinedOutput()
+		return string(out), err
+	}
+	entry := "uid=" + u.name + ",ou=people,dc=example,dc=org"
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		state, serr := ldap2("cn=admin,dc=example,dc=org", "adminpw", entry, "pamTOTPState")
+		_, berr := ldap2(entry, u.password, entry, "uid")
+		if serr == nil && strings.Contains(state, "pamTOTPState") && berr == nil && loginWith(t, svc2, u, c) != nil {
+			break // the state after the login is there, the user binds, the used code is refused
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server 2 did not get the user's password and state within 20 s (search: %v %s; bind: %v)\nserver 1:\n%s\nserver 2:\n%s",
+				serr, state, berr, servers[0].log, servers[1].log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := loginWith(t, svc2, u, code(t, u.secret, 1)); err != nil {
+		t.Fatalf("the next code through server 2: %v", err)
+	}
+}
+
+// The ACL's two forms, slapd.conf's and cn=config's, are the same rules in
+// the same order.
+func TestACLFormsAgree(t *testing.T) {
+	rules := func(path, start, cont string) []string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range strings.Split(string(data), "\n") {
+			switch {
+			case strings.HasPrefix(l, start):
+				r := regexp.MustCompile(`^\{\d+\}`).ReplaceAllString(strings.TrimPrefix(l, start), "")
+				out = append(out, strings.Fields(r)...)
+				out = append(out, "|")
+			case strings.HasPrefix(l, cont) && len(out) > 0 && !strings.HasPrefix(strings.TrimSpace(l), "#"):
+				out = append(out[:len(out)-1], append(strings.Fields(l), "|")...)
+			}
+		}
+		return out
+	}
+	conf := rules("../packaging/ldap/pam-totp-acl.conf", "access ", "\t")
+	ldif := rules("../packaging/ldap/pam-totp-acl.ldif", "olcAccess: ", "  ")
+	if len(conf) < 20 || strings.Join(conf, " ") != strings.Join(ldif, " ") {
+		t.Fatalf("pam-totp-acl.conf and pam-totp-acl.ldif differ:\n%q\n%q", conf, ldif)
+	}
+}
