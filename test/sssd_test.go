@@ -300,6 +300,7 @@ func TestSSSDUsersLogIn(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := startSSSDHost(t, d, "a", sssdOpts{})
+	h2 := startSSSDHost(t, d, "a2", sssdOpts{}) // a second host, with its own sssd
 	for _, c := range []struct {
 		name   string
 		opts   []string
@@ -324,6 +325,14 @@ func TestSSSDUsersLogIn(t *testing.T) {
 			}
 			expectLog(t, m, `pam_sss\(`+sd.name+`:auth\): authentication success.*user=`+alice.name)
 			expectLog(t, m, `pam_totp.*user=`+alice.name+` .*outcome=ok`)
+			if c.name == "directory" {
+				// One enrollment for both hosts: the code used on A is
+				// refused on B, through B's own sssd and sudo.
+				writeEtc(t, filepath.Join(h2.etcDir(), "pam.d", svc), sssdStack(opts...), 0o644)
+				if out, err := h2.sudo(t, alice, svc, alice.password+"\n"+code(t, alice.secret, 0)+"\n"); err == nil {
+					t.Fatalf("the code used through host A got in through host B: %q", out)
+				}
+			}
 			if out, err := h.sudo(t, alice, svc, alice.password+"\n"+code(t, alice.secret, 1)+"\n"); err != nil || out != "root" {
 				t.Fatalf("enrolled directory user, right password and code, through sudo: %q %v", out, err)
 			}
