@@ -759,7 +759,7 @@ func TestImportPSKCPolicyAndOwners(t *testing.T) {
 		`serial "COUNT-1"): the policy limits the key to 4321 uses`,
 		`serial "PREPEND-1"): the PIN is to be checked by the server`,
 		`serial "T0-1"): Time (T0) is 100`,
-		"users 2, tokens 2, bad lines 7",
+		"users 2, tokens 2, bad key packages 7",
 	} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("import lacks %q:\n%s", want, out)
@@ -856,7 +856,7 @@ func TestImportPSKCThousand(t *testing.T) {
 	dry := mustEnroll(t, "import", "pskc", box, "--users", ownersFile, "--dry-run")
 	noFiles("--dry-run")
 	real := mustEnroll(t, "import", "pskc", box, "--users", ownersFile)
-	if dry != real || !strings.Contains(real, fmt.Sprintf("users %d, tokens %d, bad lines 0, failed users 0", n, n)) {
+	if dry != real || !strings.Contains(real, fmt.Sprintf("users %d, tokens %d, bad key packages 0, failed users 0", n, n)) {
 		t.Fatalf("--dry-run and the real run differ, or not all imported:\n--- dry\n%s\n--- real\n%s", tail([]byte(dry)), tail([]byte(real)))
 	}
 	for i, u := range users {
@@ -1002,5 +1002,54 @@ func TestImportPSKCKindsAndHashes(t *testing.T) {
 		if err := login(t, svc, u, strings.TrimSpace(string(c))); err != nil {
 			t.Fatalf("%s: %v", r.name, err)
 		}
+	}
+}
+
+// Names that come from a file never give root a token: a vendor's PSKC
+// UserId "Root" (or UID=ROOT in a DN), which the directory matches to
+// uid=root without regard to case; a CSV --users line or a pam_oath line
+// naming root. Each is refused with the way to mean it; root's entry and
+// store stay without a token; and the admin who names root gets it.
+func TestImportNeverGivesRootFromAFile(t *testing.T) {
+	f := newFleet(t)
+	f.d.addUser(t, &user{name: "root", uid: 0, gid: 0, home: "/root", password: "not used"})
+	dir := []string{"--directory", f.confA, "--bind-dn", ldapAdmin, "--bind-password-file", f.d.adminPass}
+	pkg := func(serial, owner, secret string) string {
+		return `<KeyPackage><DeviceInfo><SerialNo>` + serial + `</SerialNo><UserId>` + owner + `</UserId></DeviceInfo>` +
+			`<Key Id="` + serial + `" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:totp"><AlgorithmParameters><ResponseFormat Length="6" Encoding="DECIMAL"/></AlgorithmParameters>` +
+			`<Data><Secret><PlainValue>` + secret + `</PlainValue></Secret><TimeInterval><PlainValue>30</PlainValue></TimeInterval></Data></Key></KeyPackage>`
+	}
+	vendor := filepath.Join(t.TempDir(), "vendor.xml")
+	os.WriteFile(vendor, []byte(`<?xml version="1.0"?><KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">`+
+		pkg("V-1", "Root", "dmVuZG9yLXNlY3JldC1udW1iZXItMDE=")+pkg("V-2", "UID=ROOT,DC=example,DC=net", "dmVuZG9yLXNlY3JldC1udW1iZXItMDI=")+
+		`</KeyContainer>`), 0o600)
+	out, err := enrollCmd(t, append([]string{"import", "pskc", vendor, "--skip-bad"}, dir...)...)
+	if exitCode(err) != 1 || strings.Contains(out, "-> directory") || !strings.Contains(out, "failed users 2") ||
+		!strings.Contains(out, `entry uid=root,ou=people,dc=test: its uid is not "Root" byte for byte`) {
+		t.Fatalf("import pskc --skip-bad of UserIds Root and UID=ROOT into the directory: %v\n%s", err, out)
+	}
+	if v := f.d.attr(t, &user{name: "root"}, "pamTOTPSecret"); len(v) != 0 {
+		t.Fatalf("a vendor's file gave uid=root a token:\n%s", out)
+	}
+
+	csv := filepath.Join(t.TempDir(), "tokens.csv")
+	os.WriteFile(csv, []byte("root;3132333435363738393031323334353637383930;30;phone\n"), 0o600)
+	out, err = enrollCmd(t, "import", "csv", csv, "--users", "--secret-file", filepath.Join(t.TempDir(), "%u"), "--dry-run")
+	if err == nil || !strings.Contains(out, "the file names root, whose account is root's (uid 0): give --user root") {
+		t.Fatalf("import csv --users naming root: %v\n%s", err, out)
+	}
+	// With --skip-bad, a run that imports nothing says so and fails.
+	out, err = enrollCmd(t, "import", "csv", csv, "--users", "--skip-bad", "--secret-file", filepath.Join(t.TempDir(), "%u"))
+	if exitCode(err) != 1 || !strings.Contains(out, "nothing was imported (every one of its lines was bad)") {
+		t.Fatalf("import csv --skip-bad with nothing importable: %v\n%s", err, out)
+	}
+	oath := filepath.Join(t.TempDir(), "users.oath")
+	os.WriteFile(oath, []byte("HOTP/T30 root - 3132333435363738393031323334353637383930\n"), 0o600)
+	store := filepath.Join(t.TempDir(), "%u")
+	if out, err := enrollCmd(t, "import", "oath", oath, "--secret-file", store, "--dry-run"); err == nil || !strings.Contains(out, "whose account is root's") {
+		t.Fatalf("import oath naming root: %v\n%s", err, out)
+	}
+	if out, err := enrollCmd(t, "import", "oath", oath, "--secret-file", store, "--user", "root", "--dry-run"); err != nil || !strings.Contains(out, "root: line 1: token") {
+		t.Fatalf("import oath --user root, as the admin means it: %v\n%s", err, out)
 	}
 }

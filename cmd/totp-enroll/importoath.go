@@ -81,10 +81,11 @@ func newImportCommand(name, usage string) *importCommand {
 // importInput is what an import command read: where to write, the file's
 // name and its bytes.
 type importInput struct {
-	loc  *location
-	dir  *directory.Config // --directory: into the directory instead
-	file string
-	data []byte
+	loc   *location
+	dir   *directory.Config // --directory: into the directory instead
+	file  string
+	data  []byte
+	named string // --user: the one account the admin named, or ""
 }
 
 // stop ends a command with an exit status; what to say was said.
@@ -132,7 +133,7 @@ func (c *importCommand) start(args []string, stdout, stderr io.Writer, check fun
 		fmt.Fprintf(stderr, "totp-enroll %s: %v\n", c.name, err)
 		return nil, stop(exitError)
 	}
-	return &importInput{loc: loc, dir: dir, file: pos[0], data: data}, nil
+	return &importInput{loc: loc, dir: dir, file: pos[0], data: data, named: *c.user}, nil
 }
 
 func (c *importCommand) finish(in *importInput, entries []tokenimport.Entry, bad []error, stdout, stderr io.Writer) int {
@@ -163,6 +164,11 @@ func importEntries(cmd string, in *importInput, entries []tokenimport.Entry, bad
 	for _, e := range entries {
 		if accounts[e.User] == nil {
 			a, err := lookup(e.User)
+			if err == nil && e.User != in.named && rootsAccount(a) {
+				// A name from a file (a vendor's, an old module's) does not
+				// get to give root a token; the admin names root to mean it.
+				err = fmt.Errorf("the file names %s, whose account is root's (uid 0): give --user %s if that is meant", e.User, e.User)
+			}
 			if err != nil {
 				bad = append(bad, fmt.Errorf("line %d: %v", e.Line, err))
 				continue
@@ -196,8 +202,18 @@ func importEntries(cmd string, in *importInput, entries []tokenimport.Entry, bad
 			failed++
 		}
 	}
-	fmt.Fprintf(stdout, "users %d, tokens %d, bad lines %d, failed users %d\n", len(users)-failed, len(keep), len(bad), failed)
+	unit := "lines"
+	if cmd == "import pskc" {
+		unit = "key packages"
+	}
+	fmt.Fprintf(stdout, "users %d, tokens %d, bad %s %d, failed users %d\n", len(users)-failed, len(keep), unit, len(bad), failed)
 	if failed > 0 {
+		return exitError
+	}
+	if len(keep) == 0 && len(bad) > 0 {
+		// --skip-bad with every entry bad: a script that checks the exit
+		// status must not believe something was imported.
+		fmt.Fprintf(stderr, "totp-enroll %s: %s: nothing was imported (every one of its %s was bad)\n", cmd, file, unit)
 		return exitError
 	}
 	return exitOK
@@ -223,6 +239,17 @@ func readInput(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than 4 MiB", name)
 	}
 	return data, nil
+}
+
+// rootsAccount says whether a is root's: uid 0 as NSS gives it, or for a
+// directory's user (whose uid is not known here) a name NSS gives uid 0.
+// With the directory, the entry written is the one whose uid is this name
+// byte for byte, so "Root" can never reach uid=root's entry either.
+func rootsAccount(a *account) bool {
+	if a.uid == 0 {
+		return true
+	}
+	return a.uid < 0 && isRoot(a.name)
 }
 
 // importFor adds a user's tokens to their file, creating it if need be.
