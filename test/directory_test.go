@@ -5,18 +5,22 @@ package test
 import (
 	"errors"
 	"fmt"
-	ber "github.com/go-asn1-ber/asn1-ber"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	ber "github.com/go-asn1-ber/asn1-ber"
+	"github.com/msteinert/pam/v2"
+	"golang.org/x/sys/unix"
 
 	"pamtotp/internal/protocol"
 )
@@ -236,6 +240,12 @@ func TestDirectoryDownFailsClosed(t *testing.T) {
 	enroll(t, local, "--secret-file", store+"/%u")
 	f.d.addUser(t, local)
 	fallback := service(t, module("required", "directory="+f.confA, "fallback=local", "secret="+store+"/%u"))
+	// The stand-in has an entry in the directory too: doctor says that its
+	// local token opens the account whenever the directory is unreachable.
+	out, _ := doctorRun(t, map[string][]string{"sshd": {"auth requisite pam_unix.so", module("required", "directory="+f.confA, "fallback=local", "secret="+store+"/%u")}}, "")
+	if !regexp.MustCompile(`WARNING .*the fallback=local store \S+ holds enrollments of users the directory also has: (\S+, )*` + local.name + `\b`).MatchString(out) {
+		t.Fatalf("doctor did not warn of a fallback=local store with a directory user's enrollment:\n%s", out)
+	}
 	waitForFreshStep(30, 10) // the codes below are of the step before this one, this one and the next
 	if err := loginWith(t, f.svcA, u, code(t, u.secret, -1)); err != nil {
 		t.Fatalf("login before the directory went down: %v", err)
@@ -1046,4 +1056,86 @@ func TestDirectoryOfItsOwn(t *testing.T) {
 	if err == nil || !strings.Contains(out, "LDAP 50") {
 		t.Fatalf("a host's identity created an entry: %v\n%s", err, out)
 	}
+}
+
+// TestDirectoryLocalErrorIsNoFallback: a local user without root can make
+// this host's connect fail (every ephemeral port bound: EADDRNOTAVAIL).
+// That is not the directory's silence: the login fails closed, writes no
+// down mark, and fallback=local does not open the local enrollment (a token
+// removed from the directory, still in the local file). The server's own
+// silence (slapd stopped) still gives break-glass. The test runs on a
+// thread of its own in a network namespace of its own, whose ephemeral
+// range is two ports: slapd and the checker start from that thread, so the
+// machine's network is not touched.
+func TestDirectoryLocalErrorIsNoFallback(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	runtime.LockOSThread() // never unlocked: the thread ends with the test, and its namespace with it
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatalf("a network namespace for the test: %v", err)
+	}
+	lo, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifr, err := unix.NewIfreq("lo")
+	if err == nil {
+		ifr.SetUint16(unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING)
+		err = unix.IoctlIfreq(lo, unix.SIOCSIFFLAGS, ifr)
+	}
+	unix.Close(lo)
+	if err != nil {
+		t.Fatalf("bringing lo up in the test's namespace: %v", err)
+	}
+	f := newFleet(t)
+	u := newUser(t)
+	store := storeFor(t)
+	enroll(t, u, "--secret-file", store+"/%u") // the local file that migrate left
+	localSecret := u.secret                    // its token, no longer the directory's
+	f.enrollDir(t, u)
+	conf := f.d.hostConfLines(t, "local-error", []string{"uri " + f.d.ldaps, "base ou=people," + ldapSuffix, "ca_file " + f.d.ca,
+		"cert_file " + filepath.Join(f.d.certs, "host-a.pem"), "key_file " + filepath.Join(f.d.certs, "host-a.key"), "timeout 2",
+		"cache_dir " + filepath.Join(f.d.dir, "cache-local-error")})
+	fallback := service(t, module("required", "directory="+conf, "fallback=local", "secret="+store+"/%u"))
+
+	// The attacker: the namespace's two ephemeral ports, bound.
+	if err := os.WriteFile("/proc/sys/net/ipv4/ip_local_port_range", []byte("40000 40001"), 0o644); err != nil {
+		t.Fatalf("narrowing the ephemeral range in the test's namespace: %v", err)
+	}
+	var taken []net.Listener
+	for _, port := range []int{40000, 40001} {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		taken = append(taken, l)
+	}
+	// libpam is called on this thread, so that the checker it starts is in
+	// the namespace (authenticate would run it on another thread).
+	here := func(code string) error {
+		tx, err := pam.StartConfDir("pamtotp-test", u.name, &conv{answers: []string{code}}, fallback)
+		if err != nil {
+			return err
+		}
+		defer tx.End()
+		return tx.Authenticate(0)
+	}
+	m := syslogs.mark()
+	if err := here(code(t, localSecret, 0)); err == nil {
+		t.Fatal("with every ephemeral port taken, fallback=local let the local enrollment in")
+	}
+	expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*this host cannot connect \(not the server's doing\).*cannot assign requested address`, "fallback=local store")
+	if marks, _ := filepath.Glob(filepath.Join(f.d.dir, "cache-local-error", "down-*")); len(marks) != 0 {
+		t.Fatalf("a local error marked the server down: %v", marks)
+	}
+	// The server's own silence is what break-glass is for.
+	for _, l := range taken {
+		l.Close()
+	}
+	f.d.stop(t)
+	m = syslogs.mark()
+	if err := here(code(t, localSecret, 1)); err != nil {
+		t.Fatalf("with slapd stopped, the local enrollment under fallback=local: %v", err)
+	}
+	expectLog(t, m, `user=`+u.name+` .*fallback=local .*outcome=ok`)
 }

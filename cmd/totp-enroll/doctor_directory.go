@@ -126,6 +126,9 @@ func (d *doctor) checkDirectoryStack(service, where string, opts *options.Option
 	if err != nil {
 		return
 	}
+	if opts.FallbackLocal {
+		d.checkBreakGlassStore(where, opts, accounts)
+	}
 	for _, a := range accounts {
 		if a.uid != 0 {
 			continue
@@ -154,4 +157,32 @@ func orNone(s string) string {
 		return "(the server did not say)"
 	}
 	return s
+}
+
+// checkBreakGlassStore: the fallback=local store is for break-glass
+// enrollments (root's). An enrollment there of a user whom the directory
+// also has (a token since removed from the directory, a lost phone, left
+// by a migration) opens that account whenever the directory cannot be
+// reached.
+func (d *doctor) checkBreakGlassStore(where string, opts *options.Options, accounts []*account) {
+	c, err := directory.Load(opts.Directory)
+	if err != nil {
+		return // said by checkDirectory
+	}
+	var both []string
+	for _, a := range accounts {
+		if _, _, _, found, _ := enrollmentOf(a, opts); !found {
+			continue
+		}
+		acct := directory.New(c, a.name)
+		_, _, err := acct.Enrollment()
+		acct.Close()
+		if err == nil || errors.Is(err, secret.ErrNotEnrolled) {
+			both = append(both, a.name)
+		}
+	}
+	if len(both) > 0 {
+		d.add("warning", where, fmt.Sprintf("the fallback=local store %s holds enrollments of users the directory also has: %s. While the directory cannot be reached, those local tokens (perhaps ones removed from the directory) open the accounts.",
+			opts.Secret, nameList(both)), "keep only break-glass enrollments (root's) there; remove the others from the store")
+	}
 }

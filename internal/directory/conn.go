@@ -68,6 +68,27 @@ func dial(conf *Config) (*session, error) {
 	return nil, fmt.Errorf("%w: %s", store.ErrUnreachable, strings.Join(unreachable, "; "))
 }
 
+// silent says whether a failed connect is the server's silence: a time-out,
+// a refused connection, no route to the host or its network, a name that
+// does not resolve. Not the errors of this host that a local user without
+// privilege can cause: every ephemeral port bound (EADDRNOTAVAIL), the
+// descriptors or buffers used up (EMFILE, ENFILE, ENOBUFS), and a local
+// firewall's EPERM or EACCES.
+func silent(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.ECONNREFUSED, syscall.EHOSTUNREACH, syscall.ENETUNREACH,
+		syscall.EHOSTDOWN, syscall.ENETDOWN, syscall.ETIMEDOUT, syscall.ENOENT} {
+		if errors.Is(err, e) {
+			return true // ENOENT: an ldapi socket that is not there
+		}
+	}
+	var de *net.DNSError
+	return errors.As(err, &de) && (de.IsNotFound || de.IsTimeout)
+}
+
 type unreachableError struct{ err error }
 
 func (e *unreachableError) Error() string { return e.err.Error() }
@@ -92,8 +113,14 @@ func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
 		}
 	}
 	raw, err := (&net.Dialer{Timeout: min(conf.ConnectTimeout, conf.Timeout)}).Dial(network, addr)
-	if err != nil {
+	if err != nil && silent(err) {
 		return nil, &unreachableError{fmt.Errorf("%s: %w", u, err)}
+	}
+	if err != nil {
+		// This host's own trouble, which a local user can cause: neither a
+		// reason to bypass the directory (fallback=local) nor to mark the
+		// server down.
+		return nil, fmt.Errorf("%s: this host cannot connect (not the server's doing): %w", u, err)
 	}
 	// One deadline covers the TLS handshake, StartTLS and the bind.
 	raw.SetDeadline(deadline)
