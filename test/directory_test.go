@@ -1139,3 +1139,50 @@ func TestDirectoryLocalErrorIsNoFallback(t *testing.T) {
 	}
 	expectLog(t, m, `user=`+u.name+` .*fallback=local .*outcome=ok`)
 }
+
+// TestDirectoryTagsAndEnumeration: a value of pam_totp's attributes with
+// options (pamTOTPSecret;lang-x, next to the real secret, which gets
+// around SINGLE-VALUE) makes the login fail closed, naming it; and neither
+// an anonymous client nor a user can list who is enrolled, while a host can.
+func TestDirectoryTagsAndEnumeration(t *testing.T) {
+	f := newFleet(t)
+	u, v := newUser(t), newUser(t)
+	f.enrollDir(t, u)
+	f.enrollDir(t, v)
+	list := func(args ...string) string {
+		cmd := exec.Command("ldapsearch", append(append([]string{"-LLL", "-H", f.d.ldaps}, args...), "-b", ldapSuffix, "(objectClass=pamTOTPUser)", "1.1")...)
+		cmd.Env = append(os.Environ(), "LDAPTLS_CACERT="+f.d.ca, "LDAPTLS_REQCERT=demand", "LDAPCONF=/dev/null", "LDAPRC=/dev/null",
+			"LDAPTLS_CERT="+filepath.Join(f.d.certs, "host-a.pem"), "LDAPTLS_KEY="+filepath.Join(f.d.certs, "host-a.key"))
+		out, _ := cmd.CombinedOutput()
+		return string(out)
+	}
+	if out := list("-x"); strings.Contains(out, "dn: ") {
+		t.Fatalf("an anonymous client lists who is enrolled:\n%s", out)
+	}
+	if out := list("-x", "-D", userDN(v), "-w", v.password); strings.Contains(out, "dn: ") {
+		t.Fatalf("a user lists who is enrolled:\n%s", out)
+	}
+	if out := list("-Y", "EXTERNAL"); !strings.Contains(out, "dn: "+userDN(u)) {
+		t.Fatalf("a host does not find the enrolled users:\n%s", out)
+	}
+
+	tagged := fmt.Sprintf("dn: %s\nchangetype: modify\nadd: pamTOTPSecret;lang-x\npamTOTPSecret;lang-x: # pam_totp secret file\n", userDN(u))
+	cmd := exec.Command("ldapmodify", "-Y", "EXTERNAL", "-H", f.d.ldaps)
+	cmd.Env = append(os.Environ(), "LDAPTLS_CACERT="+f.d.ca, "LDAPTLS_REQCERT=demand", "LDAPCONF=/dev/null", "LDAPRC=/dev/null",
+		"LDAPTLS_CERT="+filepath.Join(f.d.certs, "host-a.pem"), "LDAPTLS_KEY="+filepath.Join(f.d.certs, "host-a.key"))
+	cmd.Stdin = strings.NewReader(tagged)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Logf("the host's identity may not add a tagged secret (%v: %s); added as the directory's root", err, out)
+		f.d.modify(t, tagged)
+	} else {
+		t.Logf("the host's identity added pamTOTPSecret;lang-x: the ACL cannot refuse it, the checker does")
+	}
+	m := syslogs.mark()
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("a login succeeded with a tagged secret in the entry")
+	}
+	expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*it has pamTOTPSecret;lang-x, one of pam_totp's attributes with options: refused`)
+	if err := loginWith(t, f.svcB, v, code(t, v.secret, 0)); err != nil {
+		t.Fatalf("another user, whose entry has no tagged value: %v", err)
+	}
+}

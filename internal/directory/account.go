@@ -117,6 +117,15 @@ func (a *Account) read() error {
 		return fmt.Errorf("searching for %q: %w", a.user, err)
 	}
 	en := res.Entries[0]
+	for _, at := range en.Attributes {
+		// A value with options (pamTOTPSecret;lang-x) gets around
+		// SINGLE-VALUE and "add only where there is none", and the ACL
+		// cannot tell it apart: an entry that has one is refused whole.
+		base, _, tagged := strings.Cut(at.Name, ";")
+		if tagged && (strings.EqualFold(base, attrSecret) || strings.EqualFold(base, attrState) || strings.EqualFold(base, attrPending)) {
+			return fmt.Errorf("entry %s: it has %s, one of pam_totp's attributes with options: refused (remove it)", en.DN, at.Name)
+		}
+	}
 	if !slices.Contains(en.GetEqualFoldAttributeValues(a.conf.NameAttr), a.user) {
 		return fmt.Errorf("entry %s: its %s is not %q byte for byte (the directory matched it without regard to case): refused, accounts whose names differ only in case share no enrollment",
 			en.DN, a.conf.NameAttr, a.user)
