@@ -254,3 +254,45 @@ func hexKey(t *testing.T) string {
 	}
 	return hex.EncodeToString(k)
 }
+
+// From pam_oath, for real: a user logs in through pam_oath with an HOTP
+// code (pam_oath rewrites its users file with that code's counter and the
+// code), the file is imported, and that code does not work again through
+// pam_totp; the next one does.
+func TestImportOathAfterPamOath(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	if _, err := os.Stat("/lib/x86_64-linux-gnu/security/pam_oath.so"); err != nil {
+		t.Skip("needs Debian's libpam-oath (scripts/deps --tests installs it)")
+	}
+	u := newUser(t)
+	key := "3132333435363738393031323334353637383930"
+	dir := t.TempDir()
+	usersFile := filepath.Join(dir, "users.oath")
+	os.WriteFile(usersFile, []byte(fmt.Sprintf("HOTP %s - %s\n", u.name, key)), 0o600)
+	hotp := func(counter int) string {
+		out, err := exec.Command("oathtool", "--hotp", "-c", strconv.Itoa(counter), key).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	oathSvc := service(t, "auth required pam_oath.so usersfile="+usersFile+" window=5 digits=6")
+	if err := authenticate(t, oathSvc, u.name, &conv{answers: []string{hotp(0)}}); err != nil {
+		t.Fatalf("pam_oath with the code of counter 0: %v", err)
+	}
+	written, _ := os.ReadFile(usersFile)
+	if !strings.Contains(string(written), hotp(0)) {
+		t.Fatalf("pam_oath did not record its last code:\n%s", written)
+	}
+	store := storeFor(t)
+	if out, err := enrollCmd(t, "import", "oath", usersFile, "--secret-file", store+"/%u"); err != nil {
+		t.Fatalf("import oath: %v\n%s", err, out)
+	}
+	svc := service(t, module("required", "secret="+store+"/%u"))
+	if err := loginWith(t, svc, u, hotp(0)); err == nil {
+		t.Fatal("the code pam_oath accepted last worked again after the import")
+	}
+	if err := loginWith(t, svc, u, hotp(1)); err != nil {
+		t.Fatalf("the next code after the import: %v", err)
+	}
+}

@@ -146,9 +146,15 @@ func parseOathLine(l string, now time.Time) (*Entry, error) {
 	t.Key = key
 	e := &Entry{User: f[1], Base: "oath", Token: t, Last: -1}
 	if len(f) >= 5 && e.Token.Type == secret.HOTP {
-		// pam_oath stores the next counter to try.
 		if e.Token.Counter, err = strconv.ParseInt(f[4], 10, 64); err != nil || e.Token.Counter < 0 {
 			return nil, fmt.Errorf("bad counter %q", f[4])
+		}
+		// Once a code was accepted, pam_oath keeps that code's counter and
+		// the code (LASTOTP), which it refuses by value. pam_totp has no
+		// such list: the next counter is the one after it.
+		if len(f) >= 6 && f[5] != "-" {
+			e.Last = e.Token.Counter
+			e.Token.Counter++
 		}
 	}
 	if len(f) == 7 && e.Token.Type == secret.TOTP {

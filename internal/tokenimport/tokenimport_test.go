@@ -41,7 +41,7 @@ func TestParseOathFile(t *testing.T) {
 		last    int64
 	}{
 		{2, "alice", secret.HOTP, 6, 0, 0, -1},
-		{3, "bob", secret.HOTP, 8, 0, 12, -1},
+		{3, "bob", secret.HOTP, 8, 0, 13, 12}, // a code was accepted at 12: the next is 13
 		{4, "carol", secret.TOTP, 6, 30, 0, -1},
 		{5, "dave", secret.TOTP, 8, 60, 0, otp.Step(z, 60)},
 	}
