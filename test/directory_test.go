@@ -450,24 +450,40 @@ func TestDirectoryKilledAfterCharge(t *testing.T) {
 	g := newGate(t, strings.TrimPrefix(f.d.ldaps, "ldaps://"))
 	conf := f.d.hostConfLines(t, "gated", []string{"uri ldaps://" + g.addr, "base ou=people," + ldapSuffix, "ca_file " + f.d.ca,
 		"cert_file " + filepath.Join(f.d.certs, "host-a.pem"), "key_file " + filepath.Join(f.d.certs, "host-a.key"), "timeout 30"})
+	// The module's timeout= as a module line would give it: the
+	// directory's timeout 30 must fit in it.
 	req := (&protocol.Req{User: u.name, Known: true, UID: u.uid, GID: u.gid, Home: u.home, Service: "kill-test",
-		Options: []string{"directory=" + conf}}).Marshal()
+		Options: []string{"directory=" + conf, "timeout=60"}}).Marshal()
 	cmd, verdict := startCheckerAt(t, filepath.Join(libDir, "pam-totp-check-directory"), req, &syscall.Credential{}, code(t, u.secret, 0))
 	charged := func() bool {
 		st := f.d.attr(t, u, "pamTOTPState")
 		return len(st) == 1 && strings.Contains(st[0], "failures 1")
 	}
-	killed := false
-	for chunk := range g.chunks {
-		if charged() {
-			cmd.Process.Kill() // our own child, by its pid; its success is never passed on
-			killed = true
-			break
+	killed, ended := false, false
+	var v byte
+gated:
+	for {
+		select {
+		case chunk, ok := <-g.chunks:
+			if !ok {
+				break gated
+			}
+			if charged() {
+				cmd.Process.Kill() // our own child, by its pid; its success is never passed on
+				killed = true
+				break gated
+			}
+			chunk.pass <- true
+		case v = <-verdict: // the checker ended without going through the gate to the end
+			ended = true
+			break gated
 		}
-		chunk.pass <- true
 	}
 	cmd.Wait()
-	if v := <-verdict; v == protocol.Success {
+	if !ended {
+		v = <-verdict
+	}
+	if v == protocol.Success {
 		t.Fatal("the checker sent a success: it was not stopped between the charge and the success")
 	}
 	if !killed {
@@ -1184,5 +1200,61 @@ func TestDirectoryTagsAndEnumeration(t *testing.T) {
 	expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*it has pamTOTPSecret;lang-x, one of pam_totp's attributes with options: refused`)
 	if err := loginWith(t, f.svcB, v, code(t, v.secret, 0)); err != nil {
 		t.Fatalf("another user, whose entry has no tagged value: %v", err)
+	}
+}
+
+// TestDirectorySilentServersBreakGlass: four servers that accept and then
+// never answer (two providers and two replicas, all hung). Connecting has
+// one deadline, the module's timeout= less room for fallback=local, so
+// the break-glass token still gets in instead of the module killing the
+// checker; a per-server timeout that cannot fit is refused, with its line.
+func TestDirectorySilentServersBreakGlass(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	d := startSlapd(t) // for its CA and a host certificate
+	var uris []string
+	for range 4 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() { // accepts, reads, never answers
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go io.Copy(io.Discard, c)
+			}
+		}()
+		uris = append(uris, "ldaps://"+l.Addr().String())
+	}
+	conf := func(name, timeout string) string {
+		return d.hostConfLines(t, name, []string{"uri " + strings.Join(uris, " "), "base ou=people," + ldapSuffix, "ca_file " + d.ca,
+			"cert_file " + filepath.Join(d.certs, "host-a.pem"), "key_file " + filepath.Join(d.certs, "host-a.key"), "timeout " + timeout})
+	}
+	store := storeFor(t)
+	root := newUser(t) // stands in for root: the break-glass enrollment
+	enroll(t, root, "--secret-file", store+"/%u")
+	svc := service(t, module("required", "directory="+conf("silent", "3"), "fallback=local", "secret="+store+"/%u"))
+	m := syslogs.mark()
+	if err := loginWith(t, svc, root, code(t, root.secret, 0)); err != nil {
+		t.Fatalf("break-glass with four silent servers: %v\n%s", err, strings.Join(syslogs.since(m), "\n"))
+	}
+	expectLog(t, m, `user=`+root.name+` .*fallback=local .*not tried: no time left.*outcome=ok`)
+
+	tooLong := service(t, module("required", "directory="+conf("too-long", "9"), "fallback=local", "secret="+store+"/%u"))
+	m = syslogs.mark()
+	if err := loginWith(t, tooLong, root, code(t, root.secret, 1)); err == nil {
+		t.Fatal("a directory timeout that cannot fit in the module's was accepted")
+	}
+	expectLog(t, m, `outcome=fail reason=".*timeout 9s does not fit in the module's timeout=`)
+	// doctor says so from the configuration (a live server here, so that
+	// doctor's own probe of each server is quick).
+	live := d.hostConfLines(t, "too-long-doctor", []string{"uri " + d.ldaps, "base ou=people," + ldapSuffix, "ca_file " + d.ca,
+		"cert_file " + filepath.Join(d.certs, "host-a.pem"), "key_file " + filepath.Join(d.certs, "host-a.key"), "timeout 9"})
+	out, _ := doctorRun(t, map[string][]string{"sshd": {"auth requisite pam_unix.so", module("required", "directory="+live, "fallback=local", "secret="+store+"/%u")}}, "")
+	if !strings.Contains(out, "the directory's timeout (9s) does not fit in the module's timeout=10") {
+		t.Fatalf("doctor does not say that the timeout cannot fit:\n%s", out)
 	}
 }

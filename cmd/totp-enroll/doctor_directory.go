@@ -129,6 +129,7 @@ func (d *doctor) checkDirectoryStack(service, where string, opts *options.Option
 	if opts.FallbackLocal {
 		d.checkBreakGlassStore(where, opts, accounts)
 	}
+	d.checkConnectBudget(where, opts)
 	for _, a := range accounts {
 		if a.uid != 0 {
 			continue
@@ -184,5 +185,26 @@ func (d *doctor) checkBreakGlassStore(where string, opts *options.Options, accou
 	if len(both) > 0 {
 		d.add("warning", where, fmt.Sprintf("the fallback=local store %s holds enrollments of users the directory also has: %s. While the directory cannot be reached, those local tokens (perhaps ones removed from the directory) open the accounts.",
 			opts.Secret, nameList(both)), "keep only break-glass enrollments (root's) there; remove the others from the store")
+	}
+}
+
+// checkConnectBudget: a login connects to the servers of uri in turn, all
+// within the module's timeout= less 2 s for fallback=local and the prompt.
+// A per-server timeout that cannot fit fails every login; one that fits
+// fewer servers than uri names leaves the later ones untried when the
+// earlier are silent.
+func (d *doctor) checkConnectBudget(where string, opts *options.Options) {
+	c, err := directory.Load(opts.Directory)
+	if err != nil {
+		return
+	}
+	budget := time.Duration(opts.Timeout)*time.Second - 2*time.Second
+	switch {
+	case c.Timeout > budget:
+		d.add("error", where, fmt.Sprintf("the directory's timeout (%s) does not fit in the module's timeout=%d with 2 s for fallback=local and the prompt: every login fails.", c.Timeout, opts.Timeout),
+			fmt.Sprintf("lower timeout in %s, or raise the module's timeout=", opts.Directory))
+	case time.Duration(len(c.URIs))*c.Timeout > budget:
+		d.add("note", where, fmt.Sprintf("connecting has %s in all (the module's timeout=%d less 2 s): if the first servers of uri accept and then stay silent, the last of the %d are not tried, and the login goes on as for a directory that cannot be reached.", budget, opts.Timeout, len(c.URIs)),
+			"lower timeout, or put the servers most likely to answer first")
 	}
 }

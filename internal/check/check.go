@@ -54,6 +54,9 @@ func Run(e *Env) {
 		}
 		protocol.WriteFrame(e.Conn, protocol.Verdict, []byte{verdict})
 	}()
+	// The module's timeout= runs from the start: the first prompt must come
+	// before it ends, and connecting to a directory is most of that wait.
+	started := time.Now()
 	typ, payload, err := protocol.ReadFrame(e.Conn)
 	if err == nil && typ != protocol.Request {
 		err = fmt.Errorf("first frame is %q, not a request", typ)
@@ -66,7 +69,7 @@ func Run(e *Env) {
 		e.Log.Warning("outcome=fail reason=" + quote("bad request from module: "+err.Error()))
 		return
 	}
-	s := &session{env: e, req: req}
+	s := &session{env: e, req: req, started: started}
 	defer s.closeAccount()
 	verdict = s.run()
 }
@@ -85,8 +88,13 @@ type session struct {
 	dir  store.Account // the user's account in the directory, opened once
 	// fallback is why the directory was bypassed (fallback=local), or nil.
 	fallback error
-	authtok  bool // SetAuthtok sent
+	authtok  bool      // SetAuthtok sent
+	started  time.Time // when the module started this checker (real time)
 }
+
+// connectMargin is what connecting to the directory leaves of the module's
+// timeout=, for fallback=local and the first prompt.
+const connectMargin = 2 * time.Second
 
 // saveFailedMessage is shown when a login cannot be recorded.
 const saveFailedMessage = "pam_totp: cannot record this login (is the disk full or read-only?); ask an administrator"
@@ -218,7 +226,9 @@ func (s *session) openDirectory() (*secret.File, error) {
 		return nil, fmt.Errorf("directory=: the checker runs as uid %d, not as root", os.Geteuid())
 	}
 	if s.dir == nil {
-		acct, err := s.env.Directory(s.opts.Directory, s.req.User)
+		// The module waits timeout= for the first prompt: connecting must
+		// leave time for fallback=local and the prompt after it.
+		acct, err := s.env.Directory(s.opts.Directory, s.req.User, s.started.Add(time.Duration(s.opts.Timeout)*time.Second-connectMargin))
 		if err != nil {
 			return nil, err
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
@@ -30,11 +31,16 @@ type Account struct {
 
 // Open is the login path's store.Opener: it reads the configuration and
 // connects at the first read.
-func Open(conf, user string) (store.Account, error) {
+func Open(conf, user string, connectBy time.Time) (store.Account, error) {
 	c, err := Load(conf)
 	if err != nil {
 		return nil, err
 	}
+	if budget := time.Until(connectBy); c.Timeout > budget {
+		return nil, fmt.Errorf("%s: timeout %s does not fit in the module's timeout= with room for fallback=local (%s left for connecting): lower timeout, or raise the module's timeout=",
+			conf, c.Timeout, budget.Round(100*time.Millisecond))
+	}
+	c.connectBy = connectBy
 	return New(c, user), nil
 }
 

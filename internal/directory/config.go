@@ -53,6 +53,7 @@ type Config struct {
 	DownFor        time.Duration // how long a server that did not answer is tried last; 0: not remembered
 	CacheDir       string        // where that is remembered
 	anonymous      bool          // doctor's probe: no bind at all
+	connectBy      time.Time     // a login's: connecting to any server must be over by then
 	tls            *tls.Config   // built by Load from ca_file, cert_file and key_file
 }
 

@@ -50,7 +50,13 @@ func dial(conf *Config) (*session, error) {
 	var unreachable []string
 	now := time.Now()
 	servers, marked := conf.order(now)
-	for _, u := range servers {
+	for i, u := range servers {
+		if !conf.connectBy.IsZero() && !time.Now().Before(conf.connectBy) {
+			// Out of time for the servers left: they are not marked down,
+			// only not tried, and the login goes on as for silence.
+			unreachable = append(unreachable, fmt.Sprintf("%d server(s) not tried: no time left", len(servers)-i))
+			break
+		}
 		s, err := dialOne(conf, tc, u)
 		if err == nil {
 			if marked[u] {
@@ -96,6 +102,10 @@ func (e *unreachableError) Unwrap() error { return e.err }
 
 func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
 	deadline := time.Now().Add(conf.Timeout)
+	if !conf.connectBy.IsZero() && conf.connectBy.Before(deadline) {
+		deadline = conf.connectBy // the login's one deadline for connecting
+	}
+	allowed := time.Until(deadline).Round(100 * time.Millisecond)
 	network, addr := "tcp", u.Host
 	switch u.Scheme {
 	case "ldapi":
@@ -112,7 +122,7 @@ func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
 			addr = net.JoinHostPort(u.Hostname(), "389")
 		}
 	}
-	raw, err := (&net.Dialer{Timeout: min(conf.ConnectTimeout, conf.Timeout)}).Dial(network, addr)
+	raw, err := (&net.Dialer{Timeout: min(conf.ConnectTimeout, time.Until(deadline))}).Dial(network, addr)
 	if err != nil && silent(err) {
 		return nil, &unreachableError{fmt.Errorf("%s: %w", u, err)}
 	}
@@ -130,7 +140,7 @@ func dialOne(conf *Config, base *tls.Config, u *url.URL) (*session, error) {
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			return nil, &unreachableError{fmt.Errorf("%s: no answer within %s", u, conf.Timeout)}
+			return nil, &unreachableError{fmt.Errorf("%s: no answer within %s", u, allowed)}
 		case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF):
 			// The server went away in the middle (it died, or restarts):
 			// as good as silent. A certificate or a bind it refused is

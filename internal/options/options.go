@@ -30,6 +30,9 @@ const (
 	GoogleSecret  = "~/.google_authenticator"
 )
 
+// DefaultTimeout is the C module's timeout= (DEFAULT_TIMEOUT there).
+const DefaultTimeout = 10
+
 // DefaultPromptTimeout is how long a login may sit at a prompt: sshd's
 // LoginGraceTime default. su and sudo set no limit of their own.
 const DefaultPromptTimeout = 120
@@ -47,6 +50,7 @@ type Options struct {
 	NoHOTPAdvance bool  // no_increment_hotp
 	GracePeriod   int64 // seconds; 0: off
 	PromptTimeout int   // seconds the checker waits for an answer to a prompt
+	Timeout       int   // timeout=: seconds the module waits for the checker between two frames
 	ForwardPass   bool
 	UseFirstPass  bool
 	TryFirstPass  bool
@@ -71,7 +75,7 @@ type Options struct {
 // Parse parses module arguments.
 func Parse(args []string) (*Options, error) {
 	o := &Options{Secret: DefaultSecret, secretAsUser: true, Perm: 0o600, Policy: verify.DefaultPolicy, Prompt: "Verification code: ",
-		PromptTimeout: DefaultPromptTimeout}
+		PromptTimeout: DefaultPromptTimeout, Timeout: DefaultTimeout}
 	maxUnlockGiven := false
 	for _, a := range args {
 		name, val, hasVal := strings.Cut(a, "=")
@@ -155,8 +159,8 @@ func Parse(args []string) (*Options, error) {
 				err = errors.New("needs an absolute path")
 			}
 		case "timeout":
-			// read by the C module, which refuses the same range
-			_, err = number(val, hasVal, 1, 300)
+			// the C module's, which refuses the same range
+			o.Timeout, err = number(val, hasVal, 1, 300)
 		case "secret":
 			o.Secret, o.secretAsUser, err = template(val)
 			o.SecretGiven = true

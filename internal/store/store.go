@@ -9,6 +9,7 @@
 package store
 
 import (
+	"time"
 	"errors"
 
 	"pamtotp/internal/gafile"
@@ -67,8 +68,10 @@ type Enrollment interface {
 
 // Opener opens a user's account in the directory that the configuration
 // file at conf describes. The checker gives it to the login path, which
-// never imports the directory's code.
-type Opener func(conf, user string) (Account, error)
+// never imports the directory's code. Connecting, to whichever server of
+// the configuration answers, must be over by connectBy: the module waits
+// for the first prompt only so long, and fallback=local needs time after it.
+type Opener func(conf, user string, connectBy time.Time) (Account, error)
 
 // Files is a user's enrollment in files: pam_totp's secret file and its
 // state file, or a pam_google_authenticator file that holds both.
