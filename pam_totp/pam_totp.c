@@ -471,7 +471,9 @@ static const struct {
 } checker_limits[] = {
 	{RLIMIT_CPU, RLIM_INFINITY}, /* the module's timeout bounds the run */
 	{RLIMIT_FSIZE, RLIM_INFINITY},
-	{RLIMIT_DATA, RLIM_INFINITY},
+	/* Finite: what a hostile directory server sends must not grow the
+	 * checker without end (it needs a few MiB; over this it fails closed). */
+	{RLIMIT_DATA, 256 << 20},
 	{RLIMIT_AS, RLIM_INFINITY},
 	{RLIMIT_STACK, 8 << 20},
 	{RLIMIT_NPROC, RLIM_INFINITY}, /* Go's threads count as processes */

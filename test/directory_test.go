@@ -3,6 +3,7 @@
 package test
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -1256,5 +1257,136 @@ func TestDirectorySilentServersBreakGlass(t *testing.T) {
 	out, _ := doctorRun(t, map[string][]string{"sshd": {"auth requisite pam_unix.so", module("required", "directory="+live, "fallback=local", "secret="+store+"/%u")}}, "")
 	if !strings.Contains(out, "the directory's timeout (9s) does not fit in the module's timeout=10") {
 		t.Fatalf("doctor does not say that the timeout cannot fit:\n%s", out)
+	}
+}
+
+// TestDirectoryEndlessEntries: a server that passes the TLS check (a
+// compromised server, a rogue replica: it has a certificate of the fleet's
+// CA) answers the search with entries without end. The checker keeps no
+// more than it asked for: it abandons the search, and the login fails
+// closed at once ("more than one entry"), not at the operation's time-out
+// and not with the entries piled up in memory.
+func TestDirectoryEndlessEntries(t *testing.T) {
+	needRoot(t, "oathtool", "openssl")
+	d := startSlapd(t)
+	u := newUser(t)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(d.dir, "server.pem"), filepath.Join(d.dir, "server.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var mu sync.Mutex
+	sent, stopped := 0, false
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go hostileServer(c, u.name, func(n int) {
+				mu.Lock()
+				sent, stopped = sent+n, true
+				mu.Unlock()
+			})
+		}
+	}()
+	conf := d.hostConfLines(t, "endless", []string{"uri ldaps://" + l.Addr().String(), "base ou=people," + ldapSuffix, "ca_file " + d.ca,
+		"tls_server_name 127.0.0.1", "cert_file " + filepath.Join(d.certs, "host-a.pem"), "key_file " + filepath.Join(d.certs, "host-a.key"), "timeout 5"})
+	svc := service(t, module("required", "directory="+conf))
+	m := syslogs.mark()
+	if err := loginWith(t, svc, u, "123456"); err == nil {
+		t.Fatal("a login succeeded against a server that sends entries without end")
+	}
+	expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*more than one entry`)
+	// The server stops when told to (an abandon) or when the checker has
+	// gone; it sends no more than the socket buffers hold meanwhile. A
+	// checker that kept reading would have taken entries until the
+	// operation's time-out (5 s), at loopback speed millions of them.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n, done := sent, stopped
+		mu.Unlock()
+		if done {
+			if n > 5000 {
+				t.Fatalf("the server sent %d entries before the checker stopped it", n)
+			}
+			t.Logf("the server sent %d entries before the checker stopped it", n)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server was never stopped (%d entries sent)", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hostileServer answers a bind with success and a search with entries
+// without end, until the client abandons the search or goes; then it
+// reports how many it sent.
+func hostileServer(c net.Conn, name string, report func(sent int)) {
+	defer c.Close()
+	stop := make(chan bool, 1)
+	reply := func(id int64, app ber.Tag, kids ...*ber.Packet) []byte {
+		msg := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+		msg.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, ""))
+		op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, app, nil, "")
+		for _, k := range kids {
+			op.AppendChild(k)
+		}
+		msg.AppendChild(op)
+		return msg.Bytes()
+	}
+	result := func() []*ber.Packet {
+		return []*ber.Packet{ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, int64(0), ""),
+			ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", ""),
+			ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", "")}
+	}
+	var wmu sync.Mutex
+	write := func(b []byte) error { wmu.Lock(); defer wmu.Unlock(); _, err := c.Write(b); return err }
+	for {
+		p, err := ber.ReadPacket(c)
+		if err != nil || len(p.Children) < 2 {
+			return
+		}
+		id, _ := p.Children[0].Value.(int64)
+		switch p.Children[1].Tag {
+		case 0: // bind
+			write(reply(id, 1, result()...))
+		case 16: // abandon
+			stop <- true
+		case 3: // search: entries until told to stop
+			go func() {
+				n := 0
+				defer func() { report(n) }()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					attrs := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+					for _, a := range [][2]string{{"objectClass", "inetOrgPerson"}, {"uid", name}, {"description", strings.Repeat("x", 4000)}} {
+						at := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+						at.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a[0], ""))
+						vals := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSet, nil, "")
+						vals.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, a[1], ""))
+						at.AppendChild(vals)
+						attrs.AppendChild(at)
+					}
+					dn := ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, fmt.Sprintf("uid=%s,ou=people,dc=test", name), "")
+					if write(reply(id, 4, dn, attrs)) != nil {
+						return
+					}
+					n++
+				}
+			}()
+		case 2: // unbind
+			return
+		}
 	}
 }

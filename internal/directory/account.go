@@ -3,6 +3,7 @@
 package directory
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -104,7 +105,7 @@ func (a *Account) read() error {
 	req := ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 2, int(a.conf.Timeout.Seconds())+1, false,
 		filter, []string{"objectClass", a.conf.NameAttr, attrSecret, attrState, attrPending}, nil)
 	var res *ldap.SearchResult
-	search := func(c *ldap.Conn) (err error) { res, err = c.Search(req); return err }
+	search := func(c *ldap.Conn) (err error) { res, err = searchFew(c, req, 2); return err }
 	err := a.s.op(search)
 	var le *lostError
 	if errors.As(err, &le) {
@@ -143,6 +144,42 @@ func (a *Account) read() error {
 	}
 	a.e = e
 	return nil
+}
+
+// maxSearchBytes bounds what one search of the login path keeps: two
+// entries of the largest size an entry can have (a secret and a state of
+// 64 KiB, a pending enrollment), with room to spare.
+const maxSearchBytes = 1 << 20
+
+// searchFew is Search for at most max entries. It stops reading after
+// max+1 (enough to tell that there are too many) or maxSearchBytes, and
+// abandons the operation: a server that ignores the size limit and sends
+// entries without end (a compromised server, a rogue replica) cannot make
+// the checker keep them.
+func searchFew(c *ldap.Conn, req *ldap.SearchRequest, max int) (*ldap.SearchResult, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel() // abandons the search if it is still running
+	r := c.SearchAsync(ctx, req, max+1)
+	res, size := &ldap.SearchResult{}, 0
+	for r.Next() {
+		e := r.Entry()
+		if e == nil {
+			continue // a referral or a control
+		}
+		res.Entries = append(res.Entries, e)
+		for _, a := range e.Attributes {
+			for _, v := range a.ByteValues {
+				size += len(v)
+			}
+		}
+		if len(res.Entries) > max {
+			return res, nil // the caller says there are too many
+		}
+		if size > maxSearchBytes {
+			return nil, fmt.Errorf("the server sent more than %d bytes for one user: refused", maxSearchBytes)
+		}
+	}
+	return res, r.Err()
 }
 
 // errNoEntry is a search that found no entry for the user.
