@@ -9,8 +9,8 @@
 package store
 
 import (
-	"time"
 	"errors"
+	"time"
 
 	"pamtotp/internal/gafile"
 	"pamtotp/internal/secret"
