@@ -589,20 +589,7 @@ func TestDirectoryUnsafeOrBrokenServer(t *testing.T) {
 	os.Mkdir(other, 0o700)
 	openssl(t, other, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
 		"-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=another CA")
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	go func() { // accepts, reads, never answers
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(io.Discard, c)
-		}
-	}()
+	silent := silentServer(t)
 	bare := startSlapdWith(t, "", false)
 	bare.addUser(t, u)
 	cert := []string{"cert_file " + filepath.Join(f.d.certs, "host-a.pem"), "key_file " + filepath.Join(f.d.certs, "host-a.key")}
@@ -615,7 +602,7 @@ func TestDirectoryUnsafeOrBrokenServer(t *testing.T) {
 			`TLS: tls: failed to verify certificate`},
 		{"StartTLS with a certificate of another CA", append([]string{"uri " + f.d.ldap, "base ou=people," + ldapSuffix, "ca_file " + other + "/ca.pem"}, cert...),
 			`StartTLS: .*certificate`},
-		{"a server that never answers", append([]string{"uri ldaps://" + silent.Addr().String(), "base ou=people," + ldapSuffix, "ca_file " + f.d.ca, "timeout 1"}, cert...),
+		{"a server that never answers", append([]string{"uri ldaps://" + silent, "base ou=people," + ldapSuffix, "ca_file " + f.d.ca, "timeout 1"}, cert...),
 			`the directory cannot be reached: .*no answer within 1s`},
 		{"no pam_totp schema", []string{"uri " + bare.ldaps, "base ou=people," + ldapSuffix, "ca_file " + bare.ca,
 			"cert_file " + filepath.Join(bare.certs, "host-a.pem"), "key_file " + filepath.Join(bare.certs, "host-a.key")},
@@ -1214,21 +1201,7 @@ func TestDirectorySilentServersBreakGlass(t *testing.T) {
 	d := startSlapd(t) // for its CA and a host certificate
 	var uris []string
 	for range 4 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		go func() { // accepts, reads, never answers
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go io.Copy(io.Discard, c)
-			}
-		}()
-		uris = append(uris, "ldaps://"+l.Addr().String())
+		uris = append(uris, "ldaps://"+silentServer(t))
 	}
 	conf := func(name, timeout string) string {
 		return d.hostConfLines(t, name, []string{"uri " + strings.Join(uris, " "), "base ou=people," + ldapSuffix, "ca_file " + d.ca,
@@ -1389,4 +1362,25 @@ func hostileServer(c net.Conn, name string, report func(sent int)) {
 			return
 		}
 	}
+}
+
+// silentServer is an address on 127.0.0.1 that accepts connections and
+// reads them, and never answers: a hung server. Closed with the test.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	return l.Addr().String()
 }

@@ -340,6 +340,7 @@ sn: %[2]s
 uidNumber: %d
 gidNumber: %d
 homeDirectory: %s
+loginShell: /bin/sh
 userPassword: %s
 `, userDN(u), u.name, u.uid, u.gid, u.home, u.password))
 }

@@ -4,7 +4,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -215,23 +214,8 @@ func ldapUserIn(t testing.TB, d *slapd, name, homeRoot string) *user {
 	if err := os.Chown(u.home, u.uid, u.gid); err != nil {
 		t.Fatal(err)
 	}
-	d.add(t, fmt.Sprintf(`dn: %s
-objectClass: inetOrgPerson
-objectClass: posixAccount
-uid: %s
-cn: %[2]s
-sn: %[2]s
-uidNumber: %d
-gidNumber: %d
-homeDirectory: %s
-loginShell: /bin/sh
-userPassword: %s
-
-dn: cn=%[2]s,ou=groups,%[7]s
-objectClass: posixGroup
-cn: %[2]s
-gidNumber: %[4]d
-`, userDN(u), u.name, u.uid, u.gid, u.home, u.password, ldapSuffix))
+	d.addUser(t, u)
+	d.add(t, fmt.Sprintf("dn: cn=%s,ou=groups,%s\nobjectClass: posixGroup\ncn: %[1]s\ngidNumber: %[3]d\n", u.name, ldapSuffix, u.gid))
 	return u
 }
 
@@ -241,24 +225,9 @@ func (h *sssdHost) sudo(t *testing.T, u *user, svc, stdin string) (string, error
 	t.Helper()
 	rule := fmt.Sprintf("Defaults:%s pam_service=%s, passwd_tries=1, !lecture\n%s ALL=(root) ALL\n", u.name, svc, u.name)
 	writeEtc(t, filepath.Join(h.etcDir(), "sudoers.d", "pamtotp-"+u.name), rule, 0o440)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	ns := fmt.Sprintf("--mount=/proc/%d/ns/mnt", h.cmd.Process.Pid)
-	cmd := exec.CommandContext(ctx, "nsenter", ns, fmt.Sprintf("--setuid=%d", u.uid), fmt.Sprintf("--setgid=%d", u.gid), "--",
-		"sudo", "-S", "-k", "-p", "sudo-password: ", "id", "-un")
-	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + u.home}
-	cmd.Dir = u.home
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("sudo hung for 30 s; stderr: %s", errb.String())
-	}
-	if err != nil {
-		return errb.String(), err
-	}
-	return strings.TrimSpace(out.String()), nil
+	return runSudo(t, exec.Command("nsenter", ns, fmt.Sprintf("--setuid=%d", u.uid), fmt.Sprintf("--setgid=%d", u.gid), "--",
+		"sudo", "-S", "-k", "-p", "sudo-password: ", "id", "-un"), u, stdin)
 }
 
 // enrollOn runs the real totp-enroll on the host (where NSS knows the

@@ -4,7 +4,6 @@ package test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -19,17 +18,27 @@ import (
 // prompts (password, then code), under sudo's own PAM service.
 func sudoAs(t *testing.T, u *user, stdin string) (string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "sudo", "-S", "-k", "-p", "sudo-password: ", "id", "-un")
+	cmd := exec.Command("sudo", "-S", "-k", "-p", "sudo-password: ", "id", "-un")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid)}}
+	return runSudo(t, cmd, u, stdin)
+}
+
+// runSudo runs a sudo command made for u, in u's home with a bare
+// environment, and returns what it printed, or its error output. A sudo
+// that takes over 30 s is a hang: it fails the test.
+func runSudo(t *testing.T, cmd *exec.Cmd, u *user, stdin string) (string, error) {
+	t.Helper()
 	cmd.Env = []string{"PATH=/usr/bin:/bin:/usr/sbin:/sbin", "HOME=" + u.home}
 	cmd.Dir = u.home
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	hung := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !hung.Stop() {
 		t.Fatalf("sudo hung for 30 s; stderr: %s", errb.String())
 	}
 	if err != nil {
