@@ -1285,7 +1285,7 @@ func TestDirectoryEndlessEntries(t *testing.T) {
 		n, done := sent, stopped
 		mu.Unlock()
 		if done {
-			if n > 5000 {
+			if n > 20000 { // 80 MB: more than any socket buffers hold
 				t.Fatalf("the server sent %d entries before the checker stopped it", n)
 			}
 			t.Logf("the server sent %d entries before the checker stopped it", n)
