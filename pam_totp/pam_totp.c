@@ -295,14 +295,7 @@ static int usable_hash(const char *h)
 	return h != NULL && h[0] != '\0' && h[0] != '!' && h[0] != '*' && strcmp(h, "x") != 0;
 }
 
-/*
- * Whether pam_unix decides this account's password: the account is in the
- * local /etc/passwd under the name and uid NSS gave, and its hash there or
- * in /etc/shadow is one a password can match. The files are read directly,
- * never through NSS, whose sss or ldap sources know accounts pam_unix
- * cannot check. Where the files cannot be read (a host not running as
- * root) the answer is no: the checker then decides, as for any account.
- */
+/* A local account file, opened without following a link. */
 static FILE *open_local(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -316,6 +309,14 @@ static FILE *open_local(const char *path)
 	return f;
 }
 
+/*
+ * Whether pam_unix decides this account's password: the account is in the
+ * local /etc/passwd under the name and uid NSS gave, and its hash there or
+ * in /etc/shadow is one a password can match. The files are read directly,
+ * never through NSS, whose sss or ldap sources know accounts pam_unix
+ * cannot check. Where the files cannot be read (a host not running as
+ * root) the answer is no: the checker then decides, as for any account.
+ */
 static int unix_holds_password(const struct passwd *pw)
 {
 	struct passwd local, *lp = NULL;

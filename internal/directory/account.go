@@ -37,7 +37,9 @@ func Open(conf, user string, connectBy time.Time) (store.Account, error) {
 	if err != nil {
 		return nil, err
 	}
-	if budget := time.Until(connectBy); c.Timeout > budget {
+	// Whole seconds, as the module's timeout= is given: the time the
+	// checker took to start must not turn a fitting timeout into a refusal.
+	if budget := time.Until(connectBy).Round(time.Second); c.Timeout > budget {
 		return nil, fmt.Errorf("%s: timeout %s does not fit in the module's timeout= with room for fallback=local (%s left for connecting): lower timeout, or raise the module's timeout=",
 			conf, c.Timeout, budget.Round(100*time.Millisecond))
 	}
