@@ -589,7 +589,49 @@ func TestMirrorServerDiesDuringLogin(t *testing.T) {
 			t.Fatalf("the wrong code is not counted exactly once on server 2: %q", st)
 		}
 	}
-	if err := loginWith(t, service(t, module("required", "directory="+p.hostConf(t, "b2", p.s2.ldaps))), right, code(t, right.secret, 0)); err == nil {
+	only2 := service(t, module("required", "directory="+p.hostConf(t, "b2", p.s2.ldaps)))
+	if err := loginWith(t, only2, right, code(t, right.secret, 0)); err == nil {
 		t.Fatal("the code used during the failover worked again")
 	}
+
+	// Ten logins at once, all at the code prompt with their entries read
+	// through server 1, which is then killed: every one completes through
+	// server 2, and each code works once.
+	p.s1.start(t)
+	users := make([]*user, 10)
+	for i := range users {
+		users[i] = newUser(t)
+		p.enroll(t, users[i])
+	}
+	waitForFreshStep(30, 15)
+	conf := p.hostConf(t, "d", p.s1.ldaps, p.s2.ldaps)
+	svc := service(t, module("required", "directory="+conf))
+	var atPromptWG, release sync.WaitGroup
+	atPromptWG.Add(len(users))
+	release.Add(1)
+	errs := make([]error, len(users))
+	var done sync.WaitGroup
+	for i, u := range users {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			errs[i] = authenticateFrom(t, svc, u.name, &atPrompt{before: func() { atPromptWG.Done(); release.Wait() }, answer: code(t, u.secret, 0)}, nil)
+		}()
+	}
+	atPromptWG.Wait()
+	p.s1.kill(t)
+	release.Done()
+	done.Wait()
+	ok := 0
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("login %d with server 1 killed under it: %v", i, err)
+			continue
+		}
+		ok++
+		if err := loginWith(t, only2, users[i], code(t, users[i].secret, 0)); err == nil {
+			t.Errorf("login %d's code worked again through server 2", i)
+		}
+	}
+	t.Logf("server 1 killed under 10 logins at the code prompt: %d of 10 completed through server 2", ok)
 }
