@@ -635,3 +635,84 @@ func TestMirrorServerDiesDuringLogin(t *testing.T) {
 	}
 	t.Logf("server 1 killed under 10 logins at the code prompt: %d of 10 completed through server 2", ok)
 }
+
+// cutAfter is a proxy to target for one connection that looks at the
+// directory (cut) before it passes on each chunk the server sends, and
+// closes both sides instead once cut says so. slapd applies a write
+// before it answers, so the answer to the write that made cut true is
+// never delivered: the client's connection dies after its request went
+// out and was applied. Later connections are refused.
+func cutAfter(t *testing.T, target string, cut func() bool) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		c, err := l.Accept()
+		l.Close()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		s, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		go io.Copy(s, c)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := s.Read(buf)
+			if n > 0 {
+				if cut() {
+					return
+				}
+				if _, err := c.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	return l.Addr().String()
+}
+
+// TestMirrorWriteLostAfterApplied: the connection to server 1 dies right
+// after server 1 applied the charge, before its answer arrives. The login
+// moves to server 2, finds out what became of the charge there, and goes
+// on: the right code gets in, is used once, and the attempt is counted
+// neither twice nor not at all (no failure left once it succeeded).
+func TestMirrorWriteLostAfterApplied(t *testing.T) {
+	p := startMirrorPair(t)
+	u := newUser(t)
+	p.enroll(t, u)
+	if st := stateOn(p.s1, u); strings.Contains(st, "failures") {
+		t.Fatalf("the state before the test has failures: %q", st)
+	}
+	charged := func() bool { return strings.Contains(stateOn(p.s1, u), "failures 1") }
+	gate := cutAfter(t, strings.TrimPrefix(p.s1.ldaps, "ldaps://"), charged)
+	conf := p.hostConf(t, "e", "ldaps://"+gate, p.s2.ldaps)
+	// The gate's name is 127.0.0.1, as the server certificate says.
+	svc := service(t, module("required", "directory="+conf))
+	waitForFreshStep(30, 10)
+	c := code(t, u.secret, 0)
+	m := syslogs.mark()
+	if err := loginWith(t, svc, u, c); err != nil {
+		t.Fatalf("the login whose charge's answer was lost: %v\n%s", err, strings.Join(syslogs.since(m), "\n"))
+	}
+	if !charged() && !strings.Contains(stateOn(p.s1, u), "last=") {
+		t.Fatalf("the gate did not cut after the charge (server 1's state %q)", stateOn(p.s1, u))
+	}
+	p.sameState(t, u)
+	if st := stateOn(p.s2, u); strings.Contains(st, "failures") || !strings.Contains(st, "last=") {
+		t.Fatalf("after healing, the state is %q: want the code used and no failure left", st)
+	}
+	only2 := service(t, module("required", "directory="+p.hostConf(t, "e2", p.s2.ldaps)))
+	if err := loginWith(t, only2, u, c); err == nil {
+		t.Fatal("the code worked again through server 2")
+	}
+}

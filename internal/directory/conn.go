@@ -256,7 +256,11 @@ func (s *session) op(f func(*ldap.Conn) error) error {
 	}
 	s.raw.SetDeadline(time.Now().Add(s.conf.Timeout))
 	err := f(s.c)
-	if ldap.IsErrorWithCode(err, ldap.ErrorNetwork) {
+	// A time-out is ErrorNetwork; a connection that died under the request
+	// is a plain error with the connection closing. Either way the server
+	// may or may not have applied it. An answer (a refusal included) leaves
+	// the connection open.
+	if err != nil && (ldap.IsErrorWithCode(err, ldap.ErrorNetwork) || s.c.IsClosing()) {
 		return &lostError{uri: s.uri, err: err}
 	}
 	return err
