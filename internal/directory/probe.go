@@ -31,7 +31,7 @@ func schemaLoaded(s *session) (bool, error) {
 	err := s.op(func(l *ldap.Conn) (err error) {
 		req := ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 			"(objectClass=*)", []string{"subschemaSubentry"}, nil)
-		if res, err = l.Search(req); err != nil || len(res.Entries) == 0 {
+		if res, err = searchFew(l, req, 1); err != nil || len(res.Entries) == 0 {
 			return err
 		}
 		sub := res.Entries[0].GetAttributeValue("subschemaSubentry")
@@ -40,7 +40,7 @@ func schemaLoaded(s *session) (bool, error) {
 		}
 		req = ldap.NewSearchRequest(sub, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 			"(objectClass=subschema)", []string{"attributeTypes", "objectClasses"}, nil)
-		res, err = l.Search(req)
+		res, err = searchFew(l, req, 1)
 		return err
 	})
 	if err != nil {
@@ -76,7 +76,7 @@ func AnonymousSecrets(c *Config) (int, error) {
 	req := ldap.NewSearchRequest(c.searchBase(), ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 10, 0, false,
 		"(|("+attrSecret+"=*)("+attrState+"=*))", []string{attrSecret, attrState}, nil)
 	var res *ldap.SearchResult
-	err = s.op(func(l *ldap.Conn) (err error) { res, err = l.Search(req); return err })
+	err = s.op(func(l *ldap.Conn) (err error) { res, err = searchFew(l, req, 10); return err })
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) && res != nil {
 		err = nil
 	}
@@ -186,8 +186,8 @@ func Describe(c *Config) Server {
 	// that holds base.
 	var root *ldap.SearchResult
 	err = s.op(func(l *ldap.Conn) (err error) {
-		root, err = l.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
-			"(objectClass=*)", []string{"namingContexts"}, nil))
+		root, err = searchFew(l, ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+			"(objectClass=*)", []string{"namingContexts"}, nil), 1)
 		return err
 	})
 	if err != nil || len(root.Entries) == 0 {
@@ -199,8 +199,8 @@ func Describe(c *Config) Server {
 		}
 		var r *ldap.SearchResult
 		err = s.op(func(l *ldap.Conn) (err error) {
-			r, err = l.Search(ldap.NewSearchRequest(nc, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
-				"(objectClass=*)", []string{"contextCSN"}, nil))
+			r, err = searchFew(l, ldap.NewSearchRequest(nc, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+				"(objectClass=*)", []string{"contextCSN"}, nil), 1)
 			return err
 		})
 		if err == nil && len(r.Entries) == 1 {
@@ -220,8 +220,8 @@ func groupsOf(s *session, nc, dn string) []string {
 	filter := "(|(member=" + ldap.EscapeFilter(dn) + ")(uniqueMember=" + ldap.EscapeFilter(dn) + "))"
 	var r *ldap.SearchResult
 	err := s.op(func(l *ldap.Conn) (err error) {
-		r, err = l.Search(ldap.NewSearchRequest(nc, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 20, int(s.conf.Timeout.Seconds())+1, false,
-			filter, []string{"1.1"}, nil))
+		r, err = searchFew(l, ldap.NewSearchRequest(nc, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 20, int(s.conf.Timeout.Seconds())+1, false,
+			filter, []string{"1.1"}, nil), 20)
 		return err
 	})
 	if err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
