@@ -6,11 +6,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 
-	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"pamtotp/internal/directory"
@@ -67,7 +65,7 @@ func (d *dirFlags) config() (*directory.Config, error) {
 // asks on the terminal without echo.
 func (d *dirFlags) password() (string, error) {
 	if d.bindPasswordFile != "" {
-		data, err := readPrivateFile(d.bindPasswordFile)
+		data, err := directory.ReadOwnFile(d.bindPasswordFile)
 		if err != nil {
 			return "", fmt.Errorf("--bind-password-file: %w", err)
 		}
@@ -101,37 +99,4 @@ func directoryAccount(name string) (*account, error) {
 		return nil, fmt.Errorf("--user: %w", err)
 	}
 	return &account{name: name, uid: -1, gid: -1}, nil
-}
-
-// readPrivateFile reads a small file of secrets the way the host's own
-// bind_password_file is read: not through a link, a regular file, owned by
-// whoever runs this command, and readable or writable by nobody else. A
-// password file that others can change could replace every user's secret.
-func readPrivateFile(path string) ([]byte, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
-	if errors.Is(err, unix.ELOOP) {
-		return nil, fmt.Errorf("%s is a symbolic link; name the file itself", path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	f := os.NewFile(uintptr(fd), path)
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	switch {
-	case st.Mode&unix.S_IFMT != unix.S_IFREG:
-		return nil, fmt.Errorf("%s is not a regular file", path)
-	case int(st.Uid) != os.Geteuid():
-		return nil, fmt.Errorf("%s belongs to uid %d, not to you (uid %d)", path, st.Uid, os.Geteuid())
-	case st.Mode&0o077 != 0:
-		return nil, fmt.Errorf("%s is open to others (mode %04o); chmod 600 it", path, st.Mode&0o7777)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, 4097))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return data, nil
 }

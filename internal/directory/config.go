@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -325,9 +326,23 @@ func readRootFile(path string, private bool) ([]byte, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("%s: not an absolute path", path)
 	}
+	return readOwnedFile(path, 0, "root", private)
+}
+
+// ReadOwnFile reads a small file of secrets of the caller's own, as the
+// host's bind_password_file is read: an admin's --bind-password-file can
+// replace every user's secret, so nobody else may read or change it.
+func ReadOwnFile(path string) ([]byte, error) {
+	return readOwnedFile(path, os.Geteuid(), "you", true)
+}
+
+// readOwnedFile reads a small regular file, not through a link, owned by
+// uid (named who in messages), that nobody else may write, and with
+// private nobody else may read either.
+func readOwnedFile(path string, uid int, who string, private bool) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if errors.Is(err, unix.ELOOP) {
-		return nil, fmt.Errorf("%s is a symbolic link", path)
+		return nil, fmt.Errorf("%s is a symbolic link; name the file itself", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", path, err)
@@ -344,10 +359,10 @@ func readRootFile(path string, private bool) ([]byte, error) {
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		return nil, fmt.Errorf("%s is not a regular file", path)
-	case st.Uid != 0:
-		return nil, fmt.Errorf("%s is owned by uid %d, not root", path, st.Uid)
+	case int(st.Uid) != uid:
+		return nil, fmt.Errorf("%s belongs to uid %d, not to %s (uid %d)", path, st.Uid, who, uid)
 	case st.Mode&bad != 0:
-		return nil, fmt.Errorf("%s has mode %04o: at most %04o", path, st.Mode&0o7777, 0o777&^bad&^0o111)
+		return nil, fmt.Errorf("%s is open to others (mode %04o; at most %04o)", path, st.Mode&0o7777, 0o777&^bad&^0o111)
 	case st.Size > maxConfigSize:
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxConfigSize)
 	}
