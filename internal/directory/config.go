@@ -362,7 +362,7 @@ func readOwnedFile(path string, uid int, who string, private bool) ([]byte, erro
 	case int(st.Uid) != uid:
 		return nil, fmt.Errorf("%s belongs to uid %d, not to %s (uid %d)", path, st.Uid, who, uid)
 	case st.Mode&bad != 0:
-		return nil, fmt.Errorf("%s is open to others (mode %04o; at most %04o)", path, st.Mode&0o7777, 0o777&^bad&^0o111)
+		return nil, fmt.Errorf("%s is open to others (mode %04o): it has mode %04o where at most %04o is allowed", path, st.Mode&0o7777, st.Mode&0o7777, 0o777&^bad&^0o111)
 	case st.Size > maxConfigSize:
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxConfigSize)
 	}
