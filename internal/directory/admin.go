@@ -5,7 +5,6 @@ package directory
 import (
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -160,7 +159,7 @@ func (a *Account) retry(f func() error) error {
 // Users lists the enrolled users under base, by the attribute that
 // user_filter names ((uid=%u) gives uid).
 func (a *Account) Users() ([]string, error) {
-	attr := userAttr(a.conf.UserFilter)
+	attr := a.conf.listAttr()
 	if attr == "" || a.conf.Base == "" {
 		return nil, errors.New("listing users needs base and a user_filter of the form (ATTR=%u)")
 	}
@@ -189,15 +188,12 @@ func (a *Account) Other(user string) *Account {
 	return &Account{conf: a.conf, user: user, s: a.s, shared: true}
 }
 
-// userAttr is ATTR of a filter "(ATTR=%u)", or "".
-func userAttr(filter string) string {
-	inner, ok := strings.CutPrefix(filter, "(")
-	if !ok {
+// listAttr is the attribute by which Users lists the enrolled: NameAttr
+// where user_filter is just (ATTR=%u), else "" (a filter that says more
+// than the name, or user_dn, cannot be listed by that attribute alone).
+func (c *Config) listAttr() string {
+	if c.UserDN != "" || c.UserFilter != "("+c.NameAttr+"=%u)" {
 		return ""
 	}
-	attr, rest, ok := strings.Cut(inner, "=")
-	if !ok || rest != "%u)" || strings.ContainsAny(attr, "()&|!*") {
-		return ""
-	}
-	return attr
+	return c.NameAttr
 }

@@ -66,8 +66,9 @@ func TestUserAttr(t *testing.T) {
 		"(uid=%u)": "uid", "(sAMAccountName=%u)": "sAMAccountName",
 		"(&(objectClass=posixAccount)(uid=%u))": "", "uid=%u": "",
 	} {
-		if got := userAttr(filter); got != want {
-			t.Errorf("userAttr(%q) = %q, want %q", filter, got, want)
+		c := &Config{UserFilter: filter, NameAttr: nameAttr(filter)}
+		if got := c.listAttr(); got != want {
+			t.Errorf("listAttr of user_filter %q = %q, want %q", filter, got, want)
 		}
 	}
 }
