@@ -69,13 +69,13 @@ type doctor struct {
 	pamDir, sshdConfig string
 	sshdService        string // the PAM service sshd uses
 	findings           []finding
-	drifts             map[int64]int     // learned TOTP drift (steps) -> tokens
-	rootEnrolled       map[string]bool   // service -> root has an enrollment or is exempt
-	enrolled           map[string]int    // service -> accounts with an enrollment
-	nullOK             map[string]bool   // service -> its pam_totp line has nullok
-	sshd               map[string]string // sshd -T's settings, when there is an sshd stack
-	directories        map[string]bool   // the directory configurations checked
-	directory, user    string            // --directory and --user: check that configuration alone
+	drifts             map[int64]int                // learned TOTP drift (steps) -> tokens
+	rootEnrolled       map[string]bool              // service -> root has an enrollment or is exempt
+	enrolled           map[string]int               // service -> accounts with an enrollment
+	nullOK             map[string]bool              // service -> its pam_totp line has nullok
+	sshd               map[string]string            // sshd -T's settings, when there is an sshd stack
+	directories        map[string]*directory.Config // the directory configurations checked (nil: refused)
+	directory, user    string                       // --directory and --user: check that configuration alone
 }
 
 func (d *doctor) add(level, where, what, fix string) {

@@ -16,21 +16,29 @@ import (
 // checkDirectory checks a host's directory configuration: the file, and
 // for each server the connection, TLS and the bind, the schema, whether
 // an anonymous client can read a secret, and, given a user, whether this
-// host can read and write what a login needs. Each file is checked once.
-func (d *doctor) checkDirectory(conf, user string) {
+// host can read and write what a login needs. Each file is checked once;
+// the configuration is returned, nil if it is refused.
+func (d *doctor) checkDirectory(conf, user string) *directory.Config {
 	if d.directories == nil {
-		d.directories = map[string]bool{}
+		d.directories = map[string]*directory.Config{}
 	}
-	if d.directories[conf] {
-		return
+	if c, checked := d.directories[conf]; checked {
+		return c
 	}
-	d.directories[conf] = true
+	d.directories[conf] = nil
 	c, err := directory.Load(conf)
 	if err != nil {
 		d.add("error", conf, fmt.Sprintf("the directory's configuration is refused (%v): every login with directory=%s fails.", err, conf),
 			"correct it: root's, mode 0600, the keys of docs/fleet.md")
-		return
+		return nil
 	}
+	d.directories[conf] = c
+	d.checkServers(c, conf, user)
+	return c
+}
+
+// checkServers is checkDirectory for a configuration that loaded.
+func (d *doctor) checkServers(c *directory.Config, conf, user string) {
 	reachable, writers, refused := 0, 0, 0
 	var servers []directory.Server
 	for _, u := range c.URIs {
@@ -121,15 +129,17 @@ func (d *doctor) checkDirectory(conf, user string) {
 // the accounts are the directory's, so what can be checked here is the
 // configuration and the way in when the directory is down.
 func (d *doctor) checkDirectoryStack(service, where string, opts *options.Options) {
-	d.checkDirectory(opts.Directory, "")
+	c := d.checkDirectory(opts.Directory, "")
 	accounts, err := localAccounts()
 	if err != nil {
 		return
 	}
-	if opts.FallbackLocal {
-		d.checkBreakGlassStore(where, opts, accounts)
+	if c != nil {
+		if opts.FallbackLocal {
+			d.checkBreakGlassStore(c, where, opts, accounts)
+		}
+		d.checkConnectBudget(c, where, opts)
 	}
-	d.checkConnectBudget(where, opts)
 	for _, a := range accounts {
 		if a.uid != 0 {
 			continue
@@ -165,11 +175,7 @@ func orNone(s string) string {
 // also has (a token since removed from the directory, a lost phone, left
 // by a migration) opens that account whenever the directory cannot be
 // reached.
-func (d *doctor) checkBreakGlassStore(where string, opts *options.Options, accounts []*account) {
-	c, err := directory.Load(opts.Directory)
-	if err != nil {
-		return // said by checkDirectory
-	}
+func (d *doctor) checkBreakGlassStore(c *directory.Config, where string, opts *options.Options, accounts []*account) {
 	var both []string
 	for _, a := range accounts {
 		if _, _, _, found, _ := enrollmentOf(a, opts); !found {
@@ -193,12 +199,8 @@ func (d *doctor) checkBreakGlassStore(where string, opts *options.Options, accou
 // A per-server timeout that cannot fit fails every login; one that fits
 // fewer servers than uri names leaves the later ones untried when the
 // earlier are silent.
-func (d *doctor) checkConnectBudget(where string, opts *options.Options) {
-	c, err := directory.Load(opts.Directory)
-	if err != nil {
-		return
-	}
-	budget := time.Duration(opts.Timeout)*time.Second - 2*time.Second
+func (d *doctor) checkConnectBudget(c *directory.Config, where string, opts *options.Options) {
+	budget := opts.ConnectBudget()
 	switch {
 	case c.Timeout > budget:
 		d.add("error", where, fmt.Sprintf("the directory's timeout (%s) does not fit in the module's timeout=%d with 2 s for fallback=local and the prompt: every login fails.", c.Timeout, opts.Timeout),

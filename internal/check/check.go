@@ -92,10 +92,6 @@ type session struct {
 	started  time.Time // when the module started this checker (real time)
 }
 
-// connectMargin is what connecting to the directory leaves of the module's
-// timeout=, for fallback=local and the first prompt.
-const connectMargin = 2 * time.Second
-
 // saveFailedMessage is shown when a login cannot be recorded.
 const saveFailedMessage = "pam_totp: cannot record this login (is the disk full or read-only?); ask an administrator"
 
@@ -226,9 +222,7 @@ func (s *session) openDirectory() (*secret.File, error) {
 		return nil, fmt.Errorf("directory=: the checker runs as uid %d, not as root", os.Geteuid())
 	}
 	if s.dir == nil {
-		// The module waits timeout= for the first prompt: connecting must
-		// leave time for fallback=local and the prompt after it.
-		acct, err := s.env.Directory(s.opts.Directory, s.req.User, s.started.Add(time.Duration(s.opts.Timeout)*time.Second-connectMargin))
+		acct, err := s.env.Directory(s.opts.Directory, s.req.User, s.started.Add(s.opts.ConnectBudget()))
 		if err != nil {
 			return nil, err
 		}
@@ -542,7 +536,7 @@ func (s *session) logf(level func(string) error, token, outcome, format string, 
 	}
 	// A directory decision names the entry it used (server and DN), so
 	// that an admin can see whose enrollment decided.
-	if s.dir != nil && s.acct == s.dir && s.fallback == nil {
+	if s.dir != nil && s.acct == s.dir {
 		fmt.Fprintf(&b, " store=%s", quote(s.dir.Where()))
 	}
 	if token != "" {

@@ -33,6 +33,16 @@ const (
 // DefaultTimeout is the C module's timeout= (DEFAULT_TIMEOUT there).
 const DefaultTimeout = 10
 
+// ConnectMargin is what connecting to a directory leaves of the module's
+// timeout=, for fallback=local and the first prompt after it.
+const ConnectMargin = 2 * time.Second
+
+// ConnectBudget is how long connecting to a directory may take in all: the
+// module waits timeout= for the first prompt.
+func (o *Options) ConnectBudget() time.Duration {
+	return time.Duration(o.Timeout)*time.Second - ConnectMargin
+}
+
 // DefaultPromptTimeout is how long a login may sit at a prompt: sshd's
 // LoginGraceTime default. su and sudo set no limit of their own.
 const DefaultPromptTimeout = 120
