@@ -506,15 +506,50 @@ type gateChunk struct{ pass chan bool }
 
 func newGate(t *testing.T, target string) *gate {
 	t.Helper()
+	g := &gate{chunks: make(chan gateChunk)}
+	g.addr = proxyOnce(t, target, func() bool {
+		ch := gateChunk{pass: make(chan bool)}
+		g.chunks <- ch
+		return <-ch.pass
+	}, nil, func() { close(g.chunks) })
+	return g
+}
+
+// proxyOnce proxies one connection to target. Before it passes on a chunk
+// from the client it asks fromClient, and before one from the server
+// fromServer (nil: always pass); a false closes both sides. done runs when
+// the connection is over. Later connections are refused.
+func proxyOnce(t *testing.T, target string, fromClient, fromServer func() bool, done func()) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	g := &gate{addr: l.Addr().String(), chunks: make(chan gateChunk)}
+	// pass copies from src to dst, asking ask before each chunk.
+	pass := func(dst, src net.Conn, ask func() bool) {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				if ask != nil && !ask() {
+					return
+				}
+				if _, err := dst.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
 	go func() {
-		defer close(g.chunks)
+		if done != nil {
+			defer done()
+		}
 		c, err := l.Accept()
+		l.Close()
 		if err != nil {
 			return
 		}
@@ -524,26 +559,10 @@ func newGate(t *testing.T, target string) *gate {
 			return
 		}
 		defer s.Close()
-		go io.Copy(c, s)
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := c.Read(buf)
-			if n > 0 {
-				ch := gateChunk{pass: make(chan bool)}
-				g.chunks <- ch
-				if !<-ch.pass {
-					return
-				}
-				if _, err := s.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
+		go func() { pass(c, s, fromServer); c.Close(); s.Close() }()
+		pass(s, c, fromClient)
 	}()
-	return g
+	return l.Addr().String()
 }
 
 // TestDirectoryThroughSSHDAndSudo: the same enrollment through two real

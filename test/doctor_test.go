@@ -232,20 +232,10 @@ func TestDoctorFilesRootAndDrift(t *testing.T) {
 // sshd; a symlinked secret file is reported as a link.
 func TestDoctorStockDebian(t *testing.T) {
 	needRoot(t, "ssh-keygen", "/usr/sbin/sshd", "oathtool", "openssl")
-	services := map[string][]string{}
-	files, err := filepath.Glob("testdata/debian12-pam.d/*")
-	if err != nil || len(files) < 10 {
-		t.Fatalf("testdata/debian12-pam.d: %v, %d files", err, len(files))
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The package's line, with the checker of this test's build.
-		text := strings.ReplaceAll(string(data), "pam_totp.so nullok", "pam_totp.so checker="+libDir+"/pam-totp-check nullok")
-		services[filepath.Base(f)] = strings.Split(strings.TrimRight(text, "\n"), "\n")
-	}
+	// The package's line, with the checker of this test's build.
+	services := stagedServices(t, "testdata/debian12-pam.d/*", 10, func(text string) string {
+		return strings.ReplaceAll(text, "pam_totp.so nullok", "pam_totp.so checker="+libDir+"/pam-totp-check nullok")
+	})
 	if !strings.Contains(strings.Join(services["common-auth"], "\n"), "pam_totp.so") {
 		t.Fatal("the staged common-auth does not load pam_totp")
 	}
@@ -356,18 +346,7 @@ func grepLine(out, s string) string {
 // reaches the code.
 func TestDoctorSSSDStacks(t *testing.T) {
 	needRoot(t, "ssh-keygen", "/usr/sbin/sshd")
-	services := map[string][]string{}
-	files, err := filepath.Glob("testdata/debian12-sssd-pam.d/common-*")
-	if err != nil || len(files) < 4 {
-		t.Fatalf("testdata/debian12-sssd-pam.d: %v, %d files", err, len(files))
-	}
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		services[filepath.Base(f)] = strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	}
+	services := stagedServices(t, "testdata/debian12-sssd-pam.d/common-*", 4, nil)
 	services["sudo"] = []string{"@include common-auth", module("required", "nullok"), "@include common-account"}
 	out, rc := doctorRun(t, services, "")
 	want := "passwords are checked by pam_unix and pam_sss.so. A local user with the right password is asked for the code; a pam_sss user with the right password is asked for the code; a wrong password is refused before the code prompt (nothing counted); a user without an enrollment gets in with the password alone (nullok)."
@@ -386,4 +365,28 @@ func TestDoctorSSSDStacks(t *testing.T) {
 			t.Fatalf("doctor with required pam_deny: no %q in:\n%s", w, out)
 		}
 	}
+}
+
+// stagedServices reads the PAM services of a testdata directory (at least
+// min files match glob) as doctorRun stages them, each file's text through
+// edit if it is not nil.
+func stagedServices(t *testing.T, glob string, min int, edit func(string) string) map[string][]string {
+	t.Helper()
+	files, err := filepath.Glob(glob)
+	if err != nil || len(files) < min {
+		t.Fatalf("%s: %v, %d files", glob, err, len(files))
+	}
+	services := map[string][]string{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := string(data)
+		if edit != nil {
+			text = edit(text)
+		}
+		services[filepath.Base(f)] = strings.Split(strings.TrimRight(text, "\n"), "\n")
+	}
+	return services
 }

@@ -644,41 +644,7 @@ func TestMirrorServerDiesDuringLogin(t *testing.T) {
 // out and was applied. Later connections are refused.
 func cutAfter(t *testing.T, target string, cut func() bool) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		c, err := l.Accept()
-		l.Close()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		s, err := net.Dial("tcp", target)
-		if err != nil {
-			return
-		}
-		defer s.Close()
-		go io.Copy(s, c)
-		buf := make([]byte, 64<<10)
-		for {
-			n, err := s.Read(buf)
-			if n > 0 {
-				if cut() {
-					return
-				}
-				if _, err := c.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { l.Close() })
-	return l.Addr().String()
+	return proxyOnce(t, target, nil, func() bool { return !cut() }, nil)
 }
 
 // TestMirrorWriteLostAfterApplied: the connection to server 1 dies right
