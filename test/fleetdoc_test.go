@@ -4,7 +4,6 @@ package test
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -81,23 +80,12 @@ func startDebianSlapd(t *testing.T, addr string) *debianSlapd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		s.cmd.Process.Signal(syscall.SIGTERM) // our own slapd, by its pid
-		s.cmd.Wait()
+		stopByPid(s.cmd)
 		if t.Failed() {
 			t.Logf("slapd at %s:\n%s", addr, s.log.String())
 		}
 	})
-	for i := 0; ; i++ {
-		c, err := net.Dial("tcp", addr+":389")
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 200 {
-			t.Fatalf("slapd did not listen on %s:389:\n%s", addr, s.log.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	waitListening(t, addr+":389", "slapd", s.log)
 	return s
 }
 

@@ -392,3 +392,34 @@ func authenticateFrom(t testing.TB, confDir, userName string, c pam.Conversation
 		return nil
 	}
 }
+
+// stopByPid ends a process the test started, by its pid: SIGTERM, then
+// SIGKILL if it has not exited within 20 s; it waits for it either way.
+func stopByPid(cmd *exec.Cmd) {
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+	}
+}
+
+// waitListening waits, at most 5 s, until something accepts connections
+// at addr; what and log name the server in the failure.
+func waitListening(t testing.TB, addr, what string, log *syncBuffer) {
+	t.Helper()
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if i == 200 {
+			t.Fatalf("%s did not listen on %s:\n%s", what, addr, log.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +14,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // slapd is a directory server of the test's own: Debian's slapd binary
@@ -254,18 +252,7 @@ func (s *slapd) start(t testing.TB) {
 		t.Fatal(err)
 	}
 	for _, u := range []string{s.ldaps, s.ldap} {
-		addr := strings.TrimPrefix(strings.TrimPrefix(u, "ldaps://"), "ldap://")
-		for i := 0; ; i++ {
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				c.Close()
-				break
-			}
-			if i == 200 {
-				t.Fatalf("slapd did not listen on %s:\n%s", addr, s.log.String())
-			}
-			time.Sleep(25 * time.Millisecond)
-		}
+		waitListening(t, strings.TrimPrefix(strings.TrimPrefix(u, "ldaps://"), "ldap://"), "slapd", s.log)
 	}
 }
 
@@ -275,15 +262,7 @@ func (s *slapd) stop(t testing.TB) {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		s.cmd.Process.Kill()
-		<-done
-	}
+	stopByPid(s.cmd)
 	s.cmd = nil
 }
 

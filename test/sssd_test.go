@@ -162,15 +162,7 @@ exec /usr/sbin/sssd -i --logger=stderr`, dir)
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		h.cmd.Process.Signal(syscall.SIGTERM) // our own sssd, by its pid; it ends its responders
-		done := make(chan struct{})
-		go func() { h.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			h.cmd.Process.Kill()
-			<-done
-		}
+		stopByPid(h.cmd) // our own sssd; it ends its responders
 		if t.Failed() {
 			t.Logf("sssd of host %s:\n%s", name, h.log.String())
 		}
