@@ -3,6 +3,7 @@
 package test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/url"
 	"os"
@@ -185,10 +186,22 @@ func TestFleetDocFromScratch(t *testing.T) {
 	}
 	entry := "uid=" + u.name + ",ou=people,dc=example,dc=org"
 	for deadline := time.Now().Add(20 * time.Second); ; {
-		state, serr := ldap2("cn=admin,dc=example,dc=org", "adminpw", entry, "pamTOTPState")
+		out, serr := ldap2("cn=admin,dc=example,dc=org", "adminpw", entry, "pamTOTPState")
 		_, berr := ldap2(entry, u.password, entry, "uid")
-		if serr == nil && strings.Contains(state, "pamTOTPState") && berr == nil && loginWith(t, svc2, u, c) != nil {
-			break // the state after the login is there, the user binds, the used code is refused
+		state := "" // the value is multi-line, so ldapsearch gives it in base64
+		for _, l := range strings.Split(out, "\n") {
+			if v, ok := strings.CutPrefix(l, "pamTOTPState:: "); ok {
+				data, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+				state = string(data)
+			}
+		}
+		// The state after the login (the used step) is there and the user
+		// binds: only then is the used code tried, and it must be refused.
+		if serr == nil && strings.Contains(state, "last=") && berr == nil {
+			if loginWith(t, svc2, u, c) == nil {
+				t.Fatal("the code used through server 1 worked through server 2 after replication")
+			}
+			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("server 2 did not get the user's password and state within 20 s (search: %v %s; bind: %v)\nserver 1:\n%s\nserver 2:\n%s",
