@@ -31,6 +31,7 @@ type slapd struct {
 	certs     string // root-only directory of the hosts' certificates and keys
 	args      []string
 	adminPass string // the password file of the admin identity (cn=enroller)
+	upgraded  string // with slapdOpts.before: the configuration upgrade writes
 }
 
 const (
@@ -63,11 +64,13 @@ type slapdOpts struct {
 	sameCA   *slapd // use its CA, server and host certificates
 	empty    bool   // do not add the base entries
 	ports    [2]int // the ldaps and ldap ports, if not free ones
+	// before: the schema and ACL of a pam_totp before state records
+	// (testdata/ldap-before-records), for s.upgrade.
+	before bool
 }
 
 func startSlapdOpts(t testing.TB, o slapdOpts) *slapd {
 	t.Helper()
-	dbExtra, schema := o.dbExtra, !o.noSchema
 	needRoot(t, "openssl", "ldapadd", "ldapmodify", "ldapsearch")
 	if _, err := os.Stat("/usr/sbin/slapd"); err != nil {
 		t.Skip("needs Debian's slapd (scripts/deps --tests installs it without starting it)")
@@ -103,53 +106,11 @@ func startSlapdOpts(t testing.TB, o slapdOpts) *slapd {
 			s.issue(t, h, "/O=pam-totp test/CN="+h, "")
 		}
 	}
-	acl, err := os.ReadFile("../packaging/ldap/pam-totp-acl.conf")
-	if err != nil {
-		t.Fatal(err)
+	conf := s.config(t, o, "../packaging/ldap")
+	if o.before {
+		s.upgraded = conf
+		conf = s.config(t, o, "testdata/ldap-before-records")
 	}
-	schemaFile, err := filepath.Abs("../packaging/ldap/pam-totp.schema")
-	if err != nil {
-		t.Fatal(err)
-	}
-	include := "include " + schemaFile
-	if !schema {
-		include, acl = "", nil
-	}
-	conf := fmt.Sprintf(`include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/nis.schema
-include /etc/ldap/schema/inetorgperson.schema
-%s
-pidfile %s/slapd.pid
-argsfile %s/slapd.args
-modulepath /usr/lib/ldap
-moduleload back_mdb
-%s
-TLSCACertificateFile %s
-TLSCertificateFile %s/server.pem
-TLSCertificateKeyFile %s/server.key
-TLSVerifyClient try
-# A host's certificate names it; its entry is under ou=hosts.
-authz-regexp "^cn=([^,]+),o=pam-totp test$" "cn=$1,ou=hosts,dc=test"
-database mdb
-maxsize 104857600
-suffix "%s"
-rootdn "%s"
-rootpw %s
-directory %s/db
-index uid eq
-index objectClass eq
-%s
-%s
-access to attrs=userPassword
-	by self write
-	by anonymous auth
-	by * none
-access to *
-	by * read
-%s
-`, include, dir, dir, o.global, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir, dbExtra,
-		strings.ReplaceAll(string(acl), "dc=example,dc=org", ldapSuffix), strings.ReplaceAll(o.dbTail, "%CA%", s.ca))
 	if err := os.WriteFile(filepath.Join(dir, "slapd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -213,6 +174,71 @@ cn: pam-totp-admins
 member: %[2]s
 `, ldapSuffix, ldapAdmin))
 	return s
+}
+
+// config is the slapd.conf of s, with pam_totp's schema and ACL from the
+// directory from (relative to test/).
+func (s *slapd) config(t testing.TB, o slapdOpts, from string) string {
+	t.Helper()
+	dir, dbExtra := s.dir, o.dbExtra
+	acl, err := os.ReadFile(filepath.Join(from, "pam-totp-acl.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemaFile, err := filepath.Abs(filepath.Join(from, "pam-totp.schema"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	include := "include " + schemaFile
+	if o.noSchema {
+		include, acl = "", nil
+	}
+	return fmt.Sprintf(`include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/nis.schema
+include /etc/ldap/schema/inetorgperson.schema
+%s
+pidfile %s/slapd.pid
+argsfile %s/slapd.args
+modulepath /usr/lib/ldap
+moduleload back_mdb
+%s
+TLSCACertificateFile %s
+TLSCertificateFile %s/server.pem
+TLSCertificateKeyFile %s/server.key
+TLSVerifyClient try
+# A host's certificate names it; its entry is under ou=hosts.
+authz-regexp "^cn=([^,]+),o=pam-totp test$" "cn=$1,ou=hosts,dc=test"
+database mdb
+maxsize 104857600
+suffix "%s"
+rootdn "%s"
+rootpw %s
+directory %s/db
+index uid eq
+index objectClass eq
+%s
+%s
+access to attrs=userPassword
+	by self write
+	by anonymous auth
+	by * none
+access to *
+	by * read
+%s
+`, include, dir, dir, o.global, s.ca, dir, dir, ldapSuffix, ldapRoot, ldapRootPW, dir, dbExtra,
+		strings.ReplaceAll(string(acl), "dc=example,dc=org", ldapSuffix), strings.ReplaceAll(o.dbTail, "%CA%", s.ca))
+}
+
+// upgrade restarts a server started with before on the same database,
+// with today's schema and ACL, as an admin upgrading it would.
+func (s *slapd) upgrade(t testing.TB) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(s.dir, "slapd.conf"), []byte(s.upgraded), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.stop(t)
+	s.start(t)
 }
 
 // issue makes a key and a certificate signed by the test CA in s.certs.
@@ -297,6 +323,17 @@ func (s *slapd) toolAs(stdin, name, dn, password string, args ...string) (string
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err
+}
+
+// asHost runs an ldap-utils command bound as host, by its certificate
+// (SASL EXTERNAL), as a host's checker binds.
+func (s *slapd) asHost(host, stdin, name string, args ...string) (string, error) {
+	cmd := exec.Command(name, append([]string{"-Y", "EXTERNAL", "-H", s.ldaps}, args...)...)
+	cmd.Env = append(os.Environ(), "LDAPTLS_CACERT="+s.ca, "LDAPTLS_REQCERT=demand", "LDAPCONF=/dev/null", "LDAPRC=/dev/null",
+		"LDAPTLS_CERT="+filepath.Join(s.certs, host+".pem"), "LDAPTLS_KEY="+filepath.Join(s.certs, host+".key"))
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 func (s *slapd) add(t testing.TB, ldif string) { s.tool(t, ldif, "ldapadd") }
@@ -485,7 +522,7 @@ func TestSchemaLDIFLoads(t *testing.T) {
 		}
 		return out
 	}
-	if a, b := defs(string(schema)), defs(string(ldif)); len(a) != 5 || strings.Join(a, "|") != strings.Join(b, "|") {
+	if a, b := defs(string(schema)), defs(string(ldif)); len(a) != 8 || strings.Join(a, "|") != strings.Join(b, "|") {
 		t.Fatalf("pam-totp.schema and pam-totp.ldif differ:\n%q\n%q", a, b)
 	}
 	var all strings.Builder

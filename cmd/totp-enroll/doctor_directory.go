@@ -84,6 +84,9 @@ func (d *doctor) checkServers(c *directory.Config, conf, user string) {
 		if !srv.Schema {
 			d.add("error", where, "pam_totp's schema is not loaded: logins fail closed (no entry matches).",
 				"load pam-totp.ldif (cn=config) or include pam-totp.schema (slapd.conf)")
+		} else if !srv.Records {
+			d.add("warning", where, "pam_totp's schema is of an older version, without state records: logins work, but where two servers take writes, a healed partition can erase a used code, a lock or wrong codes.",
+				"upgrade the schema and the ACL on every server (docs/fleet.md, Upgrading)")
 		}
 		if n, err := directory.AnonymousSecrets(one); err != nil {
 			d.add("note", where, fmt.Sprintf("anonymous access not checked: %v.", err), "")

@@ -470,6 +470,12 @@ func (s *session) finish(r verify.Result, c candidate, err error) byte {
 }
 
 func (s *session) logResult(r verify.Result, err error) {
+	// A directory of an older pam_totp's schema keeps no state records: the
+	// decision stands (pamTOTPState orders this server's logins, as it
+	// did), and the admin learns that replication can erase it.
+	if d, ok := s.acct.(interface{ Degraded() string }); ok && d.Degraded() != "" {
+		s.env.Log.Warning("user=" + quote(s.req.User) + " directory=" + quote(d.Degraded()))
+	}
 	switch {
 	case err != nil:
 		s.logf(s.env.Log.Warning, r.Token, "fail", "%v", err)

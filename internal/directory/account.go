@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	ber "github.com/go-asn1-ber/asn1-ber"
@@ -28,6 +29,8 @@ type Account struct {
 	fresh bool   // e was read by Read and not yet held
 	// shared: the connection is another Account's, which closes it.
 	shared bool
+	// degraded: why the records were not written (Degraded).
+	degraded string
 }
 
 // Open is the login path's store.Opener: it reads the configuration and
@@ -107,7 +110,14 @@ func (a *Account) read() error {
 	req := ldap.NewSearchRequest(base, scope, ldap.NeverDerefAliases, 2, int(a.conf.Timeout.Seconds())+1, false,
 		filter, []string{"objectClass", a.conf.NameAttr, attrSecret, attrState, attrPending}, nil)
 	var res *ldap.SearchResult
-	search := func(c *ldap.Conn) (err error) { res, err = searchFew(c, req, 2); return err }
+	var recs []*ldap.Entry
+	search := func(c *ldap.Conn) (err error) {
+		if res, err = searchFew(c, req, 2); err != nil || len(res.Entries) != 1 {
+			return err
+		}
+		recs, err = searchRecords(c, res.Entries[0].DN)
+		return err
+	}
 	err := a.s.op(search)
 	var le *lostError
 	if errors.As(err, &le) {
@@ -144,8 +154,27 @@ func (a *Account) read() error {
 	if err != nil {
 		return fmt.Errorf("entry %s: %w", en.DN, err)
 	}
+	if err := e.addRecords(recs); err != nil {
+		return fmt.Errorf("entry %s: %w", en.DN, err)
+	}
 	a.e = e
 	return nil
+}
+
+// searchRecords reads the records under the user's entry dn, at most
+// maxRecords of them. A server without the record class (an older
+// schema) has none to give, and the login goes on with pamTOTPState alone.
+func searchRecords(c *ldap.Conn, dn string) ([]*ldap.Entry, error) {
+	req := ldap.NewSearchRequest(dn, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, maxRecords+1, 0, false,
+		"(objectClass="+classRecord+")", []string{"cn", attrRecord, "entryCSN"}, nil)
+	res, err := searchFew(c, req, maxRecords)
+	switch {
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || err == nil && len(res.Entries) > maxRecords:
+		return nil, fmt.Errorf("more than %d state records under %s: refused (a broken or attacked directory; totp-enroll unlock removes them)", maxRecords, dn)
+	case err != nil:
+		return nil, fmt.Errorf("reading the state records under %s: %w", dn, err)
+	}
+	return res.Entries, nil
 }
 
 // maxSearchBytes bounds what one search of the login path keeps: two
@@ -218,19 +247,100 @@ func (h *held) Save(st *secret.State) error    { return h.write(st) }
 // write swaps the state read for st in one modify, which the server
 // refuses whole if the state or the secret changed since: another host
 // used a code or counted a failure, or an admin changed the enrollment.
+// That swap puts the logins of one server in order. Then it adds the
+// records of what changed (records.go), which no healing of replication
+// can erase; a write returns only once both are done.
 func (h *held) write(st *secret.State) error {
 	data := string(st.Marshal(h.e.file))
-	if data == h.e.stateRaw {
-		return nil
+	recs := newRecords(h.e.state, st, h.e.file)
+	if data != h.e.stateRaw {
+		req := ldap.NewModifyRequest(h.e.dn, []ldap.Control{unchanged(attrSecret, h.e.secretRaw)})
+		swap(req, attrState, h.e.stateRaw, data)
+		if err := h.a.modify(req); err != nil {
+			return err
+		}
+		h.e.stateRaw = data
 	}
-	req := ldap.NewModifyRequest(h.e.dn, []ldap.Control{unchanged(attrSecret, h.e.secretRaw)})
-	swap(req, attrState, h.e.stateRaw, data)
-	if err := h.a.modify(req); err != nil {
+	h.e.state = st.Clone()
+	if err := h.a.addRecords(h.e.dn, recs); err != nil {
 		return err
 	}
-	h.e.stateRaw = data
+	h.a.prune(obsolete(h.e.records, h.e.file, time.Now().Unix()))
 	return nil
 }
+
+// addRecords adds records under the entry dn. An ok or scratch record
+// that is there already is a code used meanwhile (on this server, or on
+// another and replicated): a conflict, and the login decides again. A
+// directory without the record class or the ACL for it (an older
+// pam_totp's, not yet upgraded) leaves the login with what pamTOTPState
+// gives, as before, and says so (Degraded).
+func (a *Account) addRecords(dn string, recs []record) error {
+	for _, r := range recs {
+		rdn := "cn=" + ldap.EscapeDN(r.name) + "," + dn
+		req := ldap.NewAddRequest(rdn, nil)
+		req.Attribute("objectClass", []string{classRecord})
+		req.Attribute("cn", []string{r.name})
+		if d := r.data(); d != "" {
+			req.Attribute(attrRecord, []string{d})
+		}
+		err := a.s.op(func(c *ldap.Conn) error { return c.Add(req) })
+		var le *lostError
+		switch {
+		case err == nil:
+		case ldap.IsErrorWithCode(err, ldap.LDAPResultEntryAlreadyExists):
+			return fmt.Errorf("%w (%s is there already)", store.ErrConflict, r.name)
+		case errors.As(err, &le):
+			// Applied or not, the next server decides again from what it
+			// holds, charging the attempt there before any compare.
+			if ferr := a.s.failover(); ferr != nil {
+				return fmt.Errorf("writing %s: %v; then: %w", rdn, err, ferr)
+			}
+			return fmt.Errorf("%w (%v)", store.ErrConflict, err)
+		case ldap.IsErrorWithCode(err, ldap.LDAPResultUndefinedAttributeType),
+			ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidAttributeSyntax),
+			ldap.IsErrorWithCode(err, ldap.LDAPResultObjectClassViolation),
+			ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights):
+			a.degraded = fmt.Sprintf("%s refused the state records (%v): load the schema and ACL of this version (docs/fleet.md, Upgrading); until then a healed partition can erase this state", a.s.uri, err)
+			return nil
+		default:
+			return fmt.Errorf("writing %s: %w", rdn, err)
+		}
+	}
+	return nil
+}
+
+// prune deletes records that no longer count, once there are pruneAt of
+// them. It changes no decision, so what fails is left for a later login.
+func (a *Account) prune(obs []record) {
+	if len(obs) >= pruneAt {
+		a.deleteRecords(obs[:min(len(obs), pruneMax)])
+	}
+}
+
+// deleteRecords deletes records all at once on the one connection. One
+// already gone (pruned by another login) is no error.
+func (a *Account) deleteRecords(recs []record) error {
+	errs := make([]error, len(recs))
+	err := a.s.op(func(c *ldap.Conn) error {
+		var wg sync.WaitGroup
+		for i, r := range recs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := c.Del(ldap.NewDelRequest(r.dn, nil)); err != nil && !ldap.IsErrorWithCode(err, ldap.LDAPResultNoSuchObject) {
+					errs[i] = fmt.Errorf("deleting %s: %w", r.dn, err)
+				}
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	})
+	return err
+}
+
+// Degraded says why this login's state went without records, or "".
+func (a *Account) Degraded() string { return a.degraded }
 
 // swap replaces old with new by a delete of the old value and an add:
 // never a replace, which would succeed over a value someone else wrote.

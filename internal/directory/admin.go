@@ -5,6 +5,7 @@ package directory
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/go-ldap/ldap/v3"
 
@@ -63,8 +64,28 @@ func (a *Account) Create(f *secret.File, st *secret.State, force bool) error {
 		swap(req, attrSecret, a.e.secretRaw, data)
 		swap(req, attrState, a.e.stateRaw, string(st.Marshal(f)))
 		swap(req, attrPending, a.e.pendingRaw, "")
-		return a.modify(req)
+		if err := a.modify(req); err != nil {
+			return err
+		}
+		return a.settle(st, f)
 	})
+}
+
+// settle deletes, after an admin's write, the records that would undo it
+// (an unlock's locks and charges) or that no longer count (the tokens and
+// codes of a replaced enrollment): the state written holds every other
+// fact they held.
+func (a *Account) settle(st *secret.State, f *secret.File) error {
+	recs := contradicted(a.e.records, st, f)
+	for _, r := range obsolete(a.e.records, f, 0) {
+		if !slices.ContainsFunc(recs, func(c record) bool { return c.dn == r.dn }) {
+			recs = append(recs, r)
+		}
+	}
+	if err := a.deleteRecords(recs); err != nil {
+		return fmt.Errorf("the enrollment is written, but records that would undo it are left (run the command again): %w", err)
+	}
+	return nil
 }
 
 // createEntry makes the user's entry in create_in, enrolled, in one add:
@@ -124,7 +145,10 @@ func (a *Account) Update(change func(*secret.File, *secret.State) error) error {
 			swap(req, attrSecret, a.e.secretRaw, data)
 		}
 		swap(req, attrState, a.e.stateRaw, string(st.Marshal(f)))
-		return a.modify(req)
+		if err := a.modify(req); err != nil {
+			return err
+		}
+		return a.settle(st, f)
 	})
 }
 
@@ -135,13 +159,22 @@ func (a *Account) Remove() error {
 			return err
 		}
 		if a.e.file == nil {
+			if len(a.e.records) > 0 { // what an earlier remove left
+				return a.deleteRecords(a.e.records)
+			}
 			return secret.ErrNotEnrolled
 		}
 		req := ldap.NewModifyRequest(a.e.dn, nil)
 		swap(req, attrSecret, a.e.secretRaw, "")
 		swap(req, attrState, a.e.stateRaw, "")
 		swap(req, attrPending, a.e.pendingRaw, "")
-		return a.modify(req)
+		if err := a.modify(req); err != nil {
+			return err
+		}
+		if err := a.deleteRecords(a.e.records); err != nil {
+			return fmt.Errorf("the enrollment is removed, but not all its state records (run the command again): %w", err)
+		}
+		return nil
 	})
 }
 

@@ -3,10 +3,13 @@
 package directory
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/go-ldap/ldap/v3"
 
 	"pamtotp/internal/secret"
 )
@@ -28,7 +31,10 @@ type entry struct {
 	secretRaw, stateRaw string // "" when absent
 	pendingRaw          string
 	file                *secret.File // nil when not enrolled
-	state               *secret.State
+	// base is pamTOTPState as read; state is it with the records folded
+	// in (records.go), what the login decides on.
+	base, state *secret.State
+	records     []record
 }
 
 // decodeEntry checks and parses what the directory returned for a user.
@@ -73,6 +79,7 @@ func decodeEntry(dn string, classes []string, secretVals, stateVals, pendingVals
 			return nil, fmt.Errorf("%s: %w", attrState, err)
 		}
 	}
+	e.base = e.state
 	if (e.secretRaw != "" || e.stateRaw != "" || e.pendingRaw != "") && !e.hasClass {
 		return nil, fmt.Errorf("the entry has pam_totp's attributes but not the object class %s", classUser)
 	}
@@ -116,4 +123,30 @@ func marshalFile(f *secret.File) (string, error) {
 		return "", errors.New("refusing to write an enrollment larger than 64 KiB")
 	}
 	return string(data), nil
+}
+
+// addRecords checks the records read under the entry and folds them into
+// its state. Without an enrollment there is nothing to fold them into:
+// removing an enrollment removes them (admin.go).
+func (e *entry) addRecords(entries []*ldap.Entry) error {
+	for _, en := range entries {
+		dn, err := ldap.ParseDN(en.DN)
+		if err != nil || len(dn.RDNs) < 2 || len(dn.RDNs[0].Attributes) != 1 || !strings.EqualFold(dn.RDNs[0].Attributes[0].Type, "cn") {
+			return fmt.Errorf("record %q: not named cn=NAME under the entry", en.DN)
+		}
+		data := en.GetRawAttributeValues(attrRecord)
+		csn := en.GetAttributeValues("entryCSN")
+		if len(data) > 1 || len(csn) != 1 {
+			return fmt.Errorf("record %s: want at most one %s and one entryCSN", en.DN, attrRecord)
+		}
+		r, err := parseRecord(en.DN, dn.RDNs[0].Attributes[0].Value, string(bytes.Join(data, nil)), csn[0])
+		if err != nil {
+			return err
+		}
+		e.records = append(e.records, r)
+	}
+	if e.file != nil {
+		e.state = fold(e.base, e.records, e.file)
+	}
+	return nil
 }

@@ -25,10 +25,11 @@ func (c *Config) Only(u *url.URL) *Config {
 	return &n
 }
 
-// schemaLoaded says whether pam_totp's schema is loaded on s's server.
-func schemaLoaded(s *session) (bool, error) {
+// schemaLoaded says whether pam_totp's schema is loaded on s's server,
+// and whether it has the state records (records.go) of this version.
+func schemaLoaded(s *session) (loaded, records bool, err error) {
 	var res *ldap.SearchResult
-	err := s.op(func(l *ldap.Conn) (err error) {
+	err = s.op(func(l *ldap.Conn) (err error) {
 		req := ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 			"(objectClass=*)", []string{"subschemaSubentry"}, nil)
 		if res, err = searchFew(l, req, 1); err != nil || len(res.Entries) == 0 {
@@ -44,10 +45,10 @@ func schemaLoaded(s *session) (bool, error) {
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("reading the schema: %w", err)
+		return false, false, fmt.Errorf("reading the schema: %w", err)
 	}
 	if len(res.Entries) == 0 {
-		return false, errors.New("the server shows no schema")
+		return false, false, errors.New("the server shows no schema")
 	}
 	e := res.Entries[0]
 	has := func(attr, name string) bool {
@@ -59,7 +60,8 @@ func schemaLoaded(s *session) (bool, error) {
 		return false
 	}
 	return has("attributeTypes", attrSecret) && has("attributeTypes", attrState) &&
-		has("attributeTypes", attrPending) && has("objectClasses", classUser), nil
+			has("attributeTypes", attrPending) && has("objectClasses", classUser),
+		has("objectClasses", classRecord) && has("attributeTypes", attrRecord), nil
 }
 
 // AnonymousSecrets counts the entries under base whose secret an
@@ -133,6 +135,8 @@ type Server struct {
 	// that could not be read.
 	Schema      bool   `json:"schema_loaded"`
 	SchemaError string `json:"schema_error,omitempty"`
+	// Records says whether the schema has the state records.
+	Records bool `json:"schema_records"`
 }
 
 // searchBase is the subtree of the users: base, or the parent of user_dn.
@@ -159,7 +163,7 @@ func Describe(c *Config) Server {
 	if err := s.op(func(l *ldap.Conn) (err error) { who, err = l.WhoAmI(nil); return err }); err == nil {
 		srv.BoundAs = strings.TrimPrefix(who.AuthzID, "dn:")
 	}
-	if srv.Schema, err = schemaLoaded(s); err != nil {
+	if srv.Schema, srv.Records, err = schemaLoaded(s); err != nil {
 		srv.SchemaError = err.Error()
 	}
 	base := c.searchBase()
