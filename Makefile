@@ -126,6 +126,10 @@ bench-against: all $(BENCH_TOOLS)
 	PAMTOTP_BENCH_BASE=$(CURDIR)/build/against/build \
 	PAMTOTP_BENCH_BASE_STATE=$$(test -f build/against/internal/secret/slots.go && echo enrolled || echo none) \
 	go test -count=1 -run '^$$' -bench 'Logins' -benchtime 1x -timeout 60m ./test/
+	# The directory login too, where REV has one (build/bench-against-directory.md).
+	if $(MAKE) -C build/against build/pam-totp-check-directory; then \
+	PAMTOTP_BENCH_BASE=$(CURDIR)/build/against/build PAMTOTP_BENCH_REV=$(REV) \
+	go test -count=1 -run '^$$' -bench 'Directory$$' -benchtime 1x -timeout 60m ./test/; fi
 	git worktree remove --force build/against
 
 # The floor of an exec'd checker: an empty static Go program, and the same

@@ -442,3 +442,45 @@ func TestRecordsACL(t *testing.T) {
 		t.Errorf("a user's search for records: %v\n%s", err, out)
 	}
 }
+
+// TestRecordsStayFew: with deny=0 (no lock) a stream of wrong codes
+// leaves a bounded set of records, and the owner still gets in. A
+// directory that holds more records than any login leaves (a broken or
+// attacked one) fails the login closed, and an admin's unlock clears them.
+func TestRecordsStayFew(t *testing.T) {
+	f := newFleet(t, "deny=0")
+	u := newUser(t)
+	f.enrollDir(t, u)
+	wrong := wrongCode(t, u)
+	for range 90 {
+		loginWith(t, f.svcA, u, wrong)
+	}
+	r, err := f.d.records(u)
+	if err != nil || len(r) > 64+8 || len(r) < 64 {
+		t.Fatalf("after 90 wrong codes at deny=0: %d records (%v), want the newest 64 charges and at most 8 more", len(r), err)
+	}
+	waitForFreshStep(30, 5)
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("after 90 wrong codes at deny=0, the owner's code: %v", err)
+	}
+
+	var ldif strings.Builder
+	for i := range 300 {
+		fmt.Fprintf(&ldif, "dn: cn=fail-%d-0a0b0c0d,%s\nobjectClass: pamTOTPRecord\ncn: fail-%[1]d-0a0b0c0d\n\n", i, userDN(u))
+	}
+	f.d.add(t, ldif.String())
+	m := syslogs.mark()
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 1)); err == nil {
+		t.Fatal("a login succeeded with 300 more records under the entry")
+	}
+	expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*more than 256 state records`)
+	if out, err := enrollCmd(t, "unlock", "--user", u.name, "--directory", f.confA, "--bind-dn", ldapAdmin, "--bind-password-file", f.d.adminPass); err != nil {
+		t.Fatalf("totp-enroll unlock: %v\n%s", err, out)
+	}
+	if r, _ := f.d.records(u); len(r) > 2 {
+		t.Fatalf("after the unlock, %d records are left", len(r))
+	}
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 1)); err != nil {
+		t.Fatalf("after the unlock, the owner's next code: %v", err)
+	}
+}

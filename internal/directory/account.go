@@ -31,6 +31,8 @@ type Account struct {
 	shared bool
 	// degraded: why the records were not written (Degraded).
 	degraded string
+	// records: how many state records a read takes before it refuses.
+	records int
 }
 
 // Open is the login path's store.Opener: it reads the configuration and
@@ -47,11 +49,14 @@ func Open(conf, user string, connectBy time.Time) (store.Account, error) {
 			conf, c.Timeout, budget.Round(100*time.Millisecond))
 	}
 	c.connectBy = connectBy
-	return New(c, user), nil
+	a := New(c, user)
+	a.records = maxRecords
+	return a, nil
 }
 
-// New is the account of user in the directory c describes.
-func New(c *Config, user string) *Account { return &Account{conf: c, user: user} }
+// New is the account of user in the directory c describes, for an admin's
+// command; a login's is Open's.
+func New(c *Config, user string) *Account { return &Account{conf: c, user: user, records: maxAdminRecords} }
 
 // Where names the account for messages: the server and the user.
 func (a *Account) Where() string {
@@ -115,7 +120,7 @@ func (a *Account) read() error {
 		if res, err = searchFew(c, req, 2); err != nil || len(res.Entries) != 1 {
 			return err
 		}
-		recs, err = searchRecords(c, res.Entries[0].DN)
+		recs, err = searchRecords(c, res.Entries[0].DN, a.records)
 		return err
 	}
 	err := a.s.op(search)
@@ -164,13 +169,13 @@ func (a *Account) read() error {
 // searchRecords reads the records under the user's entry dn, at most
 // maxRecords of them. A server without the record class (an older
 // schema) has none to give, and the login goes on with pamTOTPState alone.
-func searchRecords(c *ldap.Conn, dn string) ([]*ldap.Entry, error) {
-	req := ldap.NewSearchRequest(dn, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, maxRecords+1, 0, false,
+func searchRecords(c *ldap.Conn, dn string, max int) ([]*ldap.Entry, error) {
+	req := ldap.NewSearchRequest(dn, ldap.ScopeSingleLevel, ldap.NeverDerefAliases, max+1, 0, false,
 		"(objectClass="+classRecord+")", []string{"cn", attrRecord, "entryCSN"}, nil)
-	res, err := searchFew(c, req, maxRecords)
+	res, err := searchFew(c, req, max)
 	switch {
-	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || err == nil && len(res.Entries) > maxRecords:
-		return nil, fmt.Errorf("more than %d state records under %s: refused (a broken or attacked directory; totp-enroll unlock removes them)", maxRecords, dn)
+	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || err == nil && len(res.Entries) > max:
+		return nil, fmt.Errorf("more than %d state records under %s: refused (a broken or attacked directory; totp-enroll unlock removes them)", max, dn)
 	case err != nil:
 		return nil, fmt.Errorf("reading the state records under %s: %w", dn, err)
 	}
@@ -235,24 +240,55 @@ func (a *Account) Hold() (store.Enrollment, error) {
 type held struct {
 	a *Account
 	e *entry
+	// charge: the records of the published charge (a charge, a lock),
+	// added by Save unless the decision was a success.
+	charge []record
 }
 
-func (h *held) Secret() *secret.File           { return h.e.file }
-func (h *held) State() *secret.State           { return h.e.state }
-func (h *held) Google() *gafile.File           { return nil }
-func (h *held) Close() error                   { return nil }
-func (h *held) Publish(st *secret.State) error { return h.write(st) }
-func (h *held) Save(st *secret.State) error    { return h.write(st) }
+func (h *held) Secret() *secret.File { return h.e.file }
+func (h *held) State() *secret.State { return h.e.state }
+func (h *held) Google() *gafile.File { return nil }
+func (h *held) Close() error         { return nil }
 
-// write swaps the state read for st in one modify, which the server
+// Publish swaps in the charged state, before any code is compared: on
+// this server every later login sees the attempt. Its records wait for
+// Save, so that the window in which another login's charge overtakes this
+// one's success is no longer than the swap's (a success makes them moot).
+func (h *held) Publish(st *secret.State) error {
+	recs := newRecords(h.e.state, st, h.e.file)
+	if err := h.swapState(st); err != nil {
+		return err
+	}
+	h.charge = recs
+	return nil
+}
+
+// Save swaps in the state the decision leaves, then adds the records of
+// what it changed (records.go), which no healing of replication can
+// erase: a used code or scratch code, or else the charge and any lock. It
+// returns only once both are written.
+func (h *held) Save(st *secret.State) error {
+	recs := newRecords(h.e.state, st, h.e.file)
+	if err := h.swapState(st); err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(recs, func(r record) bool { return r.kind == recOK || r.kind == recScratch }) {
+		recs = append(h.charge, recs...)
+	}
+	h.charge = nil
+	if err := h.a.addRecords(h.e.dn, recs); err != nil {
+		return err
+	}
+	h.a.prune(obsolete(h.e.records, h.e.file, time.Now().Unix()))
+	return nil
+}
+
+// swapState swaps the state read for st in one modify, which the server
 // refuses whole if the state or the secret changed since: another host
 // used a code or counted a failure, or an admin changed the enrollment.
-// That swap puts the logins of one server in order. Then it adds the
-// records of what changed (records.go), which no healing of replication
-// can erase; a write returns only once both are done.
-func (h *held) write(st *secret.State) error {
+// That swap puts the logins of one server in order.
+func (h *held) swapState(st *secret.State) error {
 	data := string(st.Marshal(h.e.file))
-	recs := newRecords(h.e.state, st, h.e.file)
 	if data != h.e.stateRaw {
 		req := ldap.NewModifyRequest(h.e.dn, []ldap.Control{unchanged(attrSecret, h.e.secretRaw)})
 		swap(req, attrState, h.e.stateRaw, data)
@@ -262,10 +298,6 @@ func (h *held) write(st *secret.State) error {
 		h.e.stateRaw = data
 	}
 	h.e.state = st.Clone()
-	if err := h.a.addRecords(h.e.dn, recs); err != nil {
-		return err
-	}
-	h.a.prune(obsolete(h.e.records, h.e.file, time.Now().Unix()))
 	return nil
 }
 

@@ -218,7 +218,7 @@ func (a *Account) Users() ([]string, error) {
 // Other is another user's account on the same connection; closing it
 // leaves the connection to a.
 func (a *Account) Other(user string) *Account {
-	return &Account{conf: a.conf, user: user, s: a.s, shared: true}
+	return &Account{conf: a.conf, user: user, s: a.s, shared: true, records: a.records}
 }
 
 // listAttr is the attribute by which Users lists the enrolled: NameAttr

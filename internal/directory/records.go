@@ -29,7 +29,7 @@ import (
 //
 //	cn=ok-FP-STEP       a token's code of STEP was accepted (data: at, drift)
 //	cn=scratch-HASH     a scratch code or passcode was used (data: at)
-//	cn=fail-TIME-RAND   one attempt was charged
+//	cn=fail-TIME-RAND   a charged attempt did not succeed
 //	cn=lock-TIME-RAND   the user was locked (data: until, lockouts)
 //
 // An ok or scratch record has the same name wherever it is written, so its
@@ -40,15 +40,23 @@ import (
 // step and its drift, every used scratch code, the latest lock, and the
 // charges since the last success or lock, in the order of the server's
 // entryCSN. The pamTOTPState swap stays the point where the logins of one
-// server are put in order, as before; the records make its facts survive
-// any number of partitions.
+// server are put in order, and the charge is swapped in there before any
+// compare, as before; the records, added when the decision is saved, make
+// its facts survive any number of partitions.
 const (
 	classRecord = "pamTOTPRecord"
 	attrRecord  = "pamTOTPRecordData"
 	// maxRecords bounds the records a login reads: each write prunes what
-	// no longer counts, so a user has a few; many more is a directory that
-	// is broken or attacked, and the login fails closed.
-	maxRecords = 256
+	// no longer counts, so a user has a few dozen at most; many more is a
+	// directory that is broken or attacked, and the login fails closed.
+	// An admin's command reads up to maxAdminRecords, so that its unlock
+	// or remove can clear them.
+	maxRecords, maxAdminRecords = 256, 4096
+	// maxCharges is how many charges since the last success or lock are
+	// kept as records: enough for any deny= in use, while with deny=0 (no
+	// lock) an endless stream of wrong codes keeps a bounded set. The
+	// count goes on in pamTOTPState past it.
+	maxCharges = 64
 	// pruneAt is how many obsolete records a login lets stand before it
 	// deletes them, all at once; pruneMax bounds what one login deletes.
 	pruneAt, pruneMax = 8, 32
@@ -304,9 +312,21 @@ func newRecords(old, st *secret.State, file *secret.File) []record {
 // obsolete are the records that no longer change what the fold says: an
 // ok record below its token's highest, or of a token no longer enrolled;
 // a scratch record of a code no longer there; a charge before the latest
-// success or lock; an expired lock other than the latest.
+// success or lock, or past the newest maxCharges; an expired lock other
+// than the latest.
 func obsolete(recs []record, file *secret.File, now int64) []record {
 	f := foldOf(recs)
+	var charges []string
+	for _, r := range recs {
+		if r.kind == recFail && r.csn > f.lastOK && r.csn > f.lastLock {
+			charges = append(charges, r.csn)
+		}
+	}
+	slices.Sort(charges)
+	oldestKept := ""
+	if len(charges) > maxCharges {
+		oldestKept = charges[len(charges)-maxCharges]
+	}
 	tokens := map[string]bool{}
 	for _, t := range file.Tokens {
 		tokens[t.Fingerprint()] = true
@@ -324,7 +344,7 @@ func obsolete(recs []record, file *secret.File, now int64) []record {
 		case recScratch:
 			old = !codes[r.hash]
 		case recFail:
-			old = r.csn <= f.lastOK || r.csn <= f.lastLock
+			old = r.csn <= f.lastOK || r.csn <= f.lastLock || r.csn < oldestKept
 		case recLock:
 			old = r.until <= now && r.csn != f.lastLock
 		}

@@ -212,3 +212,21 @@ func TestParseRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestObsoleteCharges: with deny=0 (no lock) a stream of wrong codes
+// keeps the newest maxCharges charges, and the count of the fold does not
+// drop below them.
+func TestObsoleteCharges(t *testing.T) {
+	f := sampleFile(t)
+	var recs []record
+	for i := range maxCharges + 10 {
+		recs = append(recs, failRec(i+1))
+	}
+	obs := obsolete(recs, f, 0)
+	if len(obs) != 10 || obs[0].dn != "cn=fail-1" || obs[9].dn != "cn=fail-10" {
+		t.Fatalf("obsolete charges %d (first %v), want the oldest 10", len(obs), obs[0].dn)
+	}
+	if n := fold(secret.NewState(), recs[10:], f).Failures; n != maxCharges {
+		t.Fatalf("the kept charges fold to %d failures, want %d", n, maxCharges)
+	}
+}
