@@ -56,7 +56,9 @@ func Open(conf, user string, connectBy time.Time) (store.Account, error) {
 
 // New is the account of user in the directory c describes, for an admin's
 // command; a login's is Open's.
-func New(c *Config, user string) *Account { return &Account{conf: c, user: user, records: maxAdminRecords} }
+func New(c *Config, user string) *Account {
+	return &Account{conf: c, user: user, records: maxAdminRecords}
+}
 
 // Where names the account for messages: the server and the user.
 func (a *Account) Where() string {
