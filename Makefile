@@ -6,12 +6,13 @@ MULTIARCH  ?= $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 PAMDIR     ?= /lib/$(MULTIARCH)/security
 LIBEXECDIR ?= $(PREFIX)/libexec/pam-totp
 CHECKER    ?= $(LIBEXECDIR)/pam-totp-check
+SYSTEMDDIR ?= /lib/systemd/system
 
 CC      ?= gcc
 CFLAGS  ?= -O2
 # Always applied, also when a packager passes CFLAGS and LDFLAGS of their own.
 MODULE_CFLAGS  = -fPIC -fstack-protector-strong -fstack-clash-protection -D_FORTIFY_SOURCE=2 \
-                 -Wall -Wextra -Werror -DCHECKER_PATH='"$(CHECKER)"'
+                 -fvisibility=hidden -Wall -Wextra -Werror -DCHECKER_PATH='"$(CHECKER)"'
 ifneq ($(filter x86_64 i%86,$(shell uname -m)),)
 MODULE_CFLAGS += -fcf-protection
 endif
@@ -23,12 +24,13 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
 .PHONY: all test vet bench bench-against fuzz stress sanitizers deb install uninstall demo demo-stop fresh clean
-all: build/pam_totp.so build/pam-totp-check build/pam-totp-check-directory build/totp-enroll
+all: build/pam_totp.so build/pam-totp-check build/pam-totp-check-directory build/pam-totp-agent build/totp-enroll
 
-build/pam_totp.so: pam_totp/pam_totp.c
+MODULE_SOURCES = pam_totp/pam_totp.c pam_totp/options.c pam_totp/transport.c pam_totp/relay.c
+build/pam_totp.so: $(MODULE_SOURCES) pam_totp/pam_totp.h
 	@test -f /usr/include/security/pam_modules.h || { echo "building pam_totp.so needs libpam0g-dev (scripts/deps installs it as root)"; exit 1; }
 	@mkdir -p build
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(MODULE_CFLAGS) $(LDFLAGS) $(MODULE_LDFLAGS) -o $@ $< -lpam
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(MODULE_CFLAGS) $(LDFLAGS) $(MODULE_LDFLAGS) -o $@ $(MODULE_SOURCES) -lpam
 
 # The checker is started for every login: without cgo, so it loads no
 # shared library into a root process and starts fast.
@@ -41,6 +43,11 @@ build/pam-totp-check: $(GO_SOURCES)
 build/pam-totp-check-directory: $(GO_SOURCES)
 	@mkdir -p build
 	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./pam_totp/checker-directory
+
+# The agent: the checker's login path with both stores, kept running.
+build/pam-totp-agent: $(GO_SOURCES)
+	@mkdir -p build
+	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./cmd/pam-totp-agent
 
 # totp-enroll uses cgo so that user lookups go through NSS (LDAP, sssd).
 build/totp-enroll: $(GO_SOURCES)
@@ -63,6 +70,9 @@ test:
 	build/fuzz-frames -max_total_time=15 -max_len=9000 -timeout=5 build/fuzz-corpus
 	go test -count=1 ./internal/... ./cmd/...
 	go test -count=1 -timeout 40m -v ./test/
+	# Once more with an agent of the run's own in every module line: the
+	# system store and directory= logins go through pam-totp-agent.
+	PAMTOTP_TEST_AGENT=1 go test -count=1 -timeout 40m -v ./test/
 
 # Every Go parser under go test -fuzz, FUZZTIME each (make test runs only
 # their seeds). A crash is saved under testdata/fuzz and then fails make test.
@@ -91,12 +101,12 @@ stress: all
 # AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer for the
 # end-to-end test TestCModuleUnderSanitizers.
 SANITIZE = -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
-build/fuzz-frames: pam_totp/fuzz/fuzz_frames.c pam_totp/pam_totp.c
+build/fuzz-frames: pam_totp/fuzz/fuzz_frames.c pam_totp/relay.c pam_totp/pam_totp.h
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror -o $@ $< -lpam
 
-build/asan/pam_totp.so: pam_totp/pam_totp.c
+build/asan/pam_totp.so: $(MODULE_SOURCES) pam_totp/pam_totp.h
 	@mkdir -p build/asan
-	$(CC) $(SANITIZE) $(filter-out -D_FORTIFY_SOURCE=2,$(MODULE_CFLAGS)) $(MODULE_LDFLAGS) -o $@ $< -lpam
+	$(CC) $(SANITIZE) $(filter-out -D_FORTIFY_SOURCE=2,$(MODULE_CFLAGS)) $(MODULE_LDFLAGS) -o $@ $(MODULE_SOURCES) -lpam
 
 build/asan/pamlogin: bench/pamlogin.c
 	@mkdir -p build/asan
@@ -105,14 +115,14 @@ build/asan/pamlogin: bench/pamlogin.c
 sanitizers: build/fuzz-frames build/asan/pam_totp.so build/asan/pamlogin
 
 # Not a test: measures pam_totp against pam_google_authenticator and
-# pam_oath and writes docs/benchmarks.md, docs/benchmarks-scaling.md and
-# docs/benchmarks-directory.md.
+# pam_oath and writes docs/benchmarks.md, docs/benchmarks-scaling.md,
+# docs/benchmarks-directory.md and docs/benchmarks-agent.md.
 # Root only (it adds users and starts sshd in a private mount namespace, as
 # the tests do).
 BENCH_TOOLS = build/pamlogin build/bench/nullcheck build/bench/nullcheck-sync
 bench: all $(BENCH_TOOLS)
 	scripts/deps --tests --with-reference --bench
-	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling|Directory' -benchtime 1x -timeout 60m ./test/
+	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling|Directory|Agent' -benchtime 1x -timeout 60m ./test/
 
 # Before and after: this tree against the commit REV, interleaved in one
 # run (libpam and sudo loops), into build/bench-against.md. A REV with the
@@ -150,6 +160,9 @@ install: all
 	install -D -m 0755 build/pam-totp-check-directory $(DESTDIR)$(CHECKER)-directory
 	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/pam-totp/ldap packaging/ldap/pam-totp.schema packaging/ldap/pam-totp.ldif packaging/ldap/pam-totp-acl.conf packaging/ldap/pam-totp-acl.ldif
 	install -D -m 0755 build/totp-enroll $(DESTDIR)$(PREFIX)/bin/totp-enroll
+	install -D -m 0755 build/pam-totp-agent $(DESTDIR)$(PREFIX)/sbin/pam-totp-agent
+	install -D -m 0644 -t $(DESTDIR)$(SYSTEMDDIR) packaging/systemd/pam-totp-agent.socket packaging/systemd/pam-totp-agent.service
+	install -D -m 0644 docs/man/pam-totp-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam-totp-agent.8
 	install -D -m 0644 docs/man/pam_totp.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam_totp.8
 	install -D -m 0644 docs/man/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1
 	install -D -m 0644 packaging/bash-completion/totp-enroll $(DESTDIR)$(PREFIX)/share/bash-completion/completions/totp-enroll
@@ -161,6 +174,8 @@ uninstall:
 	rm -f $(DESTDIR)$(PAMDIR)/pam_totp.so $(DESTDIR)$(CHECKER) $(DESTDIR)$(CHECKER)-directory \
 		$(DESTDIR)$(PREFIX)/bin/totp-enroll $(DESTDIR)$(PREFIX)/share/man/man8/pam_totp.8 \
 		$(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions/totp-enroll \
+		$(DESTDIR)$(PREFIX)/sbin/pam-totp-agent $(DESTDIR)$(PREFIX)/share/man/man8/pam-totp-agent.8 \
+		$(DESTDIR)$(SYSTEMDDIR)/pam-totp-agent.socket $(DESTDIR)$(SYSTEMDDIR)/pam-totp-agent.service \
 		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.schema $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.ldif \
 		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.conf $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.ldif
 	-rmdir $(DESTDIR)$(PREFIX)/share/pam-totp/ldap $(DESTDIR)$(PREFIX)/share/pam-totp $(DESTDIR)$(LIBEXECDIR) 2>/dev/null

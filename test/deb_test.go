@@ -49,7 +49,7 @@ func TestDebianPackage(t *testing.T) {
 	}
 	checks := [][]string{
 		{"--nocfprotection", x + "/lib/x86_64-linux-gnu/security/pam_totp.so"},
-		{"--nocfprotection", "--nostackprotector", x + "/usr/libexec/pam-totp/pam-totp-check", x + "/usr/libexec/pam-totp/pam-totp-check-directory", x + "/usr/bin/totp-enroll"},
+		{"--nocfprotection", "--nostackprotector", x + "/usr/libexec/pam-totp/pam-totp-check", x + "/usr/libexec/pam-totp/pam-totp-check-directory", x + "/usr/sbin/pam-totp-agent", x + "/usr/bin/totp-enroll"},
 	}
 	for _, args := range checks {
 		if out, err := exec.Command("hardening-check", args...).CombinedOutput(); err != nil {
@@ -60,7 +60,7 @@ func TestDebianPackage(t *testing.T) {
 	// Every doc the man pages name, and every doc a shipped doc links, is
 	// in the package under that name (not compressed away).
 	named := map[string]bool{}
-	for _, src := range []string{"../docs/man/pam_totp.8", "../docs/man/totp-enroll.1", "../docs/fleet.md", "../README.md"} {
+	for _, src := range []string{"../docs/man/pam_totp.8", "../docs/man/pam-totp-agent.8", "../docs/man/totp-enroll.1", "../docs/fleet.md", "../README.md"} {
 		data, err := os.ReadFile(src)
 		if err != nil {
 			t.Fatal(err)
@@ -92,6 +92,12 @@ func TestDebianPackage(t *testing.T) {
 	if diff := compare(before, snapshot(t, "/etc/pam.d")); diff != "" {
 		t.Errorf("installing changed /etc/pam.d (the profile must be off by default): %s", diff)
 	}
+	// The agent's socket unit is enabled (deb-systemd-helper; started
+	// where systemd runs), its service only through the socket.
+	const wants = "/etc/systemd/system/sockets.target.wants/pam-totp-agent.socket"
+	if target, err := os.Readlink(wants); err != nil || !strings.HasSuffix(target, "/pam-totp-agent.socket") {
+		t.Errorf("installing did not enable pam-totp-agent.socket: %q %v", target, err)
+	}
 
 	// A login through sshd with the installed module, checker and totp-enroll.
 	u := newUser(t)
@@ -119,6 +125,9 @@ func TestDebianPackage(t *testing.T) {
 	}
 	if out, _ := exec.Command("dpkg-query", "-W", "-f", "${Status}", "pam-totp").Output(); strings.Contains(string(out), "installed") {
 		t.Errorf("dpkg still lists pam-totp: %s", out)
+	}
+	if _, err := os.Lstat(wants); err == nil {
+		t.Errorf("%s is left after purge", wants)
 	}
 	if diff := compare(before, snapshot(t, "/etc/pam.d")); diff != "" {
 		t.Errorf("/etc/pam.d differs after purge: %s", diff)

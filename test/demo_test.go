@@ -42,6 +42,11 @@ func TestDemoTwice(t *testing.T) {
 		if sshLine == nil || password == nil || secret == nil {
 			t.Fatalf("run %d: the demo did not print an ssh command, a password and a secret:\n%s", run, out)
 		}
+		agent := regexp.MustCompile(`checked by pam-totp-agent \(pid (\d+)\)`).FindStringSubmatch(out)
+		if agent == nil {
+			t.Fatalf("run %d: the demo did not say which agent checks the code:\n%s", run, out)
+		}
+		m := syslogs.mark()
 		argv := append(strings.Fields(sshLine[1]), "id")
 		p := startTerminal(t, runner, argv...)
 		at := p.expect(0, "assword:")
@@ -55,6 +60,8 @@ func TestDemoTwice(t *testing.T) {
 		if strings.Contains(p.output(), "REMOTE HOST IDENTIFICATION HAS CHANGED") {
 			t.Fatalf("run %d: the host key check failed:\n%s", run, p.output())
 		}
+		// The demo's agent made the decision.
+		expectLog(t, m, `pam_totp\[`+agent[1]+`\]: user=ptdemo .*outcome=ok`)
 		demo("stop")
 	}
 }

@@ -50,6 +50,20 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "setting up the test namespace:", err)
 		os.Exit(1)
 	}
+	// With PAMTOTP_TEST_AGENT=1 (make test's second run) every test's
+	// module line names an agent of the run's own, so that the logins it
+	// serves (the system store, directory=) go through it.
+	if os.Getenv("PAMTOTP_TEST_AGENT") == "1" {
+		a, err := launchAgent(filepath.Join(dir, "agent.sock"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "starting the tests' agent:", err)
+			os.Exit(1)
+		}
+		agentSocket = a.socket
+		rc := m.Run()
+		stopByPid(a.cmd)
+		os.Exit(rc)
+	}
 	os.Exit(m.Run())
 }
 
@@ -88,7 +102,7 @@ func setupNamespace(dir string) error {
 		{"mkdir", "-p", dir + "/etc", dir + "/olddev", dir + "/lib", dir + "/home"},
 		{"cp", "-a", "/etc/.", dir + "/etc/"},
 		{"mount", "--bind", dir + "/etc", "/etc"},
-		{"cp", filepath.Join(buildDir, "pam_totp.so"), filepath.Join(buildDir, "pam-totp-check"), filepath.Join(buildDir, "pam-totp-check-directory"), filepath.Join(buildDir, "totp-enroll"), dir + "/lib/"},
+		{"cp", filepath.Join(buildDir, "pam_totp.so"), filepath.Join(buildDir, "pam-totp-check"), filepath.Join(buildDir, "pam-totp-check-directory"), filepath.Join(buildDir, "pam-totp-agent"), filepath.Join(buildDir, "totp-enroll"), dir + "/lib/"},
 		{"mount", "--rbind", "/dev", dir + "/olddev"},
 	}
 	for _, s := range steps {
@@ -147,6 +161,18 @@ func needRoot(t testing.TB, commands ...string) {
 type logSink struct {
 	mu    sync.Mutex
 	lines []string
+	conn  *net.UnixConn
+}
+
+// restart is a syslog daemon restarting: its socket closed, and a new one
+// at the same path.
+func (l *logSink) restart(path string) error {
+	l.mu.Lock()
+	old := l.conn
+	l.mu.Unlock()
+	old.Close()
+	os.Remove(path)
+	return l.listen(path)
 }
 
 func (l *logSink) listen(path string) error {
@@ -154,6 +180,9 @@ func (l *logSink) listen(path string) error {
 	if err != nil {
 		return err
 	}
+	l.mu.Lock()
+	l.conn = conn
+	l.mu.Unlock()
 	os.Chmod(path, 0o666)
 	go func() {
 		buf := make([]byte, 8192)
@@ -325,8 +354,20 @@ func service(t testing.TB, lines ...string) string {
 
 // module is the pam_totp line for a service, with the test checker and no delay.
 func module(control string, opts ...string) string {
-	return fmt.Sprintf("auth %s %s/pam_totp.so checker=%s/pam-totp-check nodelay %s",
-		control, libDir, libDir, strings.Join(opts, " "))
+	return fmt.Sprintf("auth %s %s/pam_totp.so checker=%s/pam-totp-check nodelay %s %s",
+		control, libDir, libDir, agentOption(), strings.Join(opts, " "))
+}
+
+// agentSocket is the run's agent (PAMTOTP_TEST_AGENT=1), or "".
+var agentSocket string
+
+// agentOption names the run's agent, or turns the agent off: a test never
+// reaches an agent of the machine's.
+func agentOption() string {
+	if agentSocket == "" {
+		return "agent=off"
+	}
+	return "agent=" + agentSocket
 }
 
 // conv answers prompts and records them.

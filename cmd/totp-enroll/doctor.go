@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -275,7 +277,61 @@ func (d *doctor) checkStack(service string, lines []pamconf.Line, at int) {
 	d.checkPasswordPaths(where, lines, at, opts)
 	d.checkGroups(where, me.Args)
 	d.checkChecker(where, me.Args)
+	d.checkAgent(where, me.Args, opts)
 	d.checkAccounts(service, where, opts)
+}
+
+// agentPath is where the package's socket unit puts the agent.
+const agentPath = "/run/pam-totp/agent.sock"
+
+// checkAgent says which way the service's authentications take (its text
+// names no service: mergeFindings would take a service's name for it), to pam-totp-agent
+// or to a checker started per login, by the module's rule (agent_serves):
+// the agent is used for the system store and the directory, from root
+// hosts, where its socket is root's and root listens on it.
+func (d *doctor) checkAgent(where string, args []string, opts *options.Options) {
+	path := agentPath
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "agent="); ok {
+			path = v
+		}
+	}
+	switch {
+	case path == "off":
+		d.add("note", where, "agent=off: each authentication starts the checker.", "")
+		return
+	case !opts.Agent():
+		d.add("note", where, "its enrollments are files the users own: each authentication starts the checker, running as the user (the agent never opens a user's file).", "")
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		d.add("note", where, fmt.Sprintf("no agent at %s: each authentication starts the checker, which decides the same, only slower.", path),
+			"systemctl enable --now pam-totp-agent.socket (where systemd runs)")
+		return
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFSOCK || st.Uid != 0 || st.Mode&0o022 != 0 {
+		d.add("warning", where, fmt.Sprintf("%s is not a socket that only root can use (owner uid %d, mode %04o): the module does not use it, and each authentication starts the checker.", path, st.Uid, st.Mode&0o7777),
+			"remove it and restart pam-totp-agent.socket; find out who made it")
+		return
+	}
+	c, err := net.DialTimeout("unix", path, 2*time.Second)
+	if err != nil {
+		d.add("note", where, fmt.Sprintf("nothing answers at %s (%v): each authentication starts the checker.", path, err),
+			"systemctl restart pam-totp-agent.socket")
+		return
+	}
+	defer c.Close()
+	var cred *unix.Ucred
+	if raw, err := c.(*net.UnixConn).SyscallConn(); err == nil {
+		raw.Control(func(fd uintptr) { cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED) })
+	}
+	if cred == nil || cred.Uid != 0 {
+		d.add("warning", where, fmt.Sprintf("the process listening at %s is not root's: the module does not use it, and each authentication starts the checker.", path),
+			"stop that process; find out who started it")
+		return
+	}
+	d.add("note", where, fmt.Sprintf("authentications go to pam-totp-agent at %s (root's, answering) from root hosts; when it is full or gone, to the checker.", path), "")
 }
 
 // remotePassword are the modules that check passwords the local files do

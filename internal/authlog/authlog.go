@@ -8,6 +8,7 @@ package authlog
 import (
 	"fmt"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,8 +23,10 @@ const (
 )
 
 // Writer sends lines to /dev/log. Like pam_syslog, it drops them when no
-// syslog daemon listens rather than refusing logins.
+// syslog daemon listens rather than refusing logins. It is safe for
+// concurrent use (pam-totp-agent logs from every login it serves).
 type Writer struct {
+	mu  sync.Mutex
 	fd  int // -1 when there is no syslog
 	tag string
 }
@@ -31,24 +34,39 @@ type Writer struct {
 // Open connects to /dev/log.
 func Open(tag string) *Writer {
 	w := &Writer{fd: -1, tag: fmt.Sprintf("%s[%d]", tag, os.Getpid())}
-	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return w
-	}
-	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: "/dev/log"}); err != nil {
-		unix.Close(fd)
-		return w
-	}
-	w.fd = fd
+	w.fd = connect()
 	return w
 }
 
-func (w *Writer) send(severity int, msg string) error {
-	if w.fd < 0 {
-		return nil
+func connect() int {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1
 	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: "/dev/log"}); err != nil {
+		unix.Close(fd)
+		return -1
+	}
+	return fd
+}
+
+func (w *Writer) send(severity int, msg string) error {
 	// The local syslog socket takes RFC 3164 lines; the daemon adds the time.
-	_, err := unix.Write(w.fd, []byte(fmt.Sprintf("<%d>%s: %s", authpriv|severity, w.tag, msg)))
+	line := []byte(fmt.Sprintf("<%d>%s: %s", authpriv|severity, w.tag, msg))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, err := unix.Write(w.fd, line)
+	if w.fd < 0 || err != nil {
+		// A syslog daemon that restarted made a new socket: a long-running
+		// writer (the agent) connects again, once per line at most.
+		if w.fd >= 0 {
+			unix.Close(w.fd)
+		}
+		if w.fd = connect(); w.fd < 0 {
+			return nil
+		}
+		_, err = unix.Write(w.fd, line)
+	}
 	return err
 }
 

@@ -42,6 +42,11 @@ type Env struct {
 	// Directory opens a user's enrollment in the directory of directory=;
 	// nil refuses that option.
 	Directory store.Opener
+	// Serves, in a host other than the exec'd checker (pam-totp-agent),
+	// says whether it takes a login with these options; one it does not
+	// take is declined before anything else is sent, and the module
+	// starts the checker. nil takes every login.
+	Serves func(*options.Options) bool
 }
 
 // Run handles one request and always tries to send a verdict.
@@ -52,12 +57,21 @@ func Run(e *Env) {
 			e.Log.Warning(fmt.Sprintf("internal error: %v", r))
 			verdict = protocol.Fail
 		}
+		if verdict == declined {
+			protocol.WriteFrame(e.Conn, protocol.Decline, nil)
+			return
+		}
 		protocol.WriteFrame(e.Conn, protocol.Verdict, []byte{verdict})
 	}()
 	// The module's timeout= runs from the start: the first prompt must come
 	// before it ends, and connecting to a directory is most of that wait.
 	started := time.Now()
 	typ, payload, err := protocol.ReadFrame(e.Conn)
+	if errors.Is(err, io.EOF) {
+		// Hung up before a request (doctor's probe of the agent): no
+		// login, nothing to log.
+		return
+	}
 	if err == nil && typ != protocol.Request {
 		err = fmt.Errorf("first frame is %q, not a request", typ)
 	}
@@ -73,6 +87,10 @@ func Run(e *Env) {
 	defer s.closeAccount()
 	verdict = s.run()
 }
+
+// declined is run's answer for a login that this host of the engine does
+// not take (Env.Serves): a Decline frame instead of a verdict.
+const declined byte = 0
 
 func (s *session) closeAccount() {
 	if s.dir != nil {
@@ -109,6 +127,9 @@ func (s *session) run() byte {
 		return protocol.Fail
 	}
 	s.opts = opts
+	if s.env.Serves != nil && !s.env.Serves(opts) {
+		return declined
+	}
 
 	if s.req.Activate != "" {
 		return s.activate()

@@ -46,8 +46,12 @@ func Main(dir store.Opener) {
 // loginSession is the audit session id that pam_loginuid gave the login
 // this host runs in; fork and setsid keep it, and a new login gets a new
 // one. "" when unset.
-func loginSession() string {
-	data, err := os.ReadFile("/proc/self/sessionid")
+func loginSession() string { return SessionOf("self") }
+
+// SessionOf is the audit session of process proc ("self" or a pid), "" if
+// it has none.
+func SessionOf(proc string) string {
+	data, err := os.ReadFile("/proc/" + proc + "/sessionid")
 	id := strings.TrimSpace(string(data))
 	n, perr := strconv.ParseUint(id, 10, 32)
 	if err != nil || perr != nil || n == math.MaxUint32 {

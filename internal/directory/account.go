@@ -33,6 +33,12 @@ type Account struct {
 	degraded string
 	// records: how many state records a read takes before it refuses.
 	records int
+	// release takes the connection back into a Pool at Close, or is nil.
+	release func(*session)
+	// spoiled: an operation of this login failed other than by a refusal
+	// (a lost connection, an abandoned search, a server that broke the
+	// rules): its connection is closed, never kept for the next login.
+	spoiled bool
 }
 
 // Open is the login path's store.Opener: it reads the configuration and
@@ -69,10 +75,15 @@ func (a *Account) Where() string {
 }
 
 func (a *Account) Close() error {
-	if a.s != nil && !a.shared {
-		return a.s.Close()
+	switch {
+	case a.s == nil || a.shared:
+		return nil
+	case a.release != nil && !a.spoiled:
+		a.release(a.s)
+		a.s = nil
+		return nil
 	}
-	return nil
+	return a.s.Close()
 }
 
 // Read reads the user's entry. A user without an entry, or an entry the
@@ -101,7 +112,23 @@ func (a *Account) connect() error {
 	return nil
 }
 
+// read reads the user's entry and records; a read that failed spoils the
+// connection for a pool (a search abandoned part way, say).
 func (a *Account) read() error {
+	err := a.readEntry()
+	a.spoil(err)
+	return err
+}
+
+// spoil marks the connection as not to be kept after err, unless err is
+// a refusal that leaves the connection as sound as before (a conflict).
+func (a *Account) spoil(err error) {
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		a.spoiled = true
+	}
+}
+
+func (a *Account) readEntry() error {
 	if err := a.connect(); err != nil {
 		return err
 	}
@@ -309,7 +336,8 @@ func (h *held) swapState(st *secret.State) error {
 // directory without the record class or the ACL for it (an older
 // pam_totp's, not yet upgraded) leaves the login with what pamTOTPState
 // gives, as before, and says so (Degraded).
-func (a *Account) addRecords(dn string, recs []record) error {
+func (a *Account) addRecords(dn string, recs []record) (err error) {
+	defer func() { a.spoil(err) }()
 	for _, r := range recs {
 		rdn := "cn=" + ldap.EscapeDN(r.name) + "," + dn
 		req := ldap.NewAddRequest(rdn, nil)
@@ -389,9 +417,10 @@ func swap(req *ldap.ModifyRequest, attr, old, new string) {
 
 // modify sends one modify. The refusals that mean "changed meanwhile"
 // are store.ErrConflict.
-func (a *Account) modify(req *ldap.ModifyRequest) error {
+func (a *Account) modify(req *ldap.ModifyRequest) (err error) {
+	defer func() { a.spoil(err) }()
 	var res *ldap.ModifyResult
-	err := a.s.op(func(c *ldap.Conn) (err error) { res, err = c.ModifyWithResult(req); return err })
+	err = a.s.op(func(c *ldap.Conn) (err error) { res, err = c.ModifyWithResult(req); return err })
 	if ldap.IsErrorWithCode(err, ldap.LDAPResultReferral) {
 		err = a.followReferral(req, res)
 	}

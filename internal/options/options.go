@@ -163,6 +163,11 @@ func Parse(args []string) (*Options, error) {
 			if name == "exempt_group" {
 				o.ExemptGroup = val
 			}
+		case "agent":
+			// The module's: agent=off, or the agent's socket.
+			if !hasVal || val == "" || (val != "off" && !strings.HasPrefix(val, "/")) {
+				err = errors.New("want agent=off or agent=/ABSOLUTE/PATH")
+			}
 		case "checker":
 			// read and checked by the C module, which refuses a bad path
 			if !hasVal || !strings.HasPrefix(val, "/") {
@@ -273,6 +278,13 @@ func (o *Options) Secrets() []string {
 // they belong to the account of user=, or to root (the system store).
 // pam_totp.c applies the same rule when it starts the checker.
 func (o *Options) AsUser() bool { return o.RunAs == "" && o.secretAsUser }
+
+// Agent says whether pam-totp-agent, which runs as root, may serve logins
+// with these options: the directory, and the system store (a root-owned
+// secret= outside the home), the enrollments whose checker would run as
+// root anyway. Files a user or user= owns stay with the exec'd checker,
+// running as their owner. pam_totp.c applies the same rule (agent_serves).
+func (o *Options) Agent() bool { return o.Directory != "" || (o.RunAs == "" && !o.secretAsUser) }
 
 // Access is who must own a user's files, and which modes they may have:
 // the account of user=, else the user (uid userUID) for their own files,

@@ -12,13 +12,13 @@ import (
 // The C module names the frame types in an enum; this side in constants.
 // Both lists must hold the same names with the same bytes.
 func TestFrameTypesAgreeWithTheModule(t *testing.T) {
-	src, err := os.ReadFile("../../pam_totp/pam_totp.c")
+	src, err := os.ReadFile("../../pam_totp/pam_totp.h")
 	if err != nil {
 		t.Fatal(err)
 	}
 	enum := regexp.MustCompile(`(?s)enum frame_type \{(.*?)\};`).FindSubmatch(src)
 	if enum == nil {
-		t.Fatal("no enum frame_type in pam_totp.c")
+		t.Fatal("no enum frame_type in pam_totp.h")
 	}
 	inC := map[string]Type{}
 	for _, m := range regexp.MustCompile(`FRAME_(\w+) = '(.)'`).FindAllStringSubmatch(string(enum[1]), -1) {
@@ -31,7 +31,7 @@ func TestFrameTypesAgreeWithTheModule(t *testing.T) {
 	inGo := map[string]Type{
 		"Request": Request, "Answer": Answer, "ConvFailed": ConvFailed,
 		"PromptEchoOff": PromptEchoOff, "PromptEchoOn": PromptEchoOn, "Info": Info, "Error": Error,
-		"SetAuthtok": SetAuthtok, "Pending": Pending, "Verdict": Verdict,
+		"SetAuthtok": SetAuthtok, "Pending": Pending, "Verdict": Verdict, "Decline": Decline,
 	}
 	for name, v := range inGo {
 		if c, ok := inC[name]; !ok || c != v {

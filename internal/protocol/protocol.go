@@ -49,6 +49,11 @@ const (
 	// it back in an Activate request from pam_sm_setcred, which hosts call
 	// only once the whole stack has succeeded.
 	Pending Type = 'N'
+	// Decline, from pam-totp-agent and only as its first frame: the agent
+	// does not take this login (it is full, or the login is one the
+	// exec'd checker serves). The module starts the checker and sends it
+	// the same request.
+	Decline Type = 'D'
 )
 
 // MaxPending bounds a Pending payload: hex digits only.

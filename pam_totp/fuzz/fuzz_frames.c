@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: whatever a checker could send, decoded by the module's
- * real converse() (this file includes pam_totp.c), over a real socketpair,
+ * real converse() (this file includes relay.c), as an agent's or a checker's
+ * conversation (may_decline alternates), over a real socketpair,
  * with prompts relayed through a real libpam handle. Built and run with
  * AddressSanitizer and UndefinedBehaviorSanitizer by make fuzz (long) and
  * make test (short).
  */
-#include "../pam_totp.c"
+#include "../relay.c"
 
 #include <security/pam_appl.h>
 #include <stdint.h>
@@ -31,6 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static pam_handle_t *pamh;
 	struct config c = {.checker = "", .timeout_ms = 100};
+	static int may_decline;
 	int sv[2], set_authtok = 0;
 
 	if (pamh == NULL && pam_start("pam-totp-fuzz", "nobody", &conv, &pamh) != PAM_SUCCESS)
@@ -42,7 +44,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size > 0 && write(sv[1], data, size) != (ssize_t)size)
 		abort();
 	shutdown(sv[1], SHUT_WR);
-	converse(pamh, sv[0], &c, &set_authtok);
+	converse(pamh, sv[0], &c, &set_authtok, may_decline);
+	may_decline = !may_decline;
 	pam_putenv(pamh, PENDING_ENV); /* each input starts without a pending enrollment */
 	close(sv[0]);
 	close(sv[1]);

@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package directory
+
+import (
+	"fmt"
+	"net/url"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"pamtotp/internal/store"
+)
+
+// Pool is the directory for a long-running host of the login path
+// (pam-totp-agent): it keeps each configuration file parsed, and a few
+// bound connections to its servers, so that a login pays no TLS handshake
+// and no bind. Everything else is as with Open: the same reads, the same
+// compare-and-swap writes, the same failover and down marks.
+type Pool struct {
+	mu    sync.Mutex
+	confs map[string]*pooled
+}
+
+// pooled is one configuration file: as parsed, with the identities of it
+// and of the files it names (CA, certificate, key) at that time, and its
+// idle connections.
+type pooled struct {
+	conf   *Config
+	stamps []fileStamp
+	idle   []idleSession
+}
+
+type idleSession struct {
+	s     *session
+	since time.Time
+}
+
+// fileStamp tells that a file changed: another inode, size, time, owner
+// or mode is read again (an admin's edit, a renewed certificate renamed
+// into place).
+type fileStamp struct {
+	dev, ino, size, mtime, ctime int64
+	uid                          uint32
+	mode                         uint32
+}
+
+const (
+	// maxIdle bounds the connections kept per configuration.
+	maxIdle = 16
+	// maxIdleAge: a connection idle longer is closed rather than reused, so
+	// that one a firewall forgot is not found dead at a login (which would
+	// cost that login the time-out and mark the server down).
+	maxIdleAge = 2 * time.Minute
+)
+
+// NewPool is an empty pool.
+func NewPool() *Pool { return &Pool{confs: map[string]*pooled{}} }
+
+func stampOf(path string) (fileStamp, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{dev: int64(st.Dev), ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), uid: st.Uid, mode: st.Mode}, nil
+}
+
+// stampsOf are the stamps of conf and of the files c names.
+func stampsOf(conf string, c *Config) ([]fileStamp, error) {
+	var out []fileStamp
+	for _, f := range []string{conf, c.CAFile, c.CertFile, c.KeyFile} {
+		if f == "" {
+			continue
+		}
+		st, err := stampOf(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// Open is the store.Opener of the pool: Open's, with the configuration
+// and a connection taken from the pool when there is one.
+func (p *Pool) Open(conf, user string, connectBy time.Time) (store.Account, error) {
+	pc, err := p.config(conf)
+	if err != nil {
+		return nil, err
+	}
+	c := *pc.conf
+	if budget := time.Until(connectBy).Round(time.Second); c.Timeout > budget {
+		return nil, fmt.Errorf("%s: timeout %s does not fit in the module's timeout= with room for fallback=local (%s left for connecting): lower timeout, or raise the module's timeout=",
+			conf, c.Timeout, budget.Round(100*time.Millisecond))
+	}
+	c.connectBy = connectBy
+	a := New(&c, user)
+	a.records = maxRecords
+	// Only a connection to the server a fresh login would try first: one
+	// kept from a failover is not used once the first server's down mark
+	// has expired, so that logins go back to it (and clear the mark) as
+	// they do without the pool.
+	servers, _ := c.order(time.Now())
+	if s := p.take(conf, servers[0]); s != nil {
+		s.conf = &c
+		a.s = s
+	}
+	a.release = func(s *session) { p.give(conf, s) }
+	return a, nil
+}
+
+// config is conf parsed, read again when it or a file it names changed.
+// A file that can no longer be read, or no longer passes Load's checks,
+// drops what was kept for it: the login fails closed as with Open.
+func (p *Pool) config(conf string) (*pooled, error) {
+	p.mu.Lock()
+	pc := p.confs[conf]
+	p.mu.Unlock()
+	if pc != nil {
+		if now, err := stampsOf(conf, pc.conf); err == nil && slices.Equal(now, pc.stamps) {
+			return pc, nil
+		}
+	}
+	p.drop(conf)
+	c, err := Load(conf)
+	if err != nil {
+		return nil, err
+	}
+	stamps, err := stampsOf(conf, c)
+	if err != nil {
+		return nil, err
+	}
+	n := &pooled{conf: c, stamps: stamps}
+	p.mu.Lock()
+	if old := p.confs[conf]; old != nil {
+		closeIdle(old.idle)
+	}
+	p.confs[conf] = n
+	p.mu.Unlock()
+	return n, nil
+}
+
+func (p *Pool) drop(conf string) {
+	p.mu.Lock()
+	if old := p.confs[conf]; old != nil {
+		closeIdle(old.idle)
+		delete(p.confs, conf)
+	}
+	p.mu.Unlock()
+}
+
+func closeIdle(idle []idleSession) {
+	for _, i := range idle {
+		i.s.Close()
+	}
+}
+
+// take is an idle connection of conf's to the server first, the most
+// recently used, or nil. Those to other servers, too old or closed by
+// the server are closed.
+func (p *Pool) take(conf string, first *url.URL) *session {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pc := p.confs[conf]
+	for pc != nil && len(pc.idle) > 0 {
+		i := pc.idle[len(pc.idle)-1]
+		pc.idle = pc.idle[:len(pc.idle)-1]
+		if time.Since(i.since) < maxIdleAge && !i.s.c.IsClosing() && i.s.uri.String() == first.String() {
+			return i.s
+		}
+		i.s.Close()
+	}
+	return nil
+}
+
+// give keeps a login's connection for the next, if it is sound and there
+// is room; else it closes it.
+func (p *Pool) give(conf string, s *session) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pc := p.confs[conf]
+	if pc == nil || s.c.IsClosing() || len(pc.idle) >= maxIdle {
+		s.Close()
+		return
+	}
+	// No deadline while idle: the next login sets its own.
+	s.raw.SetDeadline(time.Time{})
+	pc.idle = append(pc.idle, idleSession{s: s, since: time.Now()})
+}
+
+// Idle counts the connections kept, for tests and doctor.
+func (p *Pool) Idle() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, pc := range p.confs {
+		n += len(pc.idle)
+	}
+	return n
+}
