@@ -478,8 +478,15 @@ docs/performance.md.
 [benchmarks-directory.md](benchmarks-directory.md) has a login with
 `+"`directory=`"+` against the file store, its round trips and its cost with 10
 to 100,000 users; [benchmarks-fleet.md](benchmarks-fleet.md) a mirror-mode
-pair of servers: 200 logins at once, replication lag and failover. Where
-the time goes: [performance.md](performance.md). All are written by `+"`make bench`"+`.
+pair of servers: 200 logins at once, replication lag and failover.
+
+## pam-totp-agent
+
+[benchmarks-agent.md](benchmarks-agent.md) has the system store and
+`+"`directory=`"+` through the agent against the same with a checker per login and
+against pam_google_authenticator, through libpam and sshd, 200 directory
+logins at once, and the agent's memory after 100,000 logins. Where the time
+goes: [performance.md](performance.md). All are written by `+"`make bench`"+`.
 `,
 		f.users, f.libpamRuns, p["ga"], p["oath"], p["totp"], ratio(T, G),
 		f.sudoRuns, f.sudo["ga"], f.sudo["oath"], f.sudo["totp"], ratio(f.sudo["totp"].med, f.sudo["ga"].med),
