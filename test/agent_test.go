@@ -450,3 +450,52 @@ func TestAgentSyslogRestart(t *testing.T) {
 	authenticate(t, svc, u.name, &conv{answers: []string{wrongCode(t, u)}})
 	expectLog(t, m, `pam_totp\[`+strconv.Itoa(a.cmd.Process.Pid)+`\]: user=`+u.name+` .*outcome=fail`)
 }
+
+// TestAgentKilledAfterCharge: the agent killed between the charge it wrote
+// to the directory and the success it would have written. The attempt is
+// counted, the login gets no success, and the same code then works once
+// through the checker (nothing was used), with the attempt counted.
+func TestAgentKilledAfterCharge(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	a := startAgent(t)
+	g := newGate(t, strings.TrimPrefix(f.d.ldaps, "ldaps://"))
+	conf := f.d.hostConfLines(t, "gated-agent", []string{"uri ldaps://" + g.addr, "base ou=people," + ldapSuffix, "ca_file " + f.d.ca,
+		"cert_file " + filepath.Join(f.d.certs, "host-a.pem"), "key_file " + filepath.Join(f.d.certs, "host-a.key"), "timeout 30"})
+	waitForFreshStep(30, 10)
+	c := code(t, u.secret, 0)
+	result := make(chan error, 1)
+	go func() { result <- rawLogin(a.socket, u, []string{"directory=" + conf, "timeout=60"}, c) }()
+	charged := func() bool {
+		st := f.d.attr(t, u, "pamTOTPState")
+		return len(st) == 1 && strings.Contains(st[0], "failures 1")
+	}
+	killed := false
+	for chunk := range g.chunks {
+		if charged() {
+			a.cmd.Process.Kill() // our own child, by its pid
+			a.cmd.Wait()
+			killed = true
+			break
+		}
+		chunk.pass <- true
+	}
+	if !killed {
+		t.Fatalf("the agent's login ended without its charge reaching the directory (state %q)", f.d.attr(t, u, "pamTOTPState"))
+	}
+	if err := <-result; err == nil {
+		t.Fatal("the login got a verdict from an agent killed before its success was written")
+	}
+	if !charged() {
+		t.Fatalf("after the kill the state is %q: the attempt was not counted", f.d.attr(t, u, "pamTOTPState"))
+	}
+	// The agent is gone: the checker takes the next login, with the same
+	// code, which was never used.
+	svc := service(t, module("required", "directory="+f.confA, "agent="+a.socket))
+	m := syslogs.mark()
+	if err := loginWith(t, svc, u, c); err != nil {
+		t.Fatalf("the code after the agent died before using it: %v", err)
+	}
+	expectLog(t, m, `user=`+u.name+` .*outcome=ok reason="code accepted after 1 wrong codes"`)
+}

@@ -48,16 +48,25 @@ func Open(conf, user string, connectBy time.Time) (store.Account, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Whole seconds, as the module's timeout= is given: the time the
-	// checker took to start must not turn a fitting timeout into a refusal.
-	if budget := time.Until(connectBy).Round(time.Second); c.Timeout > budget {
-		return nil, fmt.Errorf("%s: timeout %s does not fit in the module's timeout= with room for fallback=local (%s left for connecting): lower timeout, or raise the module's timeout=",
-			conf, c.Timeout, budget.Round(100*time.Millisecond))
+	if err := c.fits(connectBy); err != nil {
+		return nil, err
 	}
 	c.connectBy = connectBy
 	a := New(c, user)
 	a.records = maxRecords
 	return a, nil
+}
+
+// fits refuses a configuration whose timeout does not fit before
+// connectBy. Whole seconds, as the module's timeout= is given: the time
+// the checker took to start must not turn a fitting timeout into a
+// refusal.
+func (c *Config) fits(connectBy time.Time) error {
+	if budget := time.Until(connectBy).Round(time.Second); c.Timeout > budget {
+		return fmt.Errorf("%s: timeout %s does not fit in the module's timeout= with room for fallback=local (%s left for connecting): lower timeout, or raise the module's timeout=",
+			c.Path, c.Timeout, budget.Round(100*time.Millisecond))
+	}
+	return nil
 }
 
 // New is the account of user in the directory c describes, for an admin's

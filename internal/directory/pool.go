@@ -3,7 +3,6 @@
 package directory
 
 import (
-	"fmt"
 	"net/url"
 	"slices"
 	"sync"
@@ -90,9 +89,8 @@ func (p *Pool) Open(conf, user string, connectBy time.Time) (store.Account, erro
 		return nil, err
 	}
 	c := *pc.conf
-	if budget := time.Until(connectBy).Round(time.Second); c.Timeout > budget {
-		return nil, fmt.Errorf("%s: timeout %s does not fit in the module's timeout= with room for fallback=local (%s left for connecting): lower timeout, or raise the module's timeout=",
-			conf, c.Timeout, budget.Round(100*time.Millisecond))
+	if err := c.fits(connectBy); err != nil {
+		return nil, err
 	}
 	c.connectBy = connectBy
 	a := New(&c, user)
