@@ -158,7 +158,8 @@ install: all
 	install -D -m 0644 build/pam_totp.so $(DESTDIR)$(PAMDIR)/pam_totp.so
 	install -D -m 0755 build/pam-totp-check $(DESTDIR)$(CHECKER)
 	install -D -m 0755 build/pam-totp-check-directory $(DESTDIR)$(CHECKER)-directory
-	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/pam-totp/ldap packaging/ldap/pam-totp.schema packaging/ldap/pam-totp.ldif packaging/ldap/pam-totp-acl.conf packaging/ldap/pam-totp-acl.ldif
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/pam-totp/ldap packaging/ldap/pam-totp.schema packaging/ldap/pam-totp.ldif packaging/ldap/pam-totp-acl.conf packaging/ldap/pam-totp-acl.ldif \
+		packaging/ldap/pam-totp-records.ldif packaging/ldap/pam-totp-acl-records.ldif
 	install -D -m 0755 build/totp-enroll $(DESTDIR)$(PREFIX)/bin/totp-enroll
 	install -D -m 0755 build/pam-totp-agent $(DESTDIR)$(PREFIX)/sbin/pam-totp-agent
 	install -D -m 0644 -t $(DESTDIR)$(SYSTEMDDIR) packaging/systemd/pam-totp-agent.socket packaging/systemd/pam-totp-agent.service
@@ -177,7 +178,8 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/sbin/pam-totp-agent $(DESTDIR)$(PREFIX)/share/man/man8/pam-totp-agent.8 \
 		$(DESTDIR)$(SYSTEMDDIR)/pam-totp-agent.socket $(DESTDIR)$(SYSTEMDDIR)/pam-totp-agent.service \
 		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.schema $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.ldif \
-		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.conf $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.ldif
+		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.conf $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.ldif \
+		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-records.ldif $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl-records.ldif
 	-rmdir $(DESTDIR)$(PREFIX)/share/pam-totp/ldap $(DESTDIR)$(PREFIX)/share/pam-totp $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 
 # The Debian package, into build/: the tree is copied to build/deb/src with

@@ -241,3 +241,64 @@ func TestACLFormsAgree(t *testing.T) {
 		t.Fatalf("pam-totp-acl.conf and pam-totp-acl.ldif differ:\n%q\n%q", conf, ldif)
 	}
 }
+
+// TestFleetDocUpgrade runs docs/fleet.md's upgrade to state records on
+// Debian's slapd set up with the schema and ACL of the pam_totp before
+// them (testdata/ldap-before-records), and compares the schema and the
+// ACL it leaves with those of a server installed fresh from this tree's
+// packaging/ldap: the same definitions, the same rules in the same order.
+func TestFleetDocUpgrade(t *testing.T) {
+	needRoot(t, "ldapmodify", "ldapadd", "ldapsearch")
+	blocks := docBlocks(t)
+	if blocks["upgrade"] == "" {
+		t.Fatal("docs/fleet.md has no block marked test: upgrade")
+	}
+	old, fresh := startDebianSlapd(t, "127.0.0.4"), startDebianSlapd(t, "127.0.0.5")
+	ldap := func(s *debianSlapd, tool, file string) {
+		t.Helper()
+		cmd := exec.Command(tool, "-Y", "EXTERNAL", "-H", s.ldapi, "-Q", "-f", file)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s -f %s: %v\n%s", tool, file, err, out)
+		}
+	}
+	ldap(old, "ldapadd", "testdata/ldap-before-records/pam-totp.ldif")
+	ldap(old, "ldapmodify", "testdata/ldap-before-records/pam-totp-acl.ldif")
+	runBlock(t, blocks["upgrade"], t.TempDir(), old)
+	ldap(fresh, "ldapadd", "../packaging/ldap/pam-totp.ldif")
+	ldap(fresh, "ldapmodify", "../packaging/ldap/pam-totp-acl.ldif")
+
+	// values reads attrs of the entries under base, as slapd holds them,
+	// one value a line, without slapd's {n} ordering prefix for the schema.
+	values := func(s *debianSlapd, base, filter string, attrs ...string) string {
+		t.Helper()
+		cmd := exec.Command("ldapsearch", append([]string{"-Y", "EXTERNAL", "-H", s.ldapi, "-Q", "-LLL", "-o", "ldif-wrap=no", "-b", base, filter}, attrs...)...)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ldapsearch %s: %v\n%s", base, err, out)
+		}
+		var keep []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if !strings.HasPrefix(l, "dn: ") && l != "" {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	schema := func(s *debianSlapd) string {
+		return values(s, "cn=schema,cn=config", "(cn=*pam-totp)", "olcAttributeTypes", "olcObjectClasses", "olcDitContentRules")
+	}
+	acl := func(s *debianSlapd) string {
+		return values(s, "olcDatabase={1}mdb,cn=config", "(objectClass=*)", "olcAccess")
+	}
+	if a, b := schema(old), schema(fresh); a != b {
+		t.Fatalf("the upgraded schema differs from a fresh one:\n%s\n--- fresh:\n%s", a, b)
+	}
+	if a, b := acl(old), acl(fresh); a != b {
+		t.Fatalf("the upgraded ACL differs from a fresh one:\n%s\n--- fresh:\n%s", a, b)
+	}
+	if !strings.Contains(schema(old), "pamTOTPRecordContent") || !strings.Contains(acl(old), "pamTOTPRecord") {
+		t.Fatalf("the upgrade left no record class or rule:\n%s\n%s", schema(old), acl(old))
+	}
+}
