@@ -499,3 +499,46 @@ func TestAgentKilledAfterCharge(t *testing.T) {
 	}
 	expectLog(t, m, `user=`+u.name+` .*outcome=ok reason="code accepted after 1 wrong codes"`)
 }
+
+// TestAgentDirectoryConfigChanges: the agent keeps a directory's
+// configuration and connections, but never past an edit of the file. Here
+// the admin moves the host to another certificate (host-c, in no group,
+// which may read nothing): the login after the edit binds with it, and a
+// connection that a login held across the edit, bound with the old one,
+// is closed when that login ends, not kept for the next.
+func TestAgentDirectoryConfigChanges(t *testing.T) {
+	f := newFleet(t)
+	u, v := newUser(t), newUser(t)
+	f.enrollDir(t, u)
+	f.enrollDir(t, v)
+	a := startAgent(t)
+	lines := func(host string) []string {
+		return []string{"uri " + f.d.ldaps, "base ou=people," + ldapSuffix, "ca_file " + f.d.ca,
+			"cert_file " + filepath.Join(f.d.certs, host+".pem"), "key_file " + filepath.Join(f.d.certs, host+".key"), "timeout 5"}
+	}
+	conf := f.d.hostConfLines(t, "edited", lines("host-a"))
+	svc := service(t, module("required", "directory="+conf, "agent="+a.socket))
+	waitForFreshStep(30, 10)
+	if err := loginWith(t, svc, v, code(t, v.secret, 0)); err != nil {
+		t.Fatalf("the first login through the agent: %v", err)
+	}
+	release, done := holdAtPrompt(t, svc, u, code(t, u.secret, 0))
+
+	f.d.hostConfLines(t, "edited", lines("host-c"))
+	m := syslogs.mark()
+	if err := loginWith(t, svc, v, code(t, v.secret, 1)); err == nil {
+		t.Fatal("after the edit, a login was made with the old certificate")
+	}
+	expectLog(t, m, `user=`+v.name+` .*outcome=fail reason=".*no entry for .*`+v.name+`.* that this host may read`)
+	release()
+	if err := <-done; err != nil {
+		t.Fatalf("the login held across the edit, on its own connection: %v", err)
+	}
+	m = syslogs.mark()
+	if err := loginWith(t, svc, u, code(t, u.secret, 1)); err == nil {
+		t.Fatal("a connection held across the edit was kept, and the next login was made with the old certificate")
+	}
+	if d := a.decider(t, m, u); d != "agent" {
+		t.Fatalf("the last login was decided by the %s", d)
+	}
+}

@@ -104,7 +104,7 @@ func (p *Pool) Open(conf, user string, connectBy time.Time) (store.Account, erro
 		s.conf = &c
 		a.s = s
 	}
-	a.release = func(s *session) { p.give(conf, s) }
+	a.release = func(s *session) { p.give(conf, pc, s) }
 	return a, nil
 }
 
@@ -172,13 +172,15 @@ func (p *Pool) take(conf string, first *url.URL) *session {
 	return nil
 }
 
-// give keeps a login's connection for the next, if it is sound and there
-// is room; else it closes it.
-func (p *Pool) give(conf string, s *session) {
+// give keeps a login's connection for the next, if it is sound, made
+// under the configuration as it still is (from, not one read before an
+// admin changed the file or its certificate), and there is room; else it
+// closes it.
+func (p *Pool) give(conf string, from *pooled, s *session) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pc := p.confs[conf]
-	if pc == nil || s.c.IsClosing() || len(pc.idle) >= maxIdle {
+	if pc == nil || pc != from || s.c.IsClosing() || len(pc.idle) >= maxIdle {
 		s.Close()
 		return
 	}
