@@ -542,3 +542,46 @@ func TestAgentDirectoryConfigChanges(t *testing.T) {
 		t.Fatalf("the last login was decided by the %s", d)
 	}
 }
+
+// TestAgentCertificateRenewed: a certificate and key renewed in place (the
+// configuration file untouched) are read at the next login: here the new
+// pair is host-c's, which may read nothing, so that login fails where one
+// with the kept connection, bound as host-a, would have got in.
+func TestAgentCertificateRenewed(t *testing.T) {
+	f := newFleet(t)
+	u := newUser(t)
+	f.enrollDir(t, u)
+	a := startAgent(t)
+	dir := t.TempDir()
+	install := func(host string) {
+		t.Helper()
+		for _, ext := range []string{".pem", ".key"} {
+			data, err := os.ReadFile(filepath.Join(f.d.certs, host+ext))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// As certbot and the like do: a new file renamed into place.
+			tmp := filepath.Join(dir, "new"+ext)
+			if err := os.WriteFile(tmp, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tmp, filepath.Join(dir, "host"+ext)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	install("host-a")
+	conf := f.d.hostConfLines(t, "renewed", []string{"uri " + f.d.ldaps, "base ou=people," + ldapSuffix, "ca_file " + f.d.ca,
+		"cert_file " + filepath.Join(dir, "host.pem"), "key_file " + filepath.Join(dir, "host.key"), "timeout 5"})
+	svc := service(t, module("required", "directory="+conf, "agent="+a.socket))
+	waitForFreshStep(30, 10)
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("the first login through the agent: %v", err)
+	}
+	install("host-c")
+	m := syslogs.mark()
+	if err := loginWith(t, svc, u, code(t, u.secret, 1)); err == nil {
+		t.Fatal("after the certificate was renewed, a login used the connection bound with the old one")
+	}
+	expectLog(t, m, `user=`+u.name+` .*outcome=fail reason=".*no entry for .*`+u.name+`.* that this host may read`)
+}

@@ -56,6 +56,7 @@ type Config struct {
 	anonymous      bool          // doctor's probe: no bind at all
 	connectBy      time.Time     // a login's: connecting to any server must be over by then
 	tls            *tls.Config   // built by Load from ca_file, cert_file and key_file
+	read           []fileStamp   // the files Load read, as it read them
 }
 
 // DefaultTimeout is how long one directory operation may take: well
@@ -87,7 +88,8 @@ var keys = map[string]string{
 // readable by root only: it may name a password file, and whoever can
 // change it can point logins at a directory of their own.
 func Load(path string) (*Config, error) {
-	data, err := readRootFile(path, true)
+	var read []fileStamp
+	data, err := readRootFile(path, true, &read)
 	if err != nil {
 		return nil, err
 	}
@@ -96,12 +98,13 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c.Path = path
+	c.read = read
 	// Read once, here: every connection of this login uses them.
 	if c.tls, err = buildTLS(c); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if pw := c.Password; pw != "" {
-		data, err := readRootFile(pw, true)
+		data, err := readRootFile(pw, true, &c.read)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -322,11 +325,20 @@ func isAttrChar(b byte) bool {
 
 // readRootFile reads a small file that must be root's, not a link, and
 // not writable by anyone else; private also forbids reading by others.
-func readRootFile(path string, private bool) ([]byte, error) {
+//
+// With read, it appends the identity of the file it read (taken from the
+// open file, not the path): a Pool reads the configuration again when a
+// file it was made of changes.
+func readRootFile(path string, private bool, read *[]fileStamp) ([]byte, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("%s: not an absolute path", path)
 	}
-	return readOwnedFile(path, 0, "root", private)
+	var st unix.Stat_t
+	data, err := readOwned(path, 0, "root", private, &st)
+	if err == nil && read != nil {
+		*read = append(*read, stampOf(path, &st))
+	}
+	return data, err
 }
 
 // ReadOwnFile reads a small file of secrets of the caller's own, as the
@@ -340,6 +352,12 @@ func ReadOwnFile(path string) ([]byte, error) {
 // uid (named who in messages), that nobody else may write, and with
 // private nobody else may read either.
 func readOwnedFile(path string, uid int, who string, private bool) ([]byte, error) {
+	var st unix.Stat_t
+	return readOwned(path, uid, who, private, &st)
+}
+
+// readOwned is readOwnedFile that also gives the file's status, as opened.
+func readOwned(path string, uid int, who string, private bool, st *unix.Stat_t) ([]byte, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|unix.O_NOCTTY, 0)
 	if errors.Is(err, unix.ELOOP) {
 		return nil, fmt.Errorf("%s is a symbolic link; name the file itself", path)
@@ -348,8 +366,7 @@ func readOwnedFile(path string, uid int, who string, private bool) ([]byte, erro
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}
 	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	if err := unix.Fstat(fd, st); err != nil {
 		return nil, fmt.Errorf("stat %s: %w", path, err)
 	}
 	bad := uint32(0o022)

@@ -206,7 +206,7 @@ func tlsConfig(conf *Config) (*tls.Config, error) {
 func buildTLS(conf *Config) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if conf.CAFile != "" {
-		pem, err := readRootFile(conf.CAFile, false)
+		pem, err := readRootFile(conf.CAFile, false, &conf.read)
 		if err != nil {
 			return nil, err
 		}
@@ -217,11 +217,11 @@ func buildTLS(conf *Config) (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	if conf.CertFile != "" {
-		certPEM, err := readRootFile(conf.CertFile, false)
+		certPEM, err := readRootFile(conf.CertFile, false, &conf.read)
 		if err != nil {
 			return nil, err
 		}
-		keyPEM, err := readRootFile(conf.KeyFile, true)
+		keyPEM, err := readRootFile(conf.KeyFile, true, &conf.read)
 		if err != nil {
 			return nil, err
 		}

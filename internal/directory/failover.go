@@ -83,7 +83,7 @@ func (c *Config) cacheDir() bool {
 // mark reports whether u has a mark, and whether it is younger than
 // down_for.
 func (c *Config) mark(u *url.URL, now time.Time) (down, has bool) {
-	data, err := readRootFile(c.markFile(u), true)
+	data, err := readRootFile(c.markFile(u), true, nil)
 	if err != nil {
 		return false, !errors.Is(err, fs.ErrNotExist)
 	}

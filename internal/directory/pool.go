@@ -4,10 +4,10 @@ package directory
 
 import (
 	"net/url"
-	"slices"
 	"sync"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"pamtotp/internal/store"
 )
@@ -22,13 +22,10 @@ type Pool struct {
 	confs map[string]*pooled
 }
 
-// pooled is one configuration file: as parsed, with the identities of it
-// and of the files it names (CA, certificate, key) at that time, and its
-// idle connections.
+// pooled is one configuration file as parsed, and its idle connections.
 type pooled struct {
-	conf   *Config
-	stamps []fileStamp
-	idle   []idleSession
+	conf *Config
+	idle []idleSession
 }
 
 type idleSession struct {
@@ -36,13 +33,28 @@ type idleSession struct {
 	since time.Time
 }
 
-// fileStamp tells that a file changed: another inode, size, time, owner
-// or mode is read again (an admin's edit, a renewed certificate renamed
-// into place).
+// fileStamp is a file's identity as Load read it: another inode, size,
+// time, owner or mode at that path (an admin's edit, a renewed
+// certificate renamed into place) means the configuration is read again.
 type fileStamp struct {
+	path                         string
 	dev, ino, size, mtime, ctime int64
-	uid                          uint32
-	mode                         uint32
+	uid, mode                    uint32
+}
+
+func stampOf(path string, st *unix.Stat_t) fileStamp {
+	return fileStamp{path: path, dev: int64(st.Dev), ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), uid: st.Uid, mode: st.Mode}
+}
+
+// current says whether every file c was made of is as Load read it.
+func current(c *Config) bool {
+	for _, f := range c.read {
+		var st unix.Stat_t
+		if unix.Lstat(f.path, &st) != nil || stampOf(f.path, &st) != f {
+			return false
+		}
+	}
+	return true
 }
 
 const (
@@ -56,30 +68,6 @@ const (
 
 // NewPool is an empty pool.
 func NewPool() *Pool { return &Pool{confs: map[string]*pooled{}} }
-
-func stampOf(path string) (fileStamp, error) {
-	var st syscall.Stat_t
-	if err := syscall.Stat(path, &st); err != nil {
-		return fileStamp{}, err
-	}
-	return fileStamp{dev: int64(st.Dev), ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), uid: st.Uid, mode: st.Mode}, nil
-}
-
-// stampsOf are the stamps of conf and of the files c names.
-func stampsOf(conf string, c *Config) ([]fileStamp, error) {
-	var out []fileStamp
-	for _, f := range []string{conf, c.CAFile, c.CertFile, c.KeyFile} {
-		if f == "" {
-			continue
-		}
-		st, err := stampOf(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, nil
-}
 
 // Open is the store.Opener of the pool: Open's, with the configuration
 // and a connection taken from the pool when there is one.
@@ -108,28 +96,23 @@ func (p *Pool) Open(conf, user string, connectBy time.Time) (store.Account, erro
 	return a, nil
 }
 
-// config is conf parsed, read again when it or a file it names changed.
-// A file that can no longer be read, or no longer passes Load's checks,
-// drops what was kept for it: the login fails closed as with Open.
+// config is conf parsed, read again when it or a file it names (the CA,
+// the certificate and key, the password file) changed. A file that can no
+// longer be read, or no longer passes Load's checks, drops what was kept
+// for it: the login fails closed as with Open.
 func (p *Pool) config(conf string) (*pooled, error) {
 	p.mu.Lock()
 	pc := p.confs[conf]
 	p.mu.Unlock()
-	if pc != nil {
-		if now, err := stampsOf(conf, pc.conf); err == nil && slices.Equal(now, pc.stamps) {
-			return pc, nil
-		}
+	if pc != nil && current(pc.conf) {
+		return pc, nil
 	}
 	p.drop(conf)
 	c, err := Load(conf)
 	if err != nil {
 		return nil, err
 	}
-	stamps, err := stampsOf(conf, c)
-	if err != nil {
-		return nil, err
-	}
-	n := &pooled{conf: c, stamps: stamps}
+	n := &pooled{conf: c}
 	p.mu.Lock()
 	if old := p.confs[conf]; old != nil {
 		closeIdle(old.idle)
