@@ -54,6 +54,17 @@ func (a *agentProc) decider(t *testing.T, m int, u *user) string {
 	return "none"
 }
 
+// agentHost is an agent of the test's own, a user enrolled in a
+// root-owned store, and a PAM service with opts that asks the agent.
+func agentHost(t *testing.T, opts ...string) (a *agentProc, store string, u *user, svc string) {
+	t.Helper()
+	a = startAgent(t)
+	store = storeFor(t)
+	u = systemUser(t, store)
+	svc = service(t, module("required", append(opts, "secret="+store+"/%u", "agent="+a.socket)...))
+	return a, store, u, svc
+}
+
 // systemUser enrolls a new user in a root-owned store of the test's.
 func systemUser(t *testing.T, store string) *user {
 	t.Helper()
@@ -140,10 +151,7 @@ func TestAgentSystemStore(t *testing.T) {
 // anywhere lock, and the next right code is not compared.
 func TestAgentOneCodeFiftyLogins(t *testing.T) {
 	needRoot(t, "oathtool", "openssl")
-	a := startAgent(t)
-	store := storeFor(t)
-	u := systemUser(t, store)
-	svc := service(t, module("required", "deny=3", "secret="+store+"/%u", "agent="+a.socket))
+	a, store, u, svc := agentHost(t, "deny=3")
 	waitForFreshStep(30, 8)
 	c := code(t, u.secret, 0)
 	m := syslogs.mark()
@@ -384,10 +392,7 @@ s.settimeout(10); print(repr(s.recv(100)))`, a.socket).CombinedOutput()
 // back to the checker while nothing listens).
 func TestAgentKilledDuringLogin(t *testing.T) {
 	needRoot(t, "oathtool", "openssl")
-	a := startAgent(t)
-	store := storeFor(t)
-	u := systemUser(t, store)
-	svc := service(t, module("required", "secret="+store+"/%u", "agent="+a.socket))
+	a, _, u, svc := agentHost(t)
 	waitForFreshStep(30, 10)
 	release, done := holdAtPrompt(t, svc, u, code(t, u.secret, 0))
 	m := syslogs.mark()
@@ -436,10 +441,7 @@ func TestAgentDoctor(t *testing.T) {
 // daemon would drop every line from then on).
 func TestAgentSyslogRestart(t *testing.T) {
 	needRoot(t, "oathtool", "openssl")
-	a := startAgent(t)
-	store := storeFor(t)
-	u := systemUser(t, store)
-	svc := service(t, module("required", "secret="+store+"/%u", "agent="+a.socket))
+	a, _, u, svc := agentHost(t)
 	m := syslogs.mark()
 	authenticate(t, svc, u.name, &conv{answers: []string{wrongCode(t, u)}})
 	expectLog(t, m, `pam_totp\[`+strconv.Itoa(a.cmd.Process.Pid)+`\]: user=`+u.name+` .*outcome=fail`)
