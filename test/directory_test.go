@@ -145,9 +145,11 @@ func TestDirectoryOneCodeFiftyLogins(t *testing.T) {
 	f.enrollDir(t, u)
 	waitForFreshStep(30, 8)
 	c := code(t, u.secret, 0)
+	m := syslogs.mark()
 	if ok := atOnce(t, []string{f.svcA, f.svcB}, u, c, 50); ok != 1 {
 		t.Fatalf("50 parallel logins with one code through two hosts: %d succeeded, want exactly 1", ok)
 	}
+	throughRunAgent(t, m)
 }
 
 // TestDirectoryLockoutAddsUp: wrong codes on A and on B count against one

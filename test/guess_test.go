@@ -196,6 +196,12 @@ const (
 // limit is set.
 func TestGuessesUnderFileSizeLimit(t *testing.T) {
 	needRoot(t, "oathtool", "openssl", "sudo", "su", "prlimit")
+	start := syslogs.mark()
+	defer func() {
+		if !t.Failed() {
+			throughRunAgent(t, start)
+		}
+	}()
 	const deny = 3
 	for _, name := range []string{"sudo", "su"} {
 		t.Run(name, func(t *testing.T) {
@@ -265,6 +271,12 @@ func TestGuessesUnderFileSizeLimit(t *testing.T) {
 // it is decided and counted, and none leaves the enrollment's lock held.
 func TestGuessesUnderTerminalSignals(t *testing.T) {
 	needRoot(t, "oathtool", "openssl", "sudo", "su")
+	start := syslogs.mark()
+	defer func() {
+		if !t.Failed() {
+			throughRunAgent(t, start)
+		}
+	}()
 	for _, name := range []string{"sudo", "su"} {
 		t.Run(name, func(t *testing.T) {
 			store := storeFor(t)

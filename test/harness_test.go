@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "starting the tests' agent:", err)
 			os.Exit(1)
 		}
-		agentSocket = a.socket
+		agentSocket, agentPid = a.socket, a.cmd.Process.Pid
 		rc := m.Run()
 		stopByPid(a.cmd)
 		os.Exit(rc)
@@ -358,8 +358,35 @@ func module(control string, opts ...string) string {
 		control, libDir, libDir, agentOption(), strings.Join(opts, " "))
 }
 
-// agentSocket is the run's agent (PAMTOTP_TEST_AGENT=1), or "".
-var agentSocket string
+// agentSocket is the run's agent (PAMTOTP_TEST_AGENT=1), or "", and
+// agentPid its pid.
+var (
+	agentSocket string
+	agentPid    int
+)
+
+// throughRunAgent fails the test, in the run with an agent, unless every
+// decision logged since m is the run agent's: the test's logins went
+// through it, as the second run of make test says they do.
+func throughRunAgent(t *testing.T, m int) {
+	t.Helper()
+	if agentSocket == "" {
+		return
+	}
+	re := regexp.MustCompile(`pam_totp\[(\d+)\]: user=.* outcome=`)
+	n := 0
+	for _, l := range syslogs.since(m) {
+		if s := re.FindStringSubmatch(l); s != nil {
+			if s[1] != strconv.Itoa(agentPid) {
+				t.Fatalf("with the run's agent (pid %d), a decision was made by pid %s: %s", agentPid, s[1], l)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		t.Fatal("with the run's agent, no decision was logged")
+	}
+}
 
 // agentOption names the run's agent, or turns the agent off: a test never
 // reaches an agent of the machine's.
