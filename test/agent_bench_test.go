@@ -3,7 +3,6 @@
 package test
 
 import (
-	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -18,7 +17,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"pamtotp/internal/protocol"
-	"pamtotp/internal/secret"
 )
 
 // BenchmarkAgent is part of `make bench`: logins through pam-totp-agent
@@ -79,25 +77,11 @@ func BenchmarkAgent(b *testing.B) {
 	// pam_google_authenticator's files, the directory's states without
 	// records.
 	reset := func() {
-		var ldif strings.Builder
-		empty := base64.StdEncoding.EncodeToString(secret.NewState().Marshal(&secret.File{}))
 		for i, u := range users {
-			f, err := os.OpenFile(filepath.Join(store, u.name+".state"), os.O_WRONLY|os.O_TRUNC, 0)
-			if err == nil {
-				_, err = f.Write(enrolled[i])
-			}
-			if err == nil {
-				err = f.Sync()
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			f.Close()
+			rewriteSynced(b, filepath.Join(store, u.name+".state"), enrolled[i])
 			writeGoogleAuthenticator(b, u)
-			fmt.Fprintf(&ldif, "dn: %s\nchangetype: modify\nreplace: pamTOTPState\npamTOTPState:: %s\n\n", userDN(u), empty)
 		}
-		d.modify(b, ldif.String())
-		d.clearRecords(b)
+		d.resetStates(b, users)
 	}
 	login := func(name string, u *user, c string) error {
 		out, err := exec.Command(filepath.Join(buildDir, "pamlogin"), svc, name, u.name, c).CombinedOutput()
@@ -242,7 +226,7 @@ func rawLogin(socket string, u *user, opts []string, answer string) error {
 		return err
 	}
 	for {
-		typ, payload, err := protocol.ReadFrame(c)
+		typ, _, err := protocol.ReadFrame(c)
 		switch {
 		case err != nil:
 			return err
@@ -254,8 +238,6 @@ func rawLogin(socket string, u *user, opts []string, answer string) error {
 			return nil
 		case typ == protocol.Decline:
 			return fmt.Errorf("declined")
-		default:
-			_ = payload
 		}
 	}
 }

@@ -81,26 +81,11 @@ func BenchmarkDirectory(b *testing.B) {
 	// Every run starts from the enrolled, unused state, as totp-enroll
 	// left it: each user logs in once per run, with the code of the step.
 	resetStates := func() {
-		var ldif strings.Builder
-		empty := base64.StdEncoding.EncodeToString(secret.NewState().Marshal(&secret.File{}))
 		for _, u := range users {
-			p := filepath.Join(u.home, ".pam_totp.state")
-			f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
-			if err == nil {
-				_, err = f.Write(enrolled[u])
-			}
-			if err == nil {
-				err = f.Sync()
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			f.Close()
-			fmt.Fprintf(&ldif, "dn: %s\nchangetype: modify\nreplace: pamTOTPState\npamTOTPState:: %s\n\n", userDN(u), empty)
+			rewriteSynced(b, filepath.Join(u.home, ".pam_totp.state"), enrolled[u])
 		}
 		for _, s := range []*slapd{d, nosync} {
-			s.modify(b, ldif.String())
-			s.clearRecords(b)
+			s.resetStates(b, users)
 		}
 	}
 	// fresh resets the states and gives every user's code of this step.
@@ -285,6 +270,34 @@ Reproduce: `+"`make bench`"+` as root, or only this page:
 		b.Fatal(err)
 	}
 	b.Log("\n" + report)
+}
+
+// rewriteSynced rewrites the file at path in place with data and waits for
+// the disk: a bench's reset between runs.
+func rewriteSynced(b testing.TB, path string, data []byte) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	f.Close()
+}
+
+// resetStates gives users the state of a fresh enrollment in s: an empty
+// pamTOTPState and no records.
+func (s *slapd) resetStates(b testing.TB, users []*user) {
+	var ldif strings.Builder
+	empty := base64.StdEncoding.EncodeToString(secret.NewState().Marshal(&secret.File{}))
+	for _, u := range users {
+		fmt.Fprintf(&ldif, "dn: %s\nchangetype: modify\nreplace: pamTOTPState\npamTOTPState:: %s\n\n", userDN(u), empty)
+	}
+	s.modify(b, ldif.String())
+	s.clearRecords(b)
 }
 
 // clearRecords deletes every state record in s, as the directory's root.

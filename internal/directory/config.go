@@ -323,6 +323,19 @@ func isAttrChar(b byte) bool {
 	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '.'
 }
 
+// fileStamp is a file's identity as Load read it: another inode, size,
+// time, owner or mode at that path (an admin's edit, a renewed
+// certificate renamed into place) means the configuration is read again.
+type fileStamp struct {
+	path                         string
+	dev, ino, size, mtime, ctime int64
+	uid, mode                    uint32
+}
+
+func stampOf(path string, st *unix.Stat_t) fileStamp {
+	return fileStamp{path: path, dev: int64(st.Dev), ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), uid: st.Uid, mode: st.Mode}
+}
+
 // readRootFile reads a small file that must be root's, not a link, and
 // not writable by anyone else; private also forbids reading by others.
 //

@@ -33,19 +33,6 @@ type idleSession struct {
 	since time.Time
 }
 
-// fileStamp is a file's identity as Load read it: another inode, size,
-// time, owner or mode at that path (an admin's edit, a renewed
-// certificate renamed into place) means the configuration is read again.
-type fileStamp struct {
-	path                         string
-	dev, ino, size, mtime, ctime int64
-	uid, mode                    uint32
-}
-
-func stampOf(path string, st *unix.Stat_t) fileStamp {
-	return fileStamp{path: path, dev: int64(st.Dev), ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), uid: st.Uid, mode: st.Mode}
-}
-
 // current says whether every file c was made of is as Load read it.
 func current(c *Config) bool {
 	for _, f := range c.read {
@@ -170,15 +157,4 @@ func (p *Pool) give(conf string, from *pooled, s *session) {
 	// No deadline while idle: the next login sets its own.
 	s.raw.SetDeadline(time.Time{})
 	pc.idle = append(pc.idle, idleSession{s: s, since: time.Now()})
-}
-
-// Idle counts the connections kept, for tests and doctor.
-func (p *Pool) Idle() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, pc := range p.confs {
-		n += len(pc.idle)
-	}
-	return n
 }
