@@ -31,6 +31,9 @@ type terminal struct {
 	cmd    *exec.Cmd     // the program running now
 	done   chan struct{} // closed when it has exited
 	err    error
+	// drained takes a request to say (by closing it) when the reader holds
+	// nothing unread: the terminal queue is empty and all it read is in out.
+	drained chan chan struct{}
 }
 
 // startTerminal runs argv as u on a new pseudo-terminal.
@@ -52,17 +55,38 @@ func newTerminal(t testing.TB) *terminal {
 	if err != nil {
 		t.Fatalf("pseudo-terminal: %v", err)
 	}
-	p := &terminal{t: t, master: master, slave: slave}
-	t.Cleanup(func() { master.Close(); slave.Close() })
+	p := &terminal{t: t, master: master, slave: slave, drained: make(chan chan struct{})}
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); master.Close(); slave.Close() })
 	go func() {
 		buf := make([]byte, 4096)
+		var waiting []chan struct{}
 		for {
-			n, err := master.Read(buf)
-			p.mu.Lock()
-			p.out.Write(buf[:n])
-			p.mu.Unlock()
-			if err != nil {
+			// Between reads the reader holds nothing: an empty queue then
+			// means that everything written so far is in out.
+			fds := []unix.PollFd{{Fd: int32(master.Fd()), Events: unix.POLLIN}}
+			n, _ := unix.Poll(fds, 10)
+			if n > 0 && fds[0].Revents&unix.POLLIN != 0 {
+				m, err := master.Read(buf)
+				p.mu.Lock()
+				p.out.Write(buf[:max(m, 0)])
+				p.mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+			if q, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCINQ); err == nil && q == 0 {
+				for _, w := range waiting {
+					close(w)
+				}
+				waiting = nil
+			}
+			select {
+			case w := <-p.drained:
+				waiting = append(waiting, w)
+			case <-stop:
 				return
+			default:
 			}
 		}
 	}()
@@ -190,6 +214,19 @@ func (p *terminal) wait(limit time.Duration) bool {
 	case <-time.After(limit):
 		p.cmd.Process.Kill()
 		<-p.done
+	}
+	// What the program wrote before it exited (sudo's command's output)
+	// may still be in the terminal: output must hold it before we return.
+	w, timeout := make(chan struct{}), time.After(20*time.Second)
+	select {
+	case p.drained <- w:
+	case <-timeout:
+		p.t.Fatalf("the terminal's reader has stopped:\n%s", p.output())
+	}
+	select {
+	case <-w:
+	case <-timeout:
+		p.t.Fatalf("the terminal's output was not all read within 20 s:\n%s", p.output())
 	}
 	return p.err == nil
 }
