@@ -23,8 +23,8 @@ GOFLAGS_BUILD = -trimpath -buildmode=pie -ldflags="-s -w -buildid= -bindnow"
 
 GO_SOURCES := $(shell find internal cmd pam_totp -name '*.go' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all test vet bench bench-against fuzz stress sanitizers deb install uninstall demo demo-stop fresh clean
-all: build/pam_totp.so build/pam-totp-check build/pam-totp-check-directory build/pam-totp-agent build/totp-enroll
+.PHONY: all test vet bench bench-against fuzz stress sanitizers deb install install-verifier uninstall demo demo-stop fresh clean
+all: build/pam_totp.so build/pam-totp-check build/pam-totp-check-directory build/pam-totp-agent build/pam-totp-verifier build/totp-enroll
 
 MODULE_SOURCES = pam_totp/pam_totp.c pam_totp/options.c pam_totp/transport.c pam_totp/relay.c
 build/pam_totp.so: $(MODULE_SOURCES) pam_totp/pam_totp.h
@@ -48,6 +48,12 @@ build/pam-totp-check-directory: $(GO_SOURCES)
 build/pam-totp-agent: $(GO_SOURCES)
 	@mkdir -p build
 	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./cmd/pam-totp-agent
+
+# The verifier: the same engine beside slapd, for hosts that hold no key
+# to the directory (its own Debian package).
+build/pam-totp-verifier: $(GO_SOURCES)
+	@mkdir -p build
+	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $@ ./cmd/pam-totp-verifier
 
 # totp-enroll uses cgo so that user lookups go through NSS (LDAP, sssd).
 build/totp-enroll: $(GO_SOURCES)
@@ -168,6 +174,14 @@ install: all
 	install -D -m 0644 docs/man/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1
 	install -D -m 0644 packaging/bash-completion/totp-enroll $(DESTDIR)$(PREFIX)/share/bash-completion/completions/totp-enroll
 
+# The verifier, apart: its Debian package installs it on the directory's
+# servers, which need no PAM module.
+install-verifier: build/pam-totp-verifier
+	install -D -m 0755 build/pam-totp-verifier $(DESTDIR)$(PREFIX)/sbin/pam-totp-verifier
+	install -D -m 0644 packaging/systemd/pam-totp-verifier.service $(DESTDIR)$(SYSTEMDDIR)/pam-totp-verifier.service
+	install -D -m 0644 docs/man/pam-totp-verifier.8 $(DESTDIR)$(PREFIX)/share/man/man8/pam-totp-verifier.8
+	install -D -m 0644 -t $(DESTDIR)$(PREFIX)/share/pam-totp-verifier packaging/verifier/verifier.conf packaging/ldap/pam-totp-acl-verifier.conf packaging/ldap/pam-totp-acl-verifier.ldif
+
 # What install put there, and nothing else. Enrollments, the directory's
 # configuration and /etc/pam.d are the admin's: take pam_totp out of the
 # PAM stacks first, or every login through them fails.
@@ -177,9 +191,13 @@ uninstall:
 		$(DESTDIR)$(PREFIX)/share/man/man1/totp-enroll.1 $(DESTDIR)$(PREFIX)/share/bash-completion/completions/totp-enroll \
 		$(DESTDIR)$(PREFIX)/sbin/pam-totp-agent $(DESTDIR)$(PREFIX)/share/man/man8/pam-totp-agent.8 \
 		$(DESTDIR)$(SYSTEMDDIR)/pam-totp-agent.socket $(DESTDIR)$(SYSTEMDDIR)/pam-totp-agent.service \
+		$(DESTDIR)$(PREFIX)/sbin/pam-totp-verifier $(DESTDIR)$(SYSTEMDDIR)/pam-totp-verifier.service \
+		$(DESTDIR)$(PREFIX)/share/man/man8/pam-totp-verifier.8 $(DESTDIR)$(PREFIX)/share/pam-totp-verifier/verifier.conf \
+		$(DESTDIR)$(PREFIX)/share/pam-totp-verifier/pam-totp-acl-verifier.conf $(DESTDIR)$(PREFIX)/share/pam-totp-verifier/pam-totp-acl-verifier.ldif \
 		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.schema $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp.ldif \
 		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.conf $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl.ldif \
 		$(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-records.ldif $(DESTDIR)$(PREFIX)/share/pam-totp/ldap/pam-totp-acl-records.ldif
+	-rmdir $(DESTDIR)$(PREFIX)/share/pam-totp-verifier 2>/dev/null
 	-rmdir $(DESTDIR)$(PREFIX)/share/pam-totp/ldap $(DESTDIR)$(PREFIX)/share/pam-totp $(DESTDIR)$(LIBEXECDIR) 2>/dev/null
 
 # The Debian package, into build/: the tree is copied to build/deb/src with

@@ -102,7 +102,7 @@ func setupNamespace(dir string) error {
 		{"mkdir", "-p", dir + "/etc", dir + "/olddev", dir + "/lib", dir + "/home"},
 		{"cp", "-a", "/etc/.", dir + "/etc/"},
 		{"mount", "--bind", dir + "/etc", "/etc"},
-		{"cp", filepath.Join(buildDir, "pam_totp.so"), filepath.Join(buildDir, "pam-totp-check"), filepath.Join(buildDir, "pam-totp-check-directory"), filepath.Join(buildDir, "pam-totp-agent"), filepath.Join(buildDir, "totp-enroll"), dir + "/lib/"},
+		{"cp", filepath.Join(buildDir, "pam_totp.so"), filepath.Join(buildDir, "pam-totp-check"), filepath.Join(buildDir, "pam-totp-check-directory"), filepath.Join(buildDir, "pam-totp-agent"), filepath.Join(buildDir, "pam-totp-verifier"), filepath.Join(buildDir, "totp-enroll"), dir + "/lib/"},
 		{"mount", "--rbind", "/dev", dir + "/olddev"},
 	}
 	for _, s := range steps {

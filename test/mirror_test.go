@@ -60,7 +60,11 @@ func needSyncprov(t testing.TB) {
 	}
 }
 
-func startMirrorPair(t testing.TB) *mirrorPair {
+func startMirrorPair(t testing.TB) *mirrorPair { return startMirrorPairACL(t, "") }
+
+// startMirrorPairACL is startMirrorPair with the example ACL of
+// packaging/ldap named acl on both servers.
+func startMirrorPairACL(t testing.TB, acl string) *mirrorPair {
 	t.Helper()
 	needSyncprov(t)
 	p := &mirrorPair{}
@@ -69,10 +73,10 @@ func startMirrorPair(t testing.TB) *mirrorPair {
 	ports2 := [2]int{freePort(t), freePort(t)}
 	p.rep21 = newTCPGate(t, fmt.Sprintf("127.0.0.1:%d", ports2[1]))
 	// Server 1 first, with the entries; its consumer waits for server 2.
-	p.s1 = startSlapdOpts(t, slapdOpts{global: "moduleload syncprov\nserverID 1",
+	p.s1 = startSlapdOpts(t, slapdOpts{global: "moduleload syncprov\nserverID 1", acl: acl,
 		dbTail: syncLines(1, "ldap://"+p.rep21.addr, "%CA%")})
 	p.rep12 = newTCPGate(t, strings.TrimPrefix(p.s1.ldap, "ldap://"))
-	p.s2 = startSlapdOpts(t, slapdOpts{global: "moduleload syncprov\nserverID 2", sameCA: p.s1, empty: true, ports: ports2,
+	p.s2 = startSlapdOpts(t, slapdOpts{global: "moduleload syncprov\nserverID 2", sameCA: p.s1, empty: true, ports: ports2, acl: acl,
 		dbTail: syncLines(2, "ldap://"+p.rep12.addr, p.s1.ca)})
 	p.s2.adminPass = p.s1.adminPass
 	// Server 2 has every entry once its first refresh is done.

@@ -32,6 +32,7 @@ type slapd struct {
 	args      []string
 	adminPass string // the password file of the admin identity (cn=enroller)
 	upgraded  string // with slapdOpts.before: the configuration upgrade writes
+	opts      slapdOpts
 }
 
 const (
@@ -67,6 +68,10 @@ type slapdOpts struct {
 	// before: the schema and ACL of a pam_totp before state records
 	// (testdata/ldap-before-records), for s.upgrade.
 	before bool
+	// acl is the example ACL's file in packaging/ldap, if not
+	// pam-totp-acl.conf (pam-totp-acl-verifier.conf for a fleet of
+	// verifiers).
+	acl string
 }
 
 func startSlapdOpts(t testing.TB, o slapdOpts) *slapd {
@@ -79,7 +84,7 @@ func startSlapdOpts(t testing.TB, o slapdOpts) *slapd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &slapd{dir: dir, log: &syncBuffer{}, certs: filepath.Join(dir, "hosts")}
+	s := &slapd{dir: dir, log: &syncBuffer{}, certs: filepath.Join(dir, "hosts"), opts: o}
 	for _, d := range []string{"db", "hosts"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
 			t.Fatal(err)
@@ -172,6 +177,12 @@ dn: cn=pam-totp-admins,ou=groups,%[1]s
 objectClass: groupOfNames
 cn: pam-totp-admins
 member: %[2]s
+
+dn: cn=pam-totp-verifiers,ou=groups,%[1]s
+objectClass: groupOfNames
+cn: pam-totp-verifiers
+member: cn=verifier-1,ou=hosts,%[1]s
+member: cn=verifier-2,ou=hosts,%[1]s
 `, ldapSuffix, ldapAdmin))
 	return s
 }
@@ -181,7 +192,11 @@ member: %[2]s
 func (s *slapd) config(t testing.TB, o slapdOpts, from string) string {
 	t.Helper()
 	dir, dbExtra := s.dir, o.dbExtra
-	acl, err := os.ReadFile(filepath.Join(from, "pam-totp-acl.conf"))
+	aclFile := "pam-totp-acl.conf"
+	if o.acl != "" && from == "../packaging/ldap" {
+		aclFile = o.acl
+	}
+	acl, err := os.ReadFile(filepath.Join(from, aclFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +250,18 @@ access to *
 func (s *slapd) upgrade(t testing.TB) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(s.dir, "slapd.conf"), []byte(s.upgraded), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.stop(t)
+	s.start(t)
+}
+
+// reconfigure restarts s on the same database with the example ACL of
+// packaging/ldap named acl, as an admin changing it would.
+func (s *slapd) reconfigure(t testing.TB, acl string) {
+	t.Helper()
+	s.opts.acl = acl
+	if err := os.WriteFile(filepath.Join(s.dir, "slapd.conf"), []byte(s.config(t, s.opts, "../packaging/ldap")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.stop(t)

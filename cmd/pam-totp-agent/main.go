@@ -26,6 +26,7 @@ import (
 	"pamtotp/internal/agent"
 	"pamtotp/internal/authlog"
 	"pamtotp/internal/directory"
+	"pamtotp/internal/relay"
 )
 
 // DefaultSocket is where pam_totp.so looks for the agent (agent=).
@@ -56,7 +57,7 @@ func main() {
 		os.Exit(1)
 	}
 	log := authlog.Open("pam_totp")
-	srv := &agent.Server{Log: log, Directory: directory.NewPool().Open, Max: *max, FirstFrame: *firstFrame}
+	srv := &agent.Server{Log: log, Directory: directory.NewPool().Open, Relay: relay.New().Relay, Max: *max, FirstFrame: *firstFrame}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	go func() {

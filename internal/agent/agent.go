@@ -31,6 +31,9 @@ import (
 type Server struct {
 	Log       check.Logger
 	Directory store.Opener
+	// Relay hands directory= logins to verifiers where the configuration
+	// names them (internal/relay); nil relays nothing.
+	Relay check.Relay
 	// Max bounds the logins served at once; a login past it is declined.
 	Max int
 	// FirstFrame bounds the wait for a client's request.
@@ -131,6 +134,7 @@ func (s *Server) serve(c *net.UnixConn, cred *unix.Ucred) {
 		// read its own: the login it serves.
 		LoginSession: func() string { return check.SessionOf(strconv.Itoa(int(cred.Pid))) },
 		Directory:    s.Directory,
+		Relay:        s.Relay,
 		Serves:       (*options.Options).Agent,
 	})
 }

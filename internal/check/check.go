@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,7 +48,40 @@ type Env struct {
 	// take is declined before anything else is sent, and the module
 	// starts the checker. nil takes every login.
 	Serves func(*options.Options) bool
+	// Relay, on a login host, hands a directory= login to a
+	// pam-totp-verifier when the configuration names verifiers, and
+	// returns its verdict; ErrNotRelayed when it names none, an error
+	// wrapping store.ErrUnreachable when no verifier could be reached
+	// before anything was relayed (fallback=local may then be taken). nil:
+	// this host relays nothing.
+	Relay Relay
+	// Remote is set where the engine runs inside pam-totp-verifier, for
+	// a login host that relays the module's frames: nil elsewhere.
+	Remote *Remote
 }
+
+// Relay is Env.Relay: it runs a login through a verifier, and returns the
+// verdict and the verifier that gave it.
+type Relay func(conf string, req *protocol.Req, opts *options.Options, module io.ReadWriter, connectBy time.Time) (byte, string, error)
+
+// Remote is what pam-totp-verifier adds to a check: the host it serves,
+// the policy it imposes, and what it counts.
+type Remote struct {
+	// Host is the login host's identity (its certificate's name), logged
+	// with every decision.
+	Host string
+	// Options are the module options to decide with, from those the
+	// host's module line gave: the verifier's policy, not the host's.
+	Options func(host []string) []string
+	// Admit refuses a login before anything else (the host's rate).
+	Admit func() error
+	// Decided is told of every decision line: its outcome, whether it
+	// locked the user, and whether the directory could not be reached.
+	Decided func(outcome string, locked, unreachable bool)
+}
+
+// ErrNotRelayed is Relay's answer for a configuration without verifiers.
+var ErrNotRelayed = errors.New("the configuration names no verifier")
 
 // Run handles one request and always tries to send a verdict.
 func Run(e *Env) {
@@ -106,8 +140,11 @@ type session struct {
 	dir  store.Account // the user's account in the directory, opened once
 	// fallback is why the directory was bypassed (fallback=local), or nil.
 	fallback error
-	authtok  bool      // SetAuthtok sent
-	started  time.Time // when the module started this checker (real time)
+	authtok  bool // SetAuthtok sent
+	// locked and err are the decision logResult logs, for Remote.Decided.
+	locked  bool
+	err     error
+	started time.Time // when the module started this checker (real time)
 }
 
 // saveFailedMessage is shown when a login cannot be recorded.
@@ -118,10 +155,15 @@ const saveFailedMessage = "pam_totp: cannot record this login (is the disk full 
 type candidate struct {
 	code     string
 	password string
+	index    int // its place among the readings, which a verifier names to its host
 }
 
 func (s *session) run() byte {
-	opts, err := options.Parse(s.req.Options)
+	args := s.req.Options
+	if s.env.Remote != nil {
+		args = s.env.Remote.Options(args)
+	}
+	opts, err := options.Parse(args)
 	if err != nil {
 		s.logf(s.env.Log.Warning, "", "fail", "configuration: %v", err)
 		return protocol.Fail
@@ -129,6 +171,15 @@ func (s *session) run() byte {
 	s.opts = opts
 	if s.env.Serves != nil && !s.env.Serves(opts) {
 		return declined
+	}
+	if r := s.env.Remote; r != nil && r.Admit != nil {
+		if err := r.Admit(); err != nil {
+			s.logf(s.env.Log.Warning, "", "fail", "%v", err)
+			return protocol.Fail
+		}
+	}
+	if v, relayed := s.relay(); relayed {
+		return v
 	}
 
 	if s.req.Activate != "" {
@@ -156,13 +207,17 @@ func (s *session) run() byte {
 	}
 
 	if opts.UseFirstPass || opts.TryFirstPass {
-		if s.req.Authtok == nil && opts.UseFirstPass {
+		held := s.req.Authtok != nil || s.env.Remote != nil && s.req.Held
+		if !held && opts.UseFirstPass {
 			s.logf(s.env.Log.Warning, "", "fail", "use_first_pass: no password from an earlier module")
 			return protocol.Fail
 		}
 		var tried []candidate
-		if s.req.Authtok != nil {
-			tried = split(*s.req.Authtok, lengths)
+		if held {
+			if tried, err = s.readings("", lengths); err != nil {
+				s.logf(s.env.Log.Info, "", "fail", "conversation failed: %v", err)
+				return protocol.Fail
+			}
 		}
 		hasCode := len(tried) > 0 && tried[0].code != ""
 		switch {
@@ -184,19 +239,17 @@ func (s *session) run() byte {
 		}
 	}
 
-	var answer string
+	var candidates []candidate
 	if opts.ForwardPass {
-		answer, err = s.prompt("Password & verification code: ", false)
+		candidates, err = s.readings("Password & verification code: ", lengths)
 	} else {
+		var answer string
 		answer, err = s.prompt(opts.Prompt, opts.EchoCode)
+		candidates = []candidate{{code: answer}}
 	}
 	if err != nil {
 		s.logf(s.env.Log.Info, "", "fail", "conversation failed: %v", err)
 		return protocol.Fail
-	}
-	candidates := []candidate{{code: answer}}
-	if opts.ForwardPass {
-		candidates = split(answer, lengths)
 	}
 	if problem != nil {
 		return s.finish(verify.Result{Outcome: verify.BadCode}, candidates[0], problem)
@@ -214,7 +267,12 @@ func (s *session) open() (*secret.File, error) {
 	if s.opts.Directory == "" {
 		return s.openFiles()
 	}
-	file, err := s.openDirectory()
+	// s.fallback is set already when no verifier could be reached.
+	file, err := (*secret.File)(nil), s.fallback
+	if err == nil {
+		file, err = s.openDirectory()
+	}
+	s.fallback = nil
 	if errors.Is(err, store.ErrUnreachable) && s.opts.FallbackLocal {
 		// Only a directory that cannot be reached at all is bypassed, and
 		// only for a user with a local enrollment (root's break-glass
@@ -234,12 +292,39 @@ func (s *session) open() (*secret.File, error) {
 	return file, err
 }
 
+// relay hands the login to a pam-totp-verifier when directory= names
+// verifiers; relayed is false when it is decided here: the configuration
+// names none, or none could be reached and fallback=local lets a local
+// enrollment decide (s.fallback is then set).
+func (s *session) relay() (verdict byte, relayed bool) {
+	if s.opts.Directory == "" || s.env.Relay == nil {
+		return 0, false
+	}
+	v, where, err := s.env.Relay(s.opts.Directory, s.req, s.opts, s.env.Conn, s.started.Add(s.opts.ConnectBudget()))
+	switch {
+	case errors.Is(err, ErrNotRelayed):
+		return 0, false
+	case errors.Is(err, store.ErrUnreachable) && s.opts.FallbackLocal && s.req.Activate == "":
+		s.fallback = err
+		return 0, false
+	case err != nil:
+		s.logf(s.env.Log.Warning, "", "fail", "%v", err)
+		return protocol.Fail, true
+	}
+	outcome := map[byte]string{protocol.Success: "ok", protocol.Ignore: "ignore"}[v]
+	if outcome == "" {
+		outcome = "fail"
+	}
+	s.logf(s.env.Log.Info, "", outcome, "decided by the verifier %s", where)
+	return v, true
+}
+
 // openDirectory reads the user's enrollment in the directory.
 func (s *session) openDirectory() (*secret.File, error) {
 	if s.env.Directory == nil {
 		return nil, errors.New("directory= needs pam-totp-check-directory; this checker has no directory code")
 	}
-	if os.Geteuid() != 0 {
+	if os.Geteuid() != 0 && s.env.Remote == nil {
 		return nil, fmt.Errorf("directory=: the checker runs as uid %d, not as root", os.Geteuid())
 	}
 	if s.dir == nil {
@@ -478,8 +563,13 @@ func (s *session) saveFailed() {
 
 // finish forwards the password part when asked, logs and returns the verdict.
 func (s *session) finish(r verify.Result, c candidate, err error) byte {
-	if (s.opts.ForwardPass || s.opts.UseFirstPass || (s.opts.TryFirstPass && r.Outcome == verify.OK && c.password != "")) && !s.authtok {
-		if protocol.WriteFrame(s.env.Conn, protocol.SetAuthtok, []byte(c.password)) == nil {
+	if (s.opts.ForwardPass || s.opts.UseFirstPass || (s.opts.TryFirstPass && r.Outcome == verify.OK && (c.password != "" || s.env.Remote != nil))) && !s.authtok {
+		payload := []byte(c.password)
+		if s.env.Remote != nil {
+			// The host holds the passwords: it sets the one of this reading.
+			payload = []byte(strconv.Itoa(c.index))
+		}
+		if protocol.WriteFrame(s.env.Conn, protocol.SetAuthtok, payload) == nil {
 			s.authtok = true
 		}
 	}
@@ -491,6 +581,7 @@ func (s *session) finish(r verify.Result, c candidate, err error) byte {
 }
 
 func (s *session) logResult(r verify.Result, err error) {
+	s.locked, s.err = r.NowLocked && err == nil, err
 	// A directory of an older pam_totp's schema keeps no state records: the
 	// decision stands (pamTOTPState orders this server's logins, as it
 	// did), and the admin learns that replication can erase it.
@@ -521,7 +612,44 @@ func (s *session) prompt(text string, echo bool) (string, error) {
 	if echo {
 		typ = protocol.PromptEchoOn
 	}
-	if err := protocol.WriteFrame(s.env.Conn, typ, []byte(text)); err != nil {
+	return s.ask(typ, []byte(text))
+}
+
+// readings are the ways of reading a password followed by a code: the
+// answer to prompt, or with none the PAM_AUTHTOK an earlier module set.
+// Inside pam-totp-verifier the login host holds the password: it is asked
+// for the codes alone (a Split frame), and keeps the rest.
+func (s *session) readings(prompt string, lengths []int) ([]candidate, error) {
+	if s.env.Remote != nil {
+		answer, err := s.ask(protocol.Split, protocol.SplitPayload(lengths, prompt))
+		if err != nil {
+			return nil, err
+		}
+		codes, err := protocol.ParseCodes([]byte(answer))
+		if err != nil {
+			return nil, err
+		}
+		out := make([]candidate, len(codes))
+		for i, c := range codes {
+			out[i] = candidate{code: c, index: i}
+		}
+		return out, nil
+	}
+	answer := ""
+	if prompt != "" {
+		var err error
+		if answer, err = s.prompt(prompt, false); err != nil {
+			return nil, err
+		}
+	} else if s.req.Authtok != nil {
+		answer = *s.req.Authtok
+	}
+	return split(answer, lengths), nil
+}
+
+// ask sends a frame that wants an answer, and waits for it.
+func (s *session) ask(typ protocol.Type, payload []byte) (string, error) {
+	if err := protocol.WriteFrame(s.env.Conn, typ, payload); err != nil {
 		return "", err
 	}
 	// Nobody waits for an answer without end: a login parked at the
@@ -555,6 +683,11 @@ func (s *session) logf(level func(string) error, token, outcome, format string, 
 		fmt.Fprintf(&b, " typed=%s", quote(s.req.Typed))
 	}
 	fmt.Fprintf(&b, " service=%s", quote(s.req.Service))
+	if s.env.Remote != nil {
+		// The verifier's log is the fleet's: every line names the host
+		// that asked, as its certificate names it.
+		fmt.Fprintf(&b, " host=%s", quote(s.env.Remote.Host))
+	}
 	if s.req.RHost != "" {
 		fmt.Fprintf(&b, " rhost=%s", quote(s.req.RHost))
 	}
@@ -574,6 +707,10 @@ func (s *session) logf(level func(string) error, token, outcome, format string, 
 	}
 	fmt.Fprintf(&b, " outcome=%s reason=%s", outcome, quote(fmt.Sprintf(format, args...)))
 	level(b.String())
+	if r := s.env.Remote; r != nil && r.Decided != nil {
+		r.Decided(outcome, s.locked, errors.Is(s.err, store.ErrUnreachable))
+	}
+	s.locked, s.err = false, nil
 }
 
 // quote keeps a logged value on one line and unambiguous.
@@ -609,13 +746,22 @@ func codeLengths(f *secret.File) []int {
 	return out
 }
 
+// Readings is split for a login host that relays to a verifier: the
+// codes it sends and the passwords it keeps, in the same order.
+func Readings(answer string, lengths []int) (codes, passwords []string) {
+	for _, c := range split(answer, lengths) {
+		codes, passwords = append(codes, c.code), append(passwords, c.password)
+	}
+	return codes, passwords
+}
+
 // split reads "password then code" for each code length that fits; if no
 // length fits, the whole input is the password and the code is empty.
 func split(s string, lengths []int) []candidate {
 	var out []candidate
 	for _, n := range lengths {
 		if len(s) >= n && otp.IsDigits(s[len(s)-n:], n) {
-			out = append(out, candidate{code: s[len(s)-n:], password: s[:len(s)-n]})
+			out = append(out, candidate{code: s[len(s)-n:], password: s[:len(s)-n], index: len(out)})
 		}
 	}
 	if len(out) == 0 {

@@ -231,10 +231,10 @@ func TestSplit(t *testing.T) {
 		in   string
 		want string
 	}{
-		{"hunter2123456", "{123456 hunter2}"},
-		{"pw12345678", "{345678 pw12} {12345678 pw}"},
-		{"password", "{ password}"},
-		{"", "{ }"},
+		{"hunter2123456", "{123456 hunter2 0}"},
+		{"pw12345678", "{345678 pw12 0} {12345678 pw 1}"},
+		{"password", "{ password 0}"},
+		{"", "{  0}"},
 	}
 	for _, tt := range tests {
 		got := fmt.Sprint(split(tt.in, []int{6, 8}))

@@ -17,9 +17,10 @@ import (
 )
 
 // Main is the checker's main: started by pam_totp.so with its socket on
-// standard input, it runs one check. dir opens the directory's accounts,
-// or is nil in the checker that has no directory code.
-func Main(dir store.Opener) {
+// standard input, it runs one check. dir opens the directory's accounts
+// and relay hands a login to pam-totp-verifier; both are nil in the
+// checker that has no directory code.
+func Main(dir store.Opener, relay Relay) {
 	var st unix.Stat_t
 	if unix.Fstat(0, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
 		fmt.Fprintln(os.Stderr, "pam-totp-check: started by pam_totp.so with a socket on standard input, not by hand")
@@ -40,6 +41,7 @@ func Main(dir store.Opener) {
 		Now:          time.Now,
 		LoginSession: loginSession,
 		Directory:    dir,
+		Relay:        relay,
 	})
 }
 

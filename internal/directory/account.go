@@ -62,6 +62,10 @@ func Open(conf, user string, connectBy time.Time) (store.Account, error) {
 // the checker took to start must not turn a fitting timeout into a
 // refusal.
 func (c *Config) fits(connectBy time.Time) error {
+	if len(c.Verifiers) > 0 {
+		// A host of verifiers never reaches the directory itself.
+		return fmt.Errorf("%s names verifiers: it is a login host's, and the directory is reached through them", c.Path)
+	}
 	if budget := time.Until(connectBy).Round(time.Second); c.Timeout > budget {
 		return fmt.Errorf("%s: timeout %s does not fit in the module's timeout= with room for fallback=local (%s left for connecting): lower timeout, or raise the module's timeout=",
 			c.Path, c.Timeout, budget.Round(100*time.Millisecond))

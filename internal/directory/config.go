@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strconv"
@@ -53,10 +54,15 @@ type Config struct {
 	ConnectTimeout time.Duration
 	DownFor        time.Duration // how long a server that did not answer is tried last; 0: not remembered
 	CacheDir       string        // where that is remembered
-	anonymous      bool          // doctor's probe: no bind at all
-	connectBy      time.Time     // a login's: connecting to any server must be over by then
-	tls            *tls.Config   // built by Load from ca_file, cert_file and key_file
-	read           []fileStamp   // the files Load read, as it read them
+	// Verifiers are the pam-totp-verifier servers (host:port) a login host
+	// relays its logins to, tried in order with the same down marks as
+	// uri: with them, the host holds no key to the directory and reads no
+	// secret (docs/fleet.md). A configuration has uri or verifier lines.
+	Verifiers []*url.URL
+	anonymous bool        // doctor's probe: no bind at all
+	connectBy time.Time   // a login's: connecting to any server must be over by then
+	tls       *tls.Config // built by Load from ca_file, cert_file and key_file
+	read      []fileStamp // the files Load read, as it read them
 }
 
 // DefaultTimeout is how long one directory operation may take: well
@@ -82,6 +88,7 @@ var keys = map[string]string{
 	// ldap.conf's and sssd's network timeout is the connect's.
 	"connect_timeout": "connect_timeout", "network_timeout": "connect_timeout", "ldap_network_timeout": "connect_timeout",
 	"down_for": "down_for", "cache_dir": "cache_dir", "create_in": "create_in",
+	"verifier": "verifier",
 }
 
 // Load reads the configuration file at path. It must be root's and
@@ -139,7 +146,7 @@ func Parse(data []byte) (*Config, error) {
 		if v == "" {
 			return nil, fmt.Errorf("line %d: %s needs a value", n, k)
 		}
-		if seen[key] && key != "uri" {
+		if seen[key] && key != "uri" && key != "verifier" {
 			return nil, fmt.Errorf("line %d: %s given twice", n, key)
 		}
 		seen[key] = true
@@ -188,6 +195,14 @@ func (c *Config) set(key, v string) error {
 			}
 			c.URIs = append(c.URIs, u)
 		}
+	case "verifier":
+		for _, s := range strings.Fields(v) {
+			host, port, err := net.SplitHostPort(s)
+			if err != nil || host == "" || port == "" || strings.Contains(s, "/") {
+				return fmt.Errorf("%q: want host:port, as verifier ldap1.example.org:7636", s)
+			}
+			c.Verifiers = append(c.Verifiers, &url.URL{Scheme: "verifier", Host: s})
+		}
 	case "user_filter":
 		if !strings.HasPrefix(v, "(") || !strings.HasSuffix(v, ")") || strings.Count(v, "%u") != 1 {
 			return errors.New("want a filter in parentheses with %u once, such as (uid=%u)")
@@ -231,6 +246,9 @@ func (c *Config) set(key, v string) error {
 // check refuses a configuration that would send a password or a secret
 // in clear, or that names no way to the users.
 func (c *Config) check() error {
+	if len(c.Verifiers) > 0 {
+		return c.checkVerifiers()
+	}
 	if len(c.URIs) == 0 {
 		return errors.New("no uri")
 	}
@@ -272,6 +290,50 @@ func (c *Config) check() error {
 		return errors.New("the host needs an identity: cert_file and key_file, or bind_dn and bind_password_file")
 	}
 	return nil
+}
+
+// checkVerifiers refuses a host's configuration for verifiers that would
+// also reach the directory, or that lacks the host's identity: the
+// verifiers accept hosts by their certificates alone.
+func (c *Config) checkVerifiers() error {
+	switch {
+	case len(c.URIs) > 0:
+		return errors.New("uri and verifier lines: a host reaches the directory itself or through verifiers, not both")
+	case c.BindDN != "" || c.Password != "" || c.CreateIn != "" || c.Base != "" || c.UserDN != "":
+		return errors.New("with verifier lines, the directory's settings (base, user_dn, bind_dn, create_in) belong in the verifiers' configuration")
+	case c.CAFile == "":
+		return errors.New("ca_file is required: the verifiers' certificates are checked against it")
+	case c.CertFile == "" || c.KeyFile == "":
+		return errors.New("cert_file and key_file are required: they are the host's identity to the verifiers")
+	}
+	return nil
+}
+
+// Current says whether every file c was made of is still as Load read
+// it: a long-running host loads it again when not.
+func (c *Config) Current() bool {
+	for _, f := range c.read {
+		var st unix.Stat_t
+		if unix.Lstat(f.path, &st) != nil || stampOf(f.path, &st) != f {
+			return false
+		}
+	}
+	return true
+}
+
+// VerifierTLS is the TLS of a connection to the verifier u: the verifier's
+// certificate checked against ca_file for u's host (or tls_server_name),
+// and the host's certificate as its identity.
+func (c *Config) VerifierTLS(u *url.URL) (*tls.Config, error) {
+	tc, err := tlsConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	tc.ServerName = c.ServerName
+	if tc.ServerName == "" {
+		tc.ServerName = u.Hostname()
+	}
+	return tc, nil
 }
 
 // Identity names who this configuration binds as, for messages.
@@ -354,6 +416,14 @@ func readRootFile(path string, private bool, read *[]fileStamp) ([]byte, error) 
 	return data, err
 }
 
+// ReadRootFile reads a small file of root's that nobody else may write,
+// and with private nobody else read (but the group of a daemon of its
+// own: readOwned), not through a link: pam-totp-verifier's configuration
+// and keys.
+func ReadRootFile(path string, private bool) ([]byte, error) {
+	return readRootFile(path, private, nil)
+}
+
 // ReadOwnFile reads a small file of secrets of the caller's own, as the
 // host's bind_password_file is read: an admin's --bind-password-file can
 // replace every user's secret, so nobody else may read or change it.
@@ -385,6 +455,12 @@ func readOwned(path string, uid int, who string, private bool, st *unix.Stat_t) 
 	bad := uint32(0o022)
 	if private {
 		bad = 0o077
+		if uid == 0 && os.Geteuid() != 0 && int(st.Gid) == os.Getegid() {
+			// A daemon of its own user (pam-totp-verifier) reads root's
+			// files through its own group, which only it is in: root
+			// writes them, the group may read them, nobody else.
+			bad = 0o037
+		}
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:

@@ -42,12 +42,29 @@ const DefaultCacheDir = "/run/pam-totp"
 // only server left. marked holds every server with a mark, also an
 // expired one, for markUp to forget once the server answers.
 func (c *Config) order(now time.Time) (servers []*url.URL, marked map[*url.URL]bool) {
+	return c.orderOf(c.URIs, now)
+}
+
+// VerifierOrder is the verifiers to try, as order is for uri: the marks
+// of the ones that did not answer put them last.
+func (c *Config) VerifierOrder(now time.Time) []*url.URL {
+	servers, _ := c.orderOf(c.Verifiers, now)
+	return servers
+}
+
+// MarkDown remembers that the verifier u did not answer; MarkUp forgets it.
+func (c *Config) MarkDown(u *url.URL, now time.Time) { c.markDown(u, now) }
+
+// MarkUp forgets that u did not answer.
+func (c *Config) MarkUp(u *url.URL) { c.markUp(u) }
+
+func (c *Config) orderOf(list []*url.URL, now time.Time) (servers []*url.URL, marked map[*url.URL]bool) {
 	if !c.cacheDir() {
-		return c.URIs, nil
+		return list, nil
 	}
 	var up, down []*url.URL
 	marked = map[*url.URL]bool{}
-	for _, u := range c.URIs {
+	for _, u := range list {
 		isDown, has := c.mark(u, now)
 		marked[u] = has
 		if isDown {

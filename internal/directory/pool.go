@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"pamtotp/internal/store"
 )
 
@@ -31,17 +29,6 @@ type pooled struct {
 type idleSession struct {
 	s     *session
 	since time.Time
-}
-
-// current says whether every file c was made of is as Load read it.
-func current(c *Config) bool {
-	for _, f := range c.read {
-		var st unix.Stat_t
-		if unix.Lstat(f.path, &st) != nil || stampOf(f.path, &st) != f {
-			return false
-		}
-	}
-	return true
 }
 
 const (
@@ -91,7 +78,7 @@ func (p *Pool) config(conf string) (*pooled, error) {
 	p.mu.Lock()
 	pc := p.confs[conf]
 	p.mu.Unlock()
-	if pc != nil && current(pc.conf) {
+	if pc != nil && pc.conf.Current() {
 		return pc, nil
 	}
 	p.drop(conf)

@@ -283,3 +283,27 @@ func parseCSN(v string) (time.Time, string, bool) {
 	at, err := time.Parse("20060102150405.999999Z", f[0])
 	return at, f[2], err == nil
 }
+
+// IsMember says whether the server, asked as c's identity, finds member
+// among the members of group (a groupOfNames). pam-totp-verifier asks it
+// of each host that connects: the hosts group decides who may relay
+// logins, as it decides who may bind with directory=.
+func IsMember(c *Config, group, member string, connectBy time.Time) (bool, error) {
+	cc := *c
+	cc.connectBy = connectBy
+	s, err := dial(&cc)
+	if err != nil {
+		return false, err
+	}
+	defer s.Close()
+	var ok bool
+	err = s.op(func(l *ldap.Conn) error {
+		var err error
+		ok, err = l.Compare(group, "member", member)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("comparing the members of %s: %w", group, err)
+	}
+	return ok, nil
+}

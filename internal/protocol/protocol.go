@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Version is the protocol version carried in every Request.
@@ -54,6 +55,17 @@ const (
 	// exec'd checker serves). The module starts the checker and sends it
 	// the same request.
 	Decline Type = 'D'
+	// Split, from pam-totp-verifier to the login host that relays for
+	// it, and only there: the answer it asks for holds the password in
+	// front of the code (forward_pass, use_first_pass, try_first_pass),
+	// and the password never leaves the host. The payload is the code
+	// lengths to try ("6,8"), a NUL, and the prompt to show, or nothing
+	// to use the PAM_AUTHTOK the host holds. The host answers with an
+	// Answer frame of the possible codes, NUL-separated (SplitCodes), and
+	// keeps the passwords; a SetAuthtok frame from the verifier then
+	// carries the index of the reading that decided, and the host sets
+	// that reading's password.
+	Split Type = 'W'
 )
 
 // MaxPending bounds a Pending payload: hex digits only.
@@ -122,6 +134,10 @@ type Req struct {
 	// Silent: the application passed PAM_SILENT, and the module relays no
 	// messages (sudo does so by default).
 	Silent bool
+	// Held, in a request a login host relays to pam-totp-verifier: the
+	// host holds a PAM_AUTHTOK that it does not send (Split asks for its
+	// codes).
+	Held bool
 }
 
 // Marshal encodes r as NUL-terminated key=value fields, "v" first.
@@ -150,6 +166,9 @@ func (r *Req) Marshal() []byte {
 	}
 	if r.Silent {
 		add("silent", "1")
+	}
+	if r.Held {
+		add("held", "1")
 	}
 	for _, o := range r.Options {
 		add("opt", o)
@@ -211,6 +230,11 @@ func ParseReq(p []byte) (*Req, error) {
 			if val != "1" {
 				err = errors.New("the only value is 1")
 			}
+		case "held":
+			r.Held = true
+			if val != "1" {
+				err = errors.New("the only value is 1")
+			}
 		case "activate":
 			r.Activate = val
 			if !ValidPending(val) {
@@ -253,4 +277,63 @@ func id(s string) (int, error) {
 		return 0, errors.New("not a uid or gid")
 	}
 	return int(n), nil
+}
+
+// Bounds of a Split exchange: a code is at most MaxCodeLen digits, and an
+// answer holds at most MaxCodes readings.
+const (
+	MaxCodeLen = 16
+	MaxCodes   = 8
+)
+
+// SplitPayload is a Split frame's payload.
+func SplitPayload(lengths []int, prompt string) []byte {
+	var b bytes.Buffer
+	for i, n := range lengths {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(n))
+	}
+	b.WriteByte(0)
+	b.WriteString(prompt)
+	return b.Bytes()
+}
+
+// ParseSplit decodes a Split payload strictly.
+func ParseSplit(p []byte) (lengths []int, prompt string, err error) {
+	ls, text, ok := bytes.Cut(p, []byte{0})
+	if !ok || len(ls) == 0 {
+		return nil, "", errors.New("split frame without code lengths")
+	}
+	prompt = string(text)
+	for _, f := range bytes.Split(ls, []byte(",")) {
+		n, err := strconv.Atoi(string(f))
+		if err != nil || n < 1 || n > MaxCodeLen || len(lengths) == MaxCodes {
+			return nil, "", fmt.Errorf("split frame: bad code lengths %q", ls)
+		}
+		lengths = append(lengths, n)
+	}
+	return lengths, prompt, nil
+}
+
+// CodesPayload is the Answer to a Split: the possible codes, NUL-separated;
+// an empty code stands for a reading with none.
+func CodesPayload(codes []string) []byte {
+	return []byte(strings.Join(codes, "\x00"))
+}
+
+// ParseCodes decodes the Answer to a Split: 1 to MaxCodes readings, each
+// empty or digits only.
+func ParseCodes(p []byte) ([]string, error) {
+	codes := strings.Split(string(p), "\x00")
+	if len(codes) > MaxCodes {
+		return nil, fmt.Errorf("%d codes in one answer; at most %d", len(codes), MaxCodes)
+	}
+	for _, c := range codes {
+		if len(c) > MaxCodeLen || strings.Trim(c, "0123456789") != "" {
+			return nil, errors.New("a code that is not digits only")
+		}
+	}
+	return codes, nil
 }

@@ -8,6 +8,7 @@ package main
 import (
 	"pamtotp/internal/check"
 	"pamtotp/internal/directory"
+	"pamtotp/internal/relay"
 )
 
-func main() { check.Main(directory.Open) }
+func main() { check.Main(directory.Open, relay.New().Relay) }

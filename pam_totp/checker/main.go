@@ -11,4 +11,4 @@ package main
 
 import "pamtotp/internal/check"
 
-func main() { check.Main(nil) }
+func main() { check.Main(nil, nil) }

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Command pam-totp-verifier decides the logins of hosts that hold no key
+// to the directory: it runs beside slapd, is the one identity that reads
+// the secrets, and serves hosts over mutual TLS. See
+// pam-totp-verifier(8), docs/fleet.md and internal/verifier.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"pamtotp/internal/authlog"
+	"pamtotp/internal/directory"
+	"pamtotp/internal/verifier"
+)
+
+func main() {
+	confPath := flag.String("config", verifier.DefaultConfig, "the configuration file")
+	check := flag.Bool("check", false, "check the configuration and its files, and exit")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: pam-totp-verifier [--config FILE] [--check]   (see pam-totp-verifier(8))")
+	}
+	flag.Parse()
+	if flag.NArg() != 0 {
+		flag.Usage()
+		os.Exit(2)
+	}
+	// No core file may hold a secret; nothing it makes is anyone else's.
+	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	unix.Umask(0o077)
+	conf, err := verifier.LoadConfig(*confPath)
+	if err != nil {
+		fail(err)
+	}
+	log := authlog.Open("pam_totp")
+	metrics := verifier.NewMetrics()
+	srv, err := verifier.NewServer(conf, log, directory.NewPool().Open, metrics)
+	if err != nil {
+		fail(err)
+	}
+	if *check {
+		fmt.Printf("%s: the configuration and the files it names are in order\n", *confPath)
+		return
+	}
+	ln, err := net.Listen("tcp", conf.Listen)
+	if err != nil {
+		fail(err)
+	}
+	if conf.Metrics != "" {
+		mln, err := net.Listen("tcp", conf.Metrics)
+		if err != nil {
+			fail(fmt.Errorf("metrics: %w", err))
+		}
+		go metrics.ServeMetrics(mln)
+	}
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-stop
+		ln.Close() // Serve then waits for the logins under way
+		srv.Stop()
+	}()
+	log.Info(fmt.Sprintf("pam-totp-verifier: serving hosts on %s", ln.Addr()))
+	if err := srv.Serve(ln); err != nil {
+		fail(err)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "pam-totp-verifier:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,300 @@
+// SPDX-License-Identifier: Apache-2.0
+
+// Package verifier is pam-totp-verifier: the decision engine of
+// internal/check, run beside slapd for login hosts that hold no key to
+// the directory. A host connects over mutual TLS with its certificate,
+// which must be signed by the hosts' CA and name a member of the hosts
+// group; it relays its module's frames, and the verifier decides as the
+// checker and the agent do, with its own policy (Config.Options), its own
+// identity in the directory, and one log line per decision that names
+// the host. See pam-totp-verifier(8) and docs/fleet.md.
+package verifier
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"pamtotp/internal/check"
+	"pamtotp/internal/directory"
+	"pamtotp/internal/protocol"
+	"pamtotp/internal/store"
+)
+
+// Server serves the hosts' connections.
+type Server struct {
+	Conf      *Config
+	Log       check.Logger
+	Directory store.Opener
+	Metrics   *Metrics
+	// Member says whether the host of this DN is in the hosts group.
+	Member func(dn string) (bool, error)
+
+	tls    *tls.Config
+	active chan struct{}
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	members  map[string]time.Time // hosts found in the group, and when
+	rates    map[string]*bucket
+	waiting  map[*conn]bool // connections between two logins
+	stopping bool
+}
+
+const (
+	// handshakeFor bounds a connection's TLS handshake.
+	handshakeFor = 10 * time.Second
+	// idleFor bounds the wait for a host's next request; hosts close
+	// theirs sooner (internal/relay).
+	idleFor = 5 * time.Minute
+	// memberAge: a host's membership is asked again after this long, so
+	// that one taken out of the group is refused within it.
+	memberAge = time.Minute
+	// maxLogin bounds a whole login, prompts included.
+	maxLogin = 65 * time.Minute
+	// writeFor bounds each write to a host.
+	writeFor = 10 * time.Second
+)
+
+// NewServer checks conf's files and makes a server.
+func NewServer(conf *Config, log check.Logger, dir store.Opener, metrics *Metrics) (*Server, error) {
+	tc, err := conf.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	if err := conf.checkDirectory(); err != nil {
+		return nil, err
+	}
+	dc := conf.Directory
+	s := &Server{Conf: conf, Log: log, Directory: dir, Metrics: metrics, tls: tc,
+		members: map[string]time.Time{}, rates: map[string]*bucket{}, waiting: map[*conn]bool{}}
+	s.Member = func(dn string) (bool, error) {
+		c, err := directory.Load(dc)
+		if err != nil {
+			return false, err
+		}
+		return directory.IsMember(c, conf.HostsGroup, dn, time.Now().Add(memberFor))
+	}
+	return s, nil
+}
+
+// Stop ends the connections that wait for a host's next login; those in
+// a login end after it. Serve returns once ln is closed and all are over.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopping = true
+	for c := range s.waiting {
+		c.Conn.SetReadDeadline(time.Now())
+	}
+}
+
+// Serve accepts connections until ln is closed, then waits for the logins
+// under way.
+func (s *Server) Serve(ln net.Listener) error {
+	s.active = make(chan struct{}, s.Conf.Max)
+	defer s.wg.Wait()
+	for {
+		c, err := ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		if err != nil {
+			s.Log.Warning("pam-totp-verifier: accept: " + err.Error())
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		select {
+		case s.active <- struct{}{}:
+			s.wg.Add(1)
+			go s.serve(c)
+		default:
+			// Full: the host tries the next verifier.
+			s.Log.Warning("pam-totp-verifier: " + c.RemoteAddr().String() + ": refused: serving the most connections allowed (max)")
+			c.Close()
+		}
+	}
+}
+
+// serve runs the logins of one host's connection, one after the other.
+func (s *Server) serve(raw net.Conn) {
+	defer s.wg.Done()
+	defer func() { <-s.active }()
+	defer raw.Close()
+	defer func() {
+		if r := recover(); r != nil {
+			s.Log.Warning(fmt.Sprintf("pam-totp-verifier: internal error: %v", r))
+		}
+	}()
+	host, tc, err := s.accept(raw)
+	if err != nil {
+		s.refuse(raw, tc, err)
+		return
+	}
+	s.Metrics.connected(host, 1)
+	defer s.Metrics.connected(host, -1)
+	for {
+		if err := s.inGroup(host); err != nil {
+			s.refuse(raw, tc, err)
+			return
+		}
+		c := &conn{Conn: tc, srv: s}
+		tc.SetDeadline(time.Now().Add(idleFor))
+		if !s.wait(c, true) {
+			return
+		}
+		watchdog := time.AfterFunc(maxLogin, func() { tc.Close() })
+		check.Run(&check.Env{
+			Conn:      c,
+			Log:       s.Log,
+			Now:       time.Now,
+			Directory: s.Directory,
+			Remote: &check.Remote{
+				Host:    host,
+				Options: s.Conf.decideWith,
+				Admit:   func() error { return s.admit(host) },
+				Decided: s.Metrics.decided,
+			},
+		})
+		watchdog.Stop()
+		s.wait(c, false)
+		if c.err != nil || !c.verdict {
+			return // the host hung up, or the login broke off: not reused
+		}
+		s.Metrics.took(time.Since(c.first) - c.waited)
+	}
+}
+
+// wait notes that c waits for a request (or no longer does); false when
+// the server is stopping.
+func (s *Server) wait(c *conn, waiting bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if waiting {
+		s.waiting[c] = true
+	} else {
+		delete(s.waiting, c)
+	}
+	return !s.stopping
+}
+
+// refuse logs why a host is turned away, and tells the host too where
+// the TLS handshake went through (a Decline frame with the reason): it
+// fails the login closed rather than taking the silence for a verifier
+// that is down.
+func (s *Server) refuse(raw net.Conn, tc *tls.Conn, err error) {
+	s.Log.Warning("pam-totp-verifier: " + raw.RemoteAddr().String() + ": refused: " + err.Error())
+	s.Metrics.refused()
+	if tc != nil {
+		tc.SetWriteDeadline(time.Now().Add(writeFor))
+		protocol.WriteFrame(tc, protocol.Decline, []byte(err.Error()))
+	}
+}
+
+// accept completes the handshake and names the host by its certificate.
+func (s *Server) accept(raw net.Conn) (string, *tls.Conn, error) {
+	tc := tls.Server(raw, s.tls)
+	tc.SetDeadline(time.Now().Add(handshakeFor))
+	if err := tc.Handshake(); err != nil {
+		return "", nil, fmt.Errorf("TLS: %w", err)
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 || certs[0].Subject.CommonName == "" {
+		return "", tc, errors.New("the host's certificate names no host (no common name)")
+	}
+	host := certs[0].Subject.CommonName
+	return host, tc, s.inGroup(host)
+}
+
+// inGroup asks the directory whether host is in the hosts group, at most
+// once a memberAge per host.
+func (s *Server) inGroup(host string) error {
+	s.mu.Lock()
+	at, ok := s.members[host]
+	s.mu.Unlock()
+	if ok && time.Since(at) < memberAge {
+		return nil
+	}
+	dn := s.Conf.memberDN(host)
+	member, err := s.Member(dn)
+	if err != nil {
+		return fmt.Errorf("host %s: cannot ask the directory about %s: %w", host, s.Conf.HostsGroup, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !member {
+		delete(s.members, host)
+		return fmt.Errorf("host %s (%s) is not a member of %s", host, dn, s.Conf.HostsGroup)
+	}
+	s.members[host] = time.Now()
+	return nil
+}
+
+// bucket is a host's allowance of logins: RateN, refilled over
+// RateSeconds.
+type bucket struct {
+	left float64
+	at   time.Time
+}
+
+// admit takes one login from host's allowance. A stolen host key then
+// tries at most that many codes a period, over all users.
+func (s *Server) admit(host string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, per := float64(s.Conf.RateN), time.Duration(s.Conf.RateSeconds)*time.Second
+	b := s.rates[host]
+	now := time.Now()
+	if b == nil {
+		b = &bucket{left: n, at: now}
+		s.rates[host] = b
+	}
+	b.left = min(n, b.left+n*float64(now.Sub(b.at))/float64(per))
+	b.at = now
+	if b.left < 1 {
+		return fmt.Errorf("host %s is over its rate of %d logins in %d s (host_rate): refused before any code was asked", host, s.Conf.RateN, s.Conf.RateSeconds)
+	}
+	b.left--
+	return nil
+}
+
+// conn is a host's connection during one login: each write bounded, the
+// time spent waiting for the host's answers counted (it is not the
+// decision's), and whether a verdict went out.
+type conn struct {
+	*tls.Conn
+	srv     *Server
+	err     error
+	first   time.Time // when the request had come
+	waited  time.Duration
+	verdict bool
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	start := time.Now()
+	n, err := c.Conn.Read(p)
+	if c.first.IsZero() {
+		c.first = time.Now()
+		c.srv.wait(c, false)
+	} else {
+		c.waited += time.Since(start)
+	}
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	return n, err
+}
+
+func (c *conn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(writeFor))
+	n, err := c.Conn.Write(p)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
+	// A frame is written whole by one Write (protocol.WriteFrame).
+	c.verdict = err == nil && len(p) > 0 && p[0] == 'V'
+	return n, err
+}
