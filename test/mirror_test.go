@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,14 +218,24 @@ func (g *tcpGate) cut() {
 
 // enroll gives u an entry on server 1 and enrolls it there with
 // totp-enroll, bound as the admin identity.
-func (p *mirrorPair) enroll(t *testing.T, u *user) {
+func (p *mirrorPair) enroll(t *testing.T, u *user) { p.enrollScratch(t, u, 0) }
+
+// enrollScratch is enroll with n scratch codes, kept in u.scratch.
+func (p *mirrorPair) enrollScratch(t *testing.T, u *user, n int) {
 	t.Helper()
 	p.s1.addUser(t, u)
 	u.secret = newSecret(t)
 	conf := p.hostConf(t, "enroll", p.s1.ldaps)
-	if out, err := enrollCmd(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--scratch-codes", "0",
-		"--directory", conf, "--bind-dn", ldapAdmin, "--bind-password-file", p.s1.adminPass); err != nil {
+	out, err := enrollCmd(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--scratch-codes", strconv.Itoa(n),
+		"--directory", conf, "--bind-dn", ldapAdmin, "--bind-password-file", p.s1.adminPass)
+	if err != nil {
 		t.Fatalf("totp-enroll --directory: %v\n%s", err, out)
+	}
+	for _, c := range regexp.MustCompile(`(?m)^  (\d{8})$`).FindAllStringSubmatch(out, -1) {
+		u.scratch = append(u.scratch, c[1])
+	}
+	if len(u.scratch) != n {
+		t.Fatalf("totp-enroll printed %d scratch codes, want %d:\n%s", len(u.scratch), n, out)
 	}
 	p.sameState(t, u)
 }

@@ -3,6 +3,7 @@
 package test
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"pamtotp/internal/protocol"
 )
 
 // verifierUser is the account pam-totp-verifier runs as, as its package
@@ -232,4 +235,76 @@ func waitGone(t testing.TB, addr string) {
 			t.Fatalf("%s still answers", addr)
 		}
 	}
+}
+
+// recordingVerifier stands in for a verifier: it has a verifier's
+// certificate, asks every login for its codes (a Split frame) as a
+// verifier does, refuses it, and keeps every byte it received.
+type recordingVerifier struct {
+	addr string
+	mu   sync.Mutex
+	got  []byte
+}
+
+func newRecordingVerifier(t *testing.T, ca *slapd) *recordingVerifier {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(ca.certs, "verifier-1.pem")); err != nil {
+		ca.issue(t, "verifier-1", "/O=pam-totp test/CN=verifier-1", "subjectAltName=IP:127.0.0.1")
+	}
+	cert, err := tls.LoadX509KeyPair(filepath.Join(ca.certs, "verifier-1.pem"), filepath.Join(ca.certs, "verifier-1.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequireAnyClientCert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	r := &recordingVerifier{addr: ln.Addr().String()}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go r.serve(c)
+		}
+	}()
+	return r
+}
+
+func (r *recordingVerifier) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	typ, req, err := protocol.ReadFrame(c)
+	if err != nil || typ != protocol.Request {
+		return
+	}
+	r.keep(req)
+	prompt := ""
+	if strings.Contains(string(req), "opt=forward_pass\x00") {
+		prompt = "Password & verification code: "
+	}
+	if protocol.WriteFrame(c, protocol.Split, protocol.SplitPayload([]int{6, 8}, prompt)) != nil {
+		return
+	}
+	if _, answer, err := protocol.ReadFrame(c); err == nil {
+		r.keep(answer)
+	}
+	protocol.WriteFrame(c, protocol.Verdict, []byte{protocol.Fail})
+}
+
+func (r *recordingVerifier) keep(p []byte) {
+	r.mu.Lock()
+	r.got = append(r.got, p...)
+	r.mu.Unlock()
+}
+
+// received is everything it received since the last call.
+func (r *recordingVerifier) received() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := string(r.got)
+	r.got = nil
+	return s
 }

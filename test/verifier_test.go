@@ -10,14 +10,18 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/msteinert/pam/v2"
 )
 
 // TestVerifierTwoHosts: enrolled once, a user logs in through host A and
@@ -233,4 +237,234 @@ func metric(t *testing.T, v *verifierProc, name string) int {
 		t.Fatalf("no %s in:\n%s", name, out)
 	}
 	return atoi(m[1])
+}
+
+// TestVerifierKilledDuringLogin: the verifier is killed while the user
+// sits at the prompt. That login fails closed (the host never decides on
+// its own); the next one goes to the other verifier, and the code typed
+// into the dead one, never compared, still works once.
+func TestVerifierKilledDuringLogin(t *testing.T) {
+	f := newVerifierFleet(t, nil)
+	u := newUser(t)
+	f.enroll(t, u)
+	waitForFreshStep(30, 10)
+	m := syslogs.mark()
+	a := &atPrompt{answer: code(t, u.secret, 0), before: func() { f.v1.kill() }}
+	if err := authenticateFrom(t, f.svcA, u.name, a, nil); err == nil {
+		t.Fatal("a login whose verifier was killed at the prompt got in")
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test outcome=fail reason="verifier `+regexp.QuoteMeta(f.v1.addr)+`: .*fails closed`)
+	m = syslogs.mark()
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("the next login, with verifier 1 dead: %v", err)
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test outcome=ok reason="decided by the verifier `+regexp.QuoteMeta(f.v2.addr)+`"`)
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("the code was accepted twice")
+	}
+}
+
+// TestVerifierBothDown: with both verifiers down, a login fails closed
+// within the module's timeout, and root's local break-glass token works
+// with fallback=local.
+func TestVerifierBothDown(t *testing.T) {
+	f := newVerifierFleet(t, nil)
+	u := newUser(t)
+	f.enroll(t, u)
+	store := storeFor(t)
+	root := newUser(t) // stands in for root: the break-glass enrollment
+	enroll(t, root, "--secret-file", store+"/%u")
+	f.v1.kill()
+	f.v2.kill()
+	svc := service(t, module("required", "directory="+f.confA, "fallback=local", "secret="+store+"/%u"))
+	m := syslogs.mark()
+	start := time.Now()
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("a directory user got in with both verifiers down")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the login took %s, past the module's timeout", d)
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test outcome=fail reason="the directory cannot be reached: no verifier answered`)
+	m = syslogs.mark()
+	if err := loginWith(t, svc, root, code(t, root.secret, 0)); err != nil {
+		t.Fatalf("break-glass with both verifiers down: %v", err)
+	}
+	expectLog(t, m, `user=`+root.name+` .*fallback=local .*no verifier answered.*outcome=ok`)
+}
+
+// TestVerifierEnrollAtLogin: with enroll=login in the verifier's policy,
+// two first logins at once through two hosts make one enrollment; the
+// secret reaches the user's host at that login only, and no host's
+// identity can read it afterwards.
+func TestVerifierEnrollAtLogin(t *testing.T) {
+	f := newVerifierFleet(t, []string{"options enroll=login"})
+	u := newUser(t)
+	waitForFreshStep(30, 8)
+	f.pair.s1.addUser(t, u)
+	f.pair.waitFor(t, "the user on server 2", func() bool { _, err := f.pair.s2.values(u, "uid"); return err == nil })
+	stack := func(conf string) string {
+		// The host's enroll=login has its module hand over the password's
+		// presence; the verifier's decides whether anyone enrolls.
+		return service(t, strings.Join([]string{"auth required pam_unix.so nodelay", module("required", "directory="+conf, "enroll=login")}, "\n"))
+	}
+	dirs := []string{stack(f.confA), stack(f.confB)}
+	m := syslogs.mark()
+	var wg sync.WaitGroup
+	results := make([]error, 2)
+	secrets := make([]string, 2)
+	for i, dir := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := &enrollConv{t: t, password: u.password}
+			authErr, credErr := loginAndSetcred(t, dir, u.name, e, true)
+			results[i] = errors.Join(authErr, credErr)
+			if m := regexp.MustCompile(`otpauth://\S+[?&]secret=([A-Z2-7]+)`).FindStringSubmatch(strings.Join(e.infos, "\n")); m != nil {
+				secrets[i] = m[1]
+			}
+		}()
+	}
+	wg.Wait()
+	var winner string
+	for i := range 2 {
+		if results[i] == nil {
+			if winner != "" {
+				t.Fatalf("both first logins enrolled: %v", results)
+			}
+			winner = secrets[i]
+		}
+	}
+	if winner == "" {
+		t.Fatalf("neither first login enrolled: %v\n%s", results, strings.Join(syslogs.since(m), "\n"))
+	}
+	if vals := f.pair.s1.attr(t, u, "pamTOTPSecret"); len(vals) != 1 {
+		t.Fatalf("%d secrets in the entry, want 1", len(vals))
+	}
+	if err := loginWith(t, f.svcB, u, code(t, winner, 1)); err != nil {
+		t.Fatalf("the enrollment's next code through host B: %v", err)
+	}
+	for _, host := range []string{"host-a", "host-b"} {
+		out, _ := f.pair.s1.asHost(host, "", "ldapsearch", "-LLL", "-b", userDN(u), "-s", "base", "(objectClass=*)", "pamTOTPSecret", "pamTOTPPending")
+		if strings.Contains(out, "pamTOTP") {
+			t.Errorf("%s reads the enrollment:\n%s", host, out)
+		}
+	}
+}
+
+// TestVerifierMigration: a fleet on directory= moves to verifiers with a
+// user locked and another mid-replay window: the ACL and the hosts'
+// configuration change, the data do not. The lock holds, the used code
+// stays used, and the old way in is closed to hosts.
+func TestVerifierMigration(t *testing.T) {
+	p := startMirrorPair(t)
+	locked, used := newUser(t), newUser(t)
+	p.enroll(t, locked)
+	p.enroll(t, used)
+	direct := service(t, module("required", "directory="+p.hostConf(t, "a", p.s1.ldaps, p.s2.ldaps), "deny=3", "unlock_time=600"))
+	waitForFreshStep(30, 10)
+	if err := loginWith(t, direct, used, code(t, used.secret, 0)); err != nil {
+		t.Fatalf("before the move: %v", err)
+	}
+	for range 3 {
+		loginWith(t, direct, locked, wrongCode(t, locked))
+	}
+	p.sameState(t, locked)
+	p.sameState(t, used)
+
+	// The move, as fleet.md gives it: the ACL, then the hosts.
+	p.s1.reconfigure(t, "pam-totp-acl-verifier.conf")
+	p.s2.reconfigure(t, "pam-totp-acl-verifier.conf")
+	v1 := startVerifier(t, p.s1, p.s1, "verifier-1", "options deny=3 unlock_time=600")
+	v2 := startVerifier(t, p.s2, p.s1, "verifier-2", "options deny=3 unlock_time=600")
+	svc := service(t, module("required", "directory="+verifierHostConf(t, p.s1, "host-a", v1, v2)))
+
+	m := syslogs.mark()
+	if err := loginWith(t, svc, locked, code(t, locked.secret, 0)); err == nil {
+		t.Fatal("the lock did not survive the move")
+	}
+	expectLog(t, m, `user=`+locked.name+` service=pamtotp-test host=host-a .*outcome=fail reason="?locked`)
+	if err := loginWith(t, svc, used, code(t, used.secret, 0)); err == nil {
+		t.Fatal("a code used before the move worked after it")
+	}
+	if err := loginWith(t, svc, used, code(t, used.secret, 1)); err != nil {
+		t.Fatalf("the next code after the move: %v", err)
+	}
+	if err := loginWith(t, direct, used, code(t, used.secret, 2)); err == nil {
+		t.Fatal("a host still decides on its own with directory= after the move")
+	}
+}
+
+// TestVerifierHostRate: a host past host_rate is refused before any code
+// is asked, and logged; another host is not.
+func TestVerifierHostRate(t *testing.T) {
+	f := newVerifierFleet(t, []string{"host_rate 3 3600"})
+	u := newUser(t)
+	f.enroll(t, u)
+	for range 3 {
+		loginWith(t, f.svcA, u, wrongCode(t, u))
+	}
+	m := syslogs.mark()
+	c := &conv{answers: []string{code(t, u.secret, 0)}}
+	if err := authenticate(t, f.svcA, u.name, c); err == nil {
+		t.Fatal("host A's fourth login within its rate of 3 got in")
+	}
+	if len(c.prompts) != 0 {
+		t.Fatalf("a login over the host's rate was asked for a code: %q", c.prompts)
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a outcome=fail reason="host host-a is over its rate of 3 logins in 3600 s`)
+	if err := loginWith(t, f.svcB, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("host B, within its own rate: %v", err)
+	}
+}
+
+// TestVerifierForwardPass: with forward_pass on a host, the password and
+// the code come in one answer. The verifier decides on the code alone and
+// the host sets the password for pam_unix: a right password with a right
+// code gets in, a wrong one does not, and a scratch code (8 digits) works
+// the same way. A verifier of the test's own, which records what it
+// receives, gets the codes and never a byte of the password.
+func TestVerifierForwardPass(t *testing.T) {
+	f := newVerifierFleet(t, nil)
+	u := newUser(t)
+	f.pair.enrollScratch(t, u, 1)
+	scratch := u.scratch[0]
+	svc := service(t, module("requisite", "directory="+f.confA, "forward_pass"), "auth required pam_unix.so use_first_pass nodelay")
+	waitForFreshStep(30, 10)
+	c := &conv{answers: []string{u.password + code(t, u.secret, 0)}}
+	if err := authenticate(t, svc, u.name, c); err != nil {
+		t.Fatalf("password+code: %v", err)
+	}
+	if len(c.prompts) != 1 || c.prompts[0] != "Password & verification code: " {
+		t.Fatalf("forward_pass prompts %q", c.prompts)
+	}
+	if err := authenticate(t, svc, u.name, &conv{answers: []string{"wrong password" + code(t, u.secret, 1)}}); !errors.Is(err, pam.ErrAuth) {
+		t.Fatalf("wrong password with a right code: %v, want ErrAuth", err)
+	}
+	if err := authenticate(t, svc, u.name, &conv{answers: []string{u.password + scratch}}); err != nil {
+		t.Fatalf("password+scratch code: %v", err)
+	}
+
+	// What a verifier receives: the test's own, with verifier-1's
+	// certificate, answering as a verifier would.
+	fake := newRecordingVerifier(t, f.pair.s1)
+	conf := verifierHostConfWith(t, f.pair.s1, "rec", filepath.Join(f.pair.s1.certs, "host-a.pem"), filepath.Join(f.pair.s1.certs, "host-a.key"), &verifierProc{addr: fake.addr})
+	for _, opt := range []string{"forward_pass", "use_first_pass"} {
+		stack := []string{module("requisite", "directory="+conf, opt), "auth required pam_unix.so use_first_pass nodelay"}
+		if opt == "use_first_pass" {
+			// pam_unix asks first, and keeps what was typed as PAM_AUTHTOK.
+			stack = append([]string{"auth optional pam_unix.so nodelay"}, stack...)
+		}
+		secret := "s3cret-" + opt + "-4711"
+		if err := authenticate(t, service(t, stack...), u.name, &conv{answers: []string{secret + "123456"}}); err == nil {
+			t.Fatalf("%s: a login the verifier refused got in", opt)
+		}
+		got := fake.received()
+		if strings.Contains(got, secret) || strings.Contains(got, "s3cret") {
+			t.Fatalf("%s: the verifier received the password: %q", opt, got)
+		}
+		if !strings.Contains(got, "123456") {
+			t.Fatalf("%s: the verifier did not receive the code: %q", opt, got)
+		}
+	}
 }

@@ -207,7 +207,7 @@ func (s *session) run() byte {
 	}
 
 	if opts.UseFirstPass || opts.TryFirstPass {
-		held := s.req.Authtok != nil || s.env.Remote != nil && s.req.Held
+		held := s.heldAuthtok()
 		if !held && opts.UseFirstPass {
 			s.logf(s.env.Log.Warning, "", "fail", "use_first_pass: no password from an earlier module")
 			return protocol.Fail
@@ -613,6 +613,13 @@ func (s *session) prompt(text string, echo bool) (string, error) {
 		typ = protocol.PromptEchoOn
 	}
 	return s.ask(typ, []byte(text))
+}
+
+// heldAuthtok says whether an earlier module set a password: the request
+// carries it, or, inside pam-totp-verifier, the login host says it holds
+// one.
+func (s *session) heldAuthtok() bool {
+	return s.req.Authtok != nil || s.env.Remote != nil && s.req.Held
 }
 
 // readings are the ways of reading a password followed by a code: the

@@ -29,7 +29,7 @@ func (s *session) mayEnroll() bool {
 		s.logf(s.env.Log.Info, "", "info", "enroll=login: %v; not enrolling", err)
 		return false
 	}
-	if s.req.Authtok == nil {
+	if !s.heldAuthtok() {
 		// Whoever reaches us first enrolls: never without a password that
 		// an earlier module asked for (and, with requisite, checked).
 		s.logf(s.env.Log.Warning, "", "info", "enroll=login: no password from an earlier module; not enrolling")
