@@ -84,7 +84,7 @@ test:
 # their seeds). A crash is saved under testdata/fuzz and then fails make test.
 FUZZTIME ?= 60s
 FUZZ_TARGETS = internal/secret:FuzzParseFile internal/secret:FuzzParseState internal/secret:FuzzDecodeSlots \
-	internal/protocol:FuzzReadFrame internal/protocol:FuzzParseReq \
+	internal/protocol:FuzzReadFrame internal/protocol:FuzzParseReq internal/protocol:FuzzParseSplit \
 	internal/options:FuzzParseAndExpand internal/verify:FuzzCheck \
 	internal/gafile:FuzzParse internal/pskc:FuzzParse \
 	internal/tokenimport:FuzzParseCSV internal/tokenimport:FuzzParseOath \

@@ -27,8 +27,8 @@ func TestParse(t *testing.T) {
 			switch {
 			case want == "ok" && err != nil:
 				t.Fatalf("refused: %v", err)
-			case want == "ok" && (len(c.URIs) == 0 || c.Timeout <= 0):
-				t.Fatalf("parsed without a uri or a timeout: %+v", c)
+			case want == "ok" && (len(c.URIs)+len(c.Verifiers) == 0 || c.Timeout <= 0):
+				t.Fatalf("parsed without a uri, a verifier or a timeout: %+v", c)
 			case want != "ok" && err == nil:
 				t.Fatalf("accepted, want an error with %q", want)
 			case want != "ok" && !strings.Contains(err.Error(), want):

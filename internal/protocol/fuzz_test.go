@@ -43,3 +43,25 @@ func FuzzParseReq(f *testing.F) {
 		}
 	})
 }
+
+// What a verifier or a host could send in a Split exchange: no panic;
+// what parses survives a round trip, and codes are digits only.
+func FuzzParseSplit(f *testing.F) {
+	f.Add(SplitPayload([]int{6, 8}, "Password & verification code: "))
+	f.Add(CodesPayload([]string{"123456", "12345678"}))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if lengths, prompt, err := ParseSplit(data); err == nil {
+			l2, p2, err := ParseSplit(SplitPayload(lengths, prompt))
+			if err != nil || !reflect.DeepEqual(l2, lengths) || p2 != prompt {
+				t.Fatalf("split %v %q does not survive a round trip: %v %q %v", lengths, prompt, l2, p2, err)
+			}
+		}
+		if codes, err := ParseCodes(data); err == nil {
+			for _, c := range codes {
+				if len(c) > MaxCodeLen || bytes.Trim([]byte(c), "0123456789") != nil && len(bytes.Trim([]byte(c), "0123456789")) > 0 {
+					t.Fatalf("code %q accepted", c)
+				}
+			}
+		}
+	})
+}

@@ -88,3 +88,65 @@ func TestParseReqRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitRoundTrip(t *testing.T) {
+	for _, tt := range []struct {
+		lengths []int
+		prompt  string
+	}{{[]int{6, 8}, "Password & verification code: "}, {[]int{6}, ""}, {[]int{7, 8}, "x"}} {
+		lengths, prompt, err := ParseSplit(SplitPayload(tt.lengths, tt.prompt))
+		if err != nil || !reflect.DeepEqual(lengths, tt.lengths) || prompt != tt.prompt {
+			t.Errorf("%v %q: got %v %q %v", tt.lengths, tt.prompt, lengths, prompt, err)
+		}
+	}
+}
+
+func TestParseSplitRejects(t *testing.T) {
+	for name, p := range map[string]string{
+		"empty":           "",
+		"no lengths":      "\x00prompt",
+		"no NUL":          "6,8",
+		"zero":            "0\x00",
+		"too long a code": "17\x00",
+		"not a number":    "six\x00",
+		"too many":        "6,6,6,6,6,6,6,6,6\x00",
+		"empty length":    "6,\x00",
+	} {
+		if l, p, err := ParseSplit([]byte(p)); err == nil {
+			t.Errorf("%s: accepted as %v %q", name, l, p)
+		}
+	}
+}
+
+// TestParseCodes: a host's answer to a Split is digits or nothing, never
+// anything that could be a password.
+func TestParseCodes(t *testing.T) {
+	for _, codes := range [][]string{{"123456"}, {""}, {"123456", "12345678"}} {
+		got, err := ParseCodes(CodesPayload(codes))
+		if err != nil || !reflect.DeepEqual(got, codes) {
+			t.Errorf("%q: got %q %v", codes, got, err)
+		}
+	}
+	for name, p := range map[string]string{
+		"a letter":          "12345a",
+		"a password":        "hunter2123456",
+		"too long":          "12345678901234567",
+		"too many":          "1\x002\x003\x004\x005\x006\x007\x008\x009",
+		"second not a code": "123456\x00pw",
+	} {
+		if got, err := ParseCodes([]byte(p)); err == nil {
+			t.Errorf("%s: accepted as %q", name, got)
+		}
+	}
+}
+
+func TestHeldRoundTrip(t *testing.T) {
+	r := &Req{User: "alice", Held: true}
+	got, err := ParseReq(r.Marshal())
+	if err != nil || !got.Held || got.Authtok != nil {
+		t.Fatalf("got %+v %v", got, err)
+	}
+	if _, err := ParseReq([]byte("v=1\x00user=a\x00held=2\x00")); err == nil {
+		t.Fatal("held=2 accepted")
+	}
+}
