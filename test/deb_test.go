@@ -132,6 +132,91 @@ func TestDebianPackage(t *testing.T) {
 	if diff := compare(before, snapshot(t, "/etc/pam.d")); diff != "" {
 		t.Errorf("/etc/pam.d differs after purge: %s", diff)
 	}
+	debianVerifierPackage(t)
+}
+
+// debianVerifierPackage: pam-totp-verifier, the second binary package of
+// the same source: clean under lintian and hardening-check; installing it
+// makes its user and enables its unit, which waits for a configuration;
+// the installed program checks a configuration; purging it leaves nothing
+// of its files.
+func debianVerifierPackage(t *testing.T) {
+	if out, _ := exec.Command("dpkg-query", "-W", "-f", "${Status}", "pam-totp-verifier").Output(); strings.Contains(string(out), "installed") {
+		t.Skip("pam-totp-verifier is installed on this machine: the test will not replace it")
+	}
+	debs, _ := filepath.Glob(filepath.Join(buildDir, "pam-totp-verifier_*.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("want one pam-totp-verifier package in build/, found %v", debs)
+	}
+	deb := debs[0]
+	out, _ := exec.Command("lintian", deb).CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "E:") || strings.HasPrefix(line, "W:") {
+			t.Errorf("lintian: %s", line)
+		}
+	}
+	x := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-x", deb, x).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x: %v %s", err, out)
+	}
+	if out, err := exec.Command("hardening-check", "--nocfprotection", "--nostackprotector", x+"/usr/sbin/pam-totp-verifier").CombinedOutput(); err != nil {
+		t.Errorf("hardening-check: %v\n%s", err, out)
+	}
+	unit, err := os.ReadFile(x + "/lib/systemd/system/pam-totp-verifier.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"User=pam-totp-verifier", "ProtectSystem=strict", "NoNewPrivileges=yes", "MemoryMax=", "ConditionPathExists=/etc/pam-totp/verifier.conf"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %s", want)
+		}
+	}
+
+	files := packageFiles(t, deb)
+	t.Cleanup(func() { exec.Command("dpkg", "--purge", "pam-totp-verifier").Run() })
+	if out, err := exec.Command("dpkg", "-i", deb).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg -i pam-totp-verifier: %v\n%s", err, out)
+	}
+	for _, f := range files {
+		if _, err := os.Lstat(f); err != nil {
+			t.Errorf("installed package lacks %s", f)
+		}
+	}
+	if out, err := exec.Command("getent", "passwd", "pam-totp-verifier").Output(); err != nil || !strings.Contains(string(out), "/nonexistent") {
+		t.Errorf("installing made no pam-totp-verifier user: %q %v", out, err)
+	}
+	const wants = "/etc/systemd/system/multi-user.target.wants/pam-totp-verifier.service"
+	if target, err := os.Readlink(wants); err != nil || !strings.HasSuffix(target, "/pam-totp-verifier.service") {
+		t.Errorf("installing did not enable pam-totp-verifier.service: %q %v", target, err)
+	}
+	// The example, installed as its comment says, names files this machine
+	// does not have: --check says which, in one line, and fails.
+	example, err := os.ReadFile("/usr/share/pam-totp-verifier/verifier.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll("/etc/pam-totp", 0o755)
+	conf := "/etc/pam-totp/verifier-deb-test.conf"
+	os.WriteFile(conf, example, 0o640)
+	defer os.Remove(conf)
+	if out, err := exec.Command("chgrp", "pam-totp-verifier", conf).CombinedOutput(); err != nil {
+		t.Fatalf("chgrp: %v %s", err, out)
+	}
+	out, err = exec.Command("/usr/sbin/pam-totp-verifier", "--check", "--config", conf).CombinedOutput()
+	if err == nil || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 || !strings.Contains(string(out), "/etc/pam-totp/verifier.pem") {
+		t.Errorf("the installed verifier's --check on the example: %v\n%s", err, out)
+	}
+	if out, err := exec.Command("dpkg", "--purge", "pam-totp-verifier").CombinedOutput(); err != nil {
+		t.Fatalf("dpkg --purge pam-totp-verifier: %v\n%s", err, out)
+	}
+	for _, f := range files {
+		if _, err := os.Lstat(f); err == nil {
+			t.Errorf("%s is left after purge", f)
+		}
+	}
+	if _, err := os.Lstat(wants); err == nil {
+		t.Errorf("%s is left after purge", wants)
+	}
 }
 
 // packageFiles lists the files (not directories) a package installs.

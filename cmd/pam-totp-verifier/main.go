@@ -12,6 +12,8 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -35,6 +37,9 @@ func main() {
 	// No core file may hold a secret; nothing it makes is anyone else's.
 	unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	unix.Umask(0o077)
+	if err := dropRoot(); err != nil {
+		fail(err)
+	}
 	conf, err := verifier.LoadConfig(*confPath)
 	if err != nil {
 		fail(err)
@@ -76,4 +81,33 @@ func main() {
 func fail(err error) {
 	fmt.Fprintln(os.Stderr, "pam-totp-verifier:", err)
 	os.Exit(1)
+}
+
+// User is the account the verifier runs as. Started as root (by hand, or
+// --check from a root shell), it becomes that user before it reads a
+// file: it never holds more than its user may, and an admin's --check
+// reads the files as the service will.
+const User = "pam-totp-verifier"
+
+func dropRoot() error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(User)
+	if err != nil {
+		return fmt.Errorf("started as root, and there is no user %s to run as (the package makes it): %w", User, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil || uid == 0 || gid == 0 {
+		return fmt.Errorf("user %s: not a user of its own (uid %s, gid %s)", User, u.Uid, u.Gid)
+	}
+	// Go's Setgroups, Setgid and Setuid apply to every thread.
+	if err := syscall.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return err
+	}
+	return syscall.Setuid(uid)
 }
