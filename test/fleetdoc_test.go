@@ -101,7 +101,7 @@ func runBlock(t *testing.T, block, dir string, s *debianSlapd, env ...string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := strings.ReplaceAll(block, "/usr/share/pam-totp/ldap", ldap)
+	text := strings.NewReplacer("/usr/share/pam-totp/ldap", ldap, "/usr/share/pam-totp-verifier", ldap).Replace(block)
 	if s != nil {
 		// -W asks for the admin's password on the terminal; a test has none.
 		text = strings.NewReplacer("ldapi:///", s.ldapi, "/etc/ldap/tls", s.dir+"/tls", " -W ", " -w adminpw ").Replace(text)
@@ -235,10 +235,66 @@ func TestACLFormsAgree(t *testing.T) {
 		}
 		return out
 	}
-	conf := rules("../packaging/ldap/pam-totp-acl.conf", "access ", "\t")
-	ldif := rules("../packaging/ldap/pam-totp-acl.ldif", "olcAccess: ", "  ")
-	if len(conf) < 20 || strings.Join(conf, " ") != strings.Join(ldif, " ") {
-		t.Fatalf("pam-totp-acl.conf and pam-totp-acl.ldif differ:\n%q\n%q", conf, ldif)
+	for _, name := range []string{"pam-totp-acl", "pam-totp-acl-verifier"} {
+		conf := rules("../packaging/ldap/"+name+".conf", "access ", "\t")
+		ldif := rules("../packaging/ldap/"+name+".ldif", "olcAccess: ", "  ")
+		if len(conf) < 20 || strings.Join(conf, " ") != strings.Join(ldif, " ") {
+			t.Fatalf("%s.conf and %[1]s.ldif differ:\n%q\n%q", name, conf, ldif)
+		}
+	}
+	// The verifiers' ACL is the hosts' with the verifiers in their place,
+	// and the hosts nowhere but as the group the verifiers read.
+	hosts, _ := os.ReadFile("../packaging/ldap/pam-totp-acl.conf")
+	verifiers, _ := os.ReadFile("../packaging/ldap/pam-totp-acl-verifier.conf")
+	if n := strings.Count(string(verifiers), "cn=pam-totp-hosts,"); n != 2 { // the comment, the member rule
+		t.Errorf("pam-totp-acl-verifier.conf names the hosts group %d times", n)
+	}
+	if a, b := strings.Count(string(hosts), "by group.exact=\"cn=pam-totp-hosts,"), strings.Count(string(verifiers), "by group.exact=\"cn=pam-totp-verifiers,"); a != b-1 {
+		t.Errorf("the hosts had %d grants, the verifiers have %d (want one more: reading the hosts group)", a, b)
+	}
+}
+
+// TestFleetDocVerifierACL runs docs/fleet.md's move of the ACL from
+// directory= to the verifiers on Debian's slapd set up with
+// pam-totp-acl.ldif, and compares what it leaves with a fresh install of
+// pam-totp-acl-verifier.ldif: the same rules in the same order.
+func TestFleetDocVerifierACL(t *testing.T) {
+	needRoot(t, "ldapmodify", "ldapadd", "ldapsearch")
+	blocks := docBlocks(t)
+	if blocks["verifier_acl"] == "" {
+		t.Fatal("docs/fleet.md has no block marked test: verifier_acl")
+	}
+	old, fresh := startDebianSlapd(t, "127.0.0.6"), startDebianSlapd(t, "127.0.0.7")
+	ldap := func(s *debianSlapd, tool, file string) {
+		t.Helper()
+		cmd := exec.Command(tool, "-Y", "EXTERNAL", "-H", s.ldapi, "-Q", "-f", file)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s -f %s: %v\n%s", tool, file, err, out)
+		}
+	}
+	for _, s := range []*debianSlapd{old, fresh} {
+		ldap(s, "ldapadd", "../packaging/ldap/pam-totp.ldif")
+	}
+	ldap(old, "ldapmodify", "../packaging/ldap/pam-totp-acl.ldif")
+	runBlock(t, blocks["verifier_acl"], t.TempDir(), old)
+	ldap(fresh, "ldapmodify", "../packaging/ldap/pam-totp-acl-verifier.ldif")
+	acl := func(s *debianSlapd) string {
+		t.Helper()
+		cmd := exec.Command("ldapsearch", "-Y", "EXTERNAL", "-H", s.ldapi, "-Q", "-LLL", "-o", "ldif-wrap=no", "-b", "olcDatabase={1}mdb,cn=config", "-s", "base", "olcAccess")
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ldapsearch: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	a, b := acl(old), acl(fresh)
+	if a != b {
+		t.Fatalf("the moved ACL differs from a fresh one:\n%s\n--- fresh:\n%s", a, b)
+	}
+	if !strings.Contains(a, "pam-totp-verifiers") || strings.Contains(a, `group.exact="cn=pam-totp-hosts`) {
+		t.Fatalf("the moved ACL does not give the verifiers the hosts' rights:\n%s", a)
 	}
 }
 
