@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -466,5 +468,50 @@ func TestVerifierForwardPass(t *testing.T) {
 		if !strings.Contains(got, "123456") {
 			t.Fatalf("%s: the verifier did not receive the code: %q", opt, got)
 		}
+	}
+}
+
+// TestVerifierDoctor: on a host, doctor --directory asks each verifier
+// over TLS with the host's certificate whether it takes the host and
+// reads the user's entry, and says which does not; on the server,
+// pam-totp-verifier --check checks the verifier's own way to the
+// directory, as its user.
+func TestVerifierDoctor(t *testing.T) {
+	f := newVerifierFleet(t, nil)
+	u := newUser(t)
+	f.enroll(t, u)
+	before := f.pair.s1.attr(t, u, "pamTOTPState")
+	out, err := enrollCmd(t, "doctor", "--directory", f.confA, "--user", u.name)
+	if err != nil || strings.Contains(out, "ERROR") || strings.Count(out, "it takes this host, and read "+u.name+"'s entry") != 2 {
+		t.Fatalf("doctor on a sound host: %v\n%s", err, out)
+	}
+	if after := f.pair.s1.attr(t, u, "pamTOTPState"); !slices.Equal(before, after) {
+		t.Fatalf("doctor's probe changed the state: %q -> %q", before, after)
+	}
+	outside := verifierHostConf(t, f.pair.s1, "host-c", f.v1)
+	out, err = enrollCmd(t, "doctor", "--directory", outside, "--user", u.name)
+	if exitCode(err) != 1 || !strings.Contains(out, "refuses this host: host host-c") || !strings.Contains(out, "no verifier took this host") {
+		t.Fatalf("doctor with a host outside the group: exit %d\n%s", exitCode(err), out)
+	}
+	f.v2.kill()
+	out, _ = enrollCmd(t, "doctor", "--directory", f.confA, "--user", u.name)
+	if !strings.Contains(out, "verifier "+f.v2.addr) || !strings.Contains(out, "connection refused") {
+		t.Fatalf("doctor does not say that verifier 2 is down:\n%s", out)
+	}
+
+	// On the server: the installed way, as root, which becomes the
+	// verifier's user before it reads a file.
+	check := func(v *verifierProc, args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(libDir, "pam-totp-verifier"), append([]string{"--check", "--config", v.conf}, args...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := check(f.v1, "--user", u.name); err != nil || !strings.Contains(out, "ok: "+u.name+"'s enrollment is read") || strings.Contains(out, "error:") {
+		t.Fatalf("pam-totp-verifier --check: %v\n%s", err, out)
+	}
+	bare := startSlapdWith(t, "", false)
+	v := verifierFiles(t, bare, bare, "verifier-1")
+	if out, err := check(v); exitCode(err) != 1 || !strings.Contains(out, "error: ") || !strings.Contains(out, "schema") {
+		t.Fatalf("pam-totp-verifier --check against a directory without pam_totp's schema: %v\n%s", err, out)
 	}
 }

@@ -25,12 +25,13 @@ import (
 
 func main() {
 	confPath := flag.String("config", verifier.DefaultConfig, "the configuration file")
-	check := flag.Bool("check", false, "check the configuration and its files, and exit")
+	check := flag.Bool("check", false, "check the configuration, its files and the directory as the verifier finds it, and exit")
+	checkUser := flag.String("user", "", "with --check: also read this user's entry, as a login would")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: pam-totp-verifier [--config FILE] [--check]   (see pam-totp-verifier(8))")
+		fmt.Fprintln(os.Stderr, "usage: pam-totp-verifier [--config FILE] [--check [--user NAME]]   (see pam-totp-verifier(8))")
 	}
 	flag.Parse()
-	if flag.NArg() != 0 {
+	if flag.NArg() != 0 || *checkUser != "" && !*check {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -46,12 +47,20 @@ func main() {
 	}
 	log := authlog.Open("pam_totp")
 	metrics := verifier.NewMetrics()
-	srv, err := verifier.NewServer(conf, log, directory.NewPool().Open, metrics)
+	pool := directory.NewPool()
+	srv, err := verifier.NewServer(conf, log, pool.Open, metrics)
 	if err != nil {
 		fail(err)
 	}
 	if *check {
-		fmt.Printf("%s: the configuration and the files it names are in order\n", *confPath)
+		fmt.Printf("ok: %s and the files it names are in order\n", *confPath)
+		lines, ok := conf.Check(*checkUser, pool.Open)
+		for _, l := range lines {
+			fmt.Println(l)
+		}
+		if !ok {
+			os.Exit(1)
+		}
 		return
 	}
 	ln, err := net.Listen("tcp", conf.Listen)

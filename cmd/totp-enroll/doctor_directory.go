@@ -5,11 +5,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os/user"
+	"strconv"
 	"strings"
 	"time"
 
 	"pamtotp/internal/directory"
 	"pamtotp/internal/options"
+	"pamtotp/internal/protocol"
+	"pamtotp/internal/relay"
 	"pamtotp/internal/secret"
 )
 
@@ -33,8 +37,53 @@ func (d *doctor) checkDirectory(conf, user string) *directory.Config {
 		return nil
 	}
 	d.directories[conf] = c
+	if len(c.Verifiers) > 0 {
+		d.checkVerifiers(conf, user)
+		return c
+	}
 	d.checkServers(c, conf, user)
 	return c
+}
+
+// checkVerifiers is checkDirectory for a host whose configuration names
+// verifiers: each verifier, reached over TLS with this host's certificate,
+// is asked whether it takes this host and can read NAME's entry (root's
+// without --user). Nothing is written and no code is asked; the
+// verifier logs the probe.
+func (d *doctor) checkVerifiers(conf, name string) {
+	if name == "" {
+		name = "root"
+	}
+	req := protocol.Req{User: name, Service: "totp-enroll-doctor"}
+	if u, err := user.Lookup(name); err == nil {
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		req.Known, req.UID, req.GID, req.Home = true, uid, gid, u.HomeDir
+	}
+	results, err := relay.Probe(conf, req)
+	if err != nil {
+		d.add("error", conf, fmt.Sprintf("the configuration is refused: %v.", err), "correct it (docs/fleet.md)")
+		return
+	}
+	read := 0
+	for _, r := range results {
+		where := conf + ": verifier " + r.Verifier
+		switch {
+		case r.Read:
+			read++
+			d.add("note", where, fmt.Sprintf("reachable; TLS works both ways; it takes this host, and read %s's entry.", name), "")
+		case r.Accepted:
+			d.add("warning", where, fmt.Sprintf("takes this host, but %s.", r.Error),
+				"check the verifier's own access to the directory: pam-totp-verifier --check on that server")
+		default:
+			d.add("warning", where, r.Error+".",
+				"check that it runs and this host reaches it, ca_file against its certificate, and that this host's certificate is of the verifiers' ca_file and its name in their hosts_group")
+		}
+	}
+	if read == 0 {
+		d.add("error", conf, "no verifier took this host and read an entry: every login with directory= fails closed (fallback=local: only local break-glass enrollments work).",
+			"see the verifiers' lines above")
+	}
 }
 
 // checkServers is checkDirectory for a configuration that loaded.

@@ -178,6 +178,9 @@ func (s *session) run() byte {
 			return protocol.Fail
 		}
 	}
+	if s.env.Remote != nil && s.req.Probe {
+		return s.probe()
+	}
 	if v, relayed := s.relay(); relayed {
 		return v
 	}
@@ -290,6 +293,19 @@ func (s *session) open() (*secret.File, error) {
 		s.acct = s.dir
 	}
 	return file, err
+}
+
+// probe answers doctor on a login host, inside pam-totp-verifier: whether
+// the user's entry can be read (enrolled or not, Ignore), or why not (an
+// Error frame, and Fail). Nothing is asked, compared or written.
+func (s *session) probe() byte {
+	if _, problem := s.open(); problem != nil && !errors.Is(problem, secret.ErrNotEnrolled) {
+		s.logf(s.env.Log.Info, "", "fail", "doctor's probe: %v", problem)
+		protocol.WriteFrame(s.env.Conn, protocol.Error, []byte(problem.Error()))
+		return protocol.Fail
+	}
+	s.logf(s.env.Log.Info, "", "ignore", "doctor's probe: the user's entry was read")
+	return protocol.Ignore
 }
 
 // relay hands the login to a pam-totp-verifier when directory= names

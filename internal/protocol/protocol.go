@@ -138,6 +138,10 @@ type Req struct {
 	// host holds a PAM_AUTHTOK that it does not send (Split asks for its
 	// codes).
 	Held bool
+	// Probe, from totp-enroll doctor on a login host to pam-totp-verifier:
+	// no login, only whether the verifier takes this host and can read the
+	// user's entry.
+	Probe bool
 }
 
 // Marshal encodes r as NUL-terminated key=value fields, "v" first.
@@ -169,6 +173,9 @@ func (r *Req) Marshal() []byte {
 	}
 	if r.Held {
 		add("held", "1")
+	}
+	if r.Probe {
+		add("probe", "1")
 	}
 	for _, o := range r.Options {
 		add("opt", o)
@@ -232,6 +239,11 @@ func ParseReq(p []byte) (*Req, error) {
 			}
 		case "held":
 			r.Held = true
+			if val != "1" {
+				err = errors.New("the only value is 1")
+			}
+		case "probe":
+			r.Probe = true
 			if val != "1" {
 				err = errors.New("the only value is 1")
 			}

@@ -356,3 +356,68 @@ func (c *Client) give(path string, conf *directory.Config, u *url.URL, vc *tls.C
 	vc.SetDeadline(time.Time{})
 	c.idle[path] = append(c.idle[path], idleConn{c: vc, conf: conf, to: u.Host, since: time.Now()})
 }
+
+// ProbeResult is what one verifier said to doctor's probe.
+type ProbeResult struct {
+	Verifier string `json:"verifier"`
+	// Accepted: the TLS handshake went through and the verifier took this
+	// host; Read: it read the user's entry (enrolled or not).
+	Accepted bool   `json:"accepted"`
+	Read     bool   `json:"read_entry"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Probe asks every verifier of the configuration at path, in order,
+// whether it takes this host and can read req.User's entry (req.Probe is
+// set here): for totp-enroll doctor. Nothing is written and no code is
+// asked.
+func Probe(path string, req protocol.Req) ([]ProbeResult, error) {
+	conf, err := directory.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	req.Probe, req.Authtok = true, nil
+	var out []ProbeResult
+	for _, u := range conf.Verifiers {
+		r := ProbeResult{Verifier: u.Host}
+		err := probeOne(conf, u, &req, &r)
+		if err != nil {
+			r.Error = err.Error()
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func probeOne(conf *directory.Config, u *url.URL, req *protocol.Req, r *ProbeResult) error {
+	vc, err := dial(conf, u, time.Now().Add(conf.ConnectTimeout+conf.Timeout))
+	if err != nil {
+		return err
+	}
+	defer vc.Close()
+	vc.SetDeadline(time.Now().Add(2 * conf.Timeout))
+	t, p, err := first(vc, req.Marshal())
+	var msg []string
+	for ; err == nil; t, p, err = protocol.ReadFrame(vc) {
+		switch t {
+		case protocol.Decline:
+			return fmt.Errorf("refuses this host: %s", sanitize(p))
+		case protocol.Error, protocol.Info:
+			msg = append(msg, sanitize(p))
+			continue
+		case protocol.Verdict:
+			r.Accepted = true
+			r.Read = len(p) == 1 && p[0] == protocol.Ignore
+			if !r.Read {
+				return fmt.Errorf("cannot read the user's entry: %s", strings.Join(msg, "; "))
+			}
+			return nil
+		default:
+			return fmt.Errorf("unexpected frame %q", t)
+		}
+	}
+	if refused(err) {
+		return fmt.Errorf("refused this host's certificate: %w", err)
+	}
+	return err
+}

@@ -18,6 +18,8 @@ import (
 
 	"pamtotp/internal/directory"
 	"pamtotp/internal/options"
+	"pamtotp/internal/secret"
+	"pamtotp/internal/store"
 )
 
 // DefaultConfig is where pam-totp-verifier reads its configuration.
@@ -250,3 +252,60 @@ func (c *Config) checkDirectory() error {
 
 // memberFor bounds each hosts-group check.
 const memberFor = 5 * time.Second
+
+// Check is pam-totp-verifier --check beyond the files: what the verifier's
+// own identity finds in the directory, a line per finding, and whether
+// every finding allows logins. With user, it also reads that user's
+// entry as a login would.
+func (c *Config) Check(user string, open func(conf, user string, by time.Time) (store.Account, error)) ([]string, bool) {
+	dc, err := directory.Load(c.Directory)
+	if err != nil {
+		return []string{"error: " + err.Error()}, false
+	}
+	var lines []string
+	ok := true
+	say := func(good bool, format string, a ...any) {
+		level := "ok"
+		if !good {
+			level, ok = "error", false
+		}
+		lines = append(lines, level+": "+fmt.Sprintf(format, a...))
+	}
+	writers := 0
+	for _, u := range dc.URIs {
+		srv := directory.Describe(dc.Only(u))
+		switch {
+		case !srv.Reachable:
+			lines = append(lines, fmt.Sprintf("warning: %s: %s", u, srv.Error))
+		case !srv.Schema || !srv.Records:
+			say(false, "%s: pam_totp's schema with state records is not loaded", u)
+		default:
+			if srv.Writes {
+				writers++
+			}
+			say(true, "%s: reachable, bound as %s, member of %s", u, srv.BoundAs, strings.Join(srv.Groups, "; "))
+		}
+	}
+	say(writers > 0, "%d server(s) take writes", writers)
+	if _, err := directory.IsMember(dc, c.HostsGroup, c.memberDN("pam-totp-check"), time.Now().Add(memberFor)); err != nil {
+		say(false, "cannot ask who is in %s: %v", c.HostsGroup, err)
+	} else {
+		say(true, "can ask who is in %s", c.HostsGroup)
+	}
+	if user != "" {
+		acct, err := open(c.Directory, user, time.Now().Add(memberFor))
+		if err == nil {
+			defer acct.Close()
+			_, err = acct.Read()
+		}
+		switch {
+		case errors.Is(err, secret.ErrNotEnrolled):
+			say(true, "%s's entry is read; %s is not enrolled", user, user)
+		case err != nil:
+			say(false, "%s's entry: %v", user, err)
+		default:
+			say(true, "%s's enrollment is read", user)
+		}
+	}
+	return lines, ok
+}
