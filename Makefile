@@ -128,7 +128,7 @@ sanitizers: build/fuzz-frames build/asan/pam_totp.so build/asan/pamlogin
 BENCH_TOOLS = build/pamlogin build/bench/nullcheck build/bench/nullcheck-sync
 bench: all $(BENCH_TOOLS)
 	scripts/deps --tests --with-reference --bench
-	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling|Directory|Agent' -benchtime 1x -timeout 60m ./test/
+	go test -count=1 -run '^$$' -bench 'Logins|NodelayOracle|LoginScaling|Directory|Agent|Verifier' -benchtime 1x -timeout 60m ./test/
 
 # Before and after: this tree against the commit REV, interleaved in one
 # run (libpam and sudo loops), into build/bench-against.md. A REV with the

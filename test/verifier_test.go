@@ -515,3 +515,26 @@ func TestVerifierDoctor(t *testing.T) {
 		t.Fatalf("pam-totp-verifier --check against a directory without pam_totp's schema: %v\n%s", err, out)
 	}
 }
+
+// TestVerifierKeptConnection: a login on a connection the host's agent
+// kept from an earlier login has the whole of the module's timeout= for
+// connecting to the directory, counted from its own request, not from
+// when the connection began to wait. (With timeout=4 the verifier has 2 s
+// to connect; the connection waits 3 s between the logins.)
+func TestVerifierKeptConnection(t *testing.T) {
+	f := newVerifierFleet(t, []string{"options timeout=4"})
+	a := startAgent(t)
+	svc := service(t, module("required", "directory="+f.confA, "agent="+a.socket))
+	u := newUser(t)
+	f.enroll(t, u)
+	waitForFreshStep(30, 10)
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("the first login: %v", err)
+	}
+	time.Sleep(3 * time.Second)
+	m := syslogs.mark()
+	if err := loginWith(t, svc, u, code(t, u.secret, 1)); err != nil {
+		t.Fatalf("the login on the kept connection: %v\n%s", err, strings.Join(syslogs.since(m), "\n"))
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a .*outcome=ok`)
+}

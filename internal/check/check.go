@@ -97,10 +97,12 @@ func Run(e *Env) {
 		}
 		protocol.WriteFrame(e.Conn, protocol.Verdict, []byte{verdict})
 	}()
-	// The module's timeout= runs from the start: the first prompt must come
-	// before it ends, and connecting to a directory is most of that wait.
-	started := time.Now()
 	typ, payload, err := protocol.ReadFrame(e.Conn)
+	// The module's timeout= runs from its request: the first prompt must
+	// come before it ends, and connecting to a directory is most of that
+	// wait. From the request, not from Run: a verifier's connection waits
+	// for a host's next request for minutes.
+	started := time.Now()
 	if errors.Is(err, io.EOF) {
 		// Hung up before a request (doctor's probe of the agent): no
 		// login, nothing to log.
