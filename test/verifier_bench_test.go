@@ -39,6 +39,10 @@ func BenchmarkVerifier(b *testing.B) {
 	v2 := startVerifier(b, pair.s2, pair.s1, "verifier-2", "host_rate 100000 60")
 	confA := verifierHostConf(b, pair.s1, "host-a", v1, v2)
 	confB := verifierHostConf(b, pair.s1, "host-b", v1, v2)
+	// The same directory without the hop: the host reads and writes it
+	// itself, with verifier 1's identity.
+	direct := pair.s1.hostConfLines(b, "direct", []string{"uri " + pair.s1.ldaps, "base ou=people," + ldapSuffix, "ca_file " + pair.s1.ca,
+		"cert_file " + filepath.Join(pair.s1.certs, "verifier-1.pem"), "key_file " + filepath.Join(pair.s1.certs, "verifier-1.key"), "timeout 2"})
 	const nUsers, runs, sshdUsers, stream = 200, 5, 30, 150
 	users := make([]*user, nUsers)
 	enrolled := make([][]byte, nUsers)
@@ -63,6 +67,7 @@ func BenchmarkVerifier(b *testing.B) {
 		"verifier":         module("required", "directory="+confA, "agent="+a.socket),
 		"verifier-checker": module("required", "directory="+confA, "agent=off"),
 		"verifier-b":       module("required", "directory="+confB, "agent="+a.socket),
+		"directory":        module("required", "directory="+direct, "agent="+a.socket),
 	}
 	svc := service(b)
 	for name, line := range lines {
@@ -93,7 +98,7 @@ func BenchmarkVerifier(b *testing.B) {
 
 	// 1. libpam, a fresh process per login, the services interleaved and
 	// their order rotated from run to run.
-	order := []string{"agent", "verifier", "verifier-checker"}
+	order := []string{"agent", "directory", "verifier", "verifier-checker"}
 	for run := 0; run < runs; run++ {
 		for i := range order {
 			name := order[(i+run)%len(order)]
@@ -193,12 +198,17 @@ each (as its own user, with its own TLS connection to its slapd), and the
 host's pam-totp-agent socket-activated as its unit is; all on loopback. The
 host's directory.conf names both verifiers. "system store, agent" is a root
 store read by the agent (`+"`secret=/…/%%u`"+`), the fastest login pam_totp has on
-one host. Each figure is the median per-login time (smallest–largest) of %d
+one host; "directory=, through the agent" is the same directory read and
+written by the host itself (with a verifier's identity, which the verifiers'
+ACL lets read the secrets), so that the difference to the verifier's row is
+the verifier's own hop. The verifiers' host_rate is raised for the run (it
+makes thousands of logins a minute from one host). Each figure is the median per-login time (smallest–largest) of %d
 runs in which %d users each log in once with a right code; the services' runs
 alternate, their order rotated.
 
 | path | login | per login | / system store through the agent |
 |---|---|---|---|
+%s
 %s
 %s
 %s
@@ -226,7 +236,8 @@ down for down_for and tried last).
 Reproduce: `+"`make bench`"+` as root, or only this page:
 `+"`go test -run '^$' -bench Verifier -benchtime 1x ./test/`"+` (as root, after `+"`make all build/pamlogin`"+`).
 `, time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(benchMachine()), runs, users,
-		row("libpam", "agent", "system store, agent"), row("libpam", "verifier", "verifier, through the agent"),
+		row("libpam", "agent", "system store, agent"), row("libpam", "directory", "directory=, through the agent"),
+		row("libpam", "verifier", "verifier, through the agent"),
 		row("libpam", "verifier-checker", "verifier, through the checker (agent=off)"),
 		row("sshd", "agent", "system store, agent"), row("sshd", "verifier", "verifier, through the agent"),
 		sshdUsers, burst.failed, users, ms(burst.p50), ms(burst.p99),
