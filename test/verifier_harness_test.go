@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	osuser "os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,14 +29,21 @@ const verifierUser = "pam-totp-verifier"
 var (
 	verifierOnce sync.Once
 	verifierUID  = 60990
+	verifierGID  = 60990
 )
 
 // needVerifierUser adds the verifier's user and group to the namespace's
-// /etc once.
+// /etc once, or takes the ones there (TestDebianPackage's postinst makes
+// them, and a purge leaves them).
 func needVerifierUser(t testing.TB) {
 	verifierOnce.Do(func() {
-		appendLine(t, "/etc/passwd", fmt.Sprintf("%s:x:%d:%d::/nonexistent:/usr/sbin/nologin", verifierUser, verifierUID, verifierUID))
-		appendLine(t, "/etc/group", fmt.Sprintf("%s:x:%d:", verifierUser, verifierUID))
+		if u, err := osuser.Lookup(verifierUser); err == nil {
+			verifierUID, _ = strconv.Atoi(u.Uid)
+			verifierGID, _ = strconv.Atoi(u.Gid)
+			return
+		}
+		appendLine(t, "/etc/passwd", fmt.Sprintf("%s:x:%d:%d::/nonexistent:/usr/sbin/nologin", verifierUser, verifierUID, verifierGID))
+		appendLine(t, "/etc/group", fmt.Sprintf("%s:x:%d:", verifierUser, verifierGID))
 	})
 }
 
@@ -69,14 +78,14 @@ func verifierFiles(t testing.TB, s, ca *slapd, name string, lines ...string) *ve
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(filepath.Dir(dir), 0o755)
 	os.Chmod(dir, 0o750)
-	os.Chown(dir, 0, verifierUID)
+	os.Chown(dir, 0, verifierGID)
 	put := func(file, content string, mode os.FileMode) string {
 		path := filepath.Join(dir, file)
 		if err := os.WriteFile(path, []byte(content), mode); err != nil {
 			t.Fatal(err)
 		}
 		os.Chmod(path, mode)
-		os.Chown(path, 0, verifierUID)
+		os.Chown(path, 0, verifierGID)
 		return path
 	}
 	copyIn := func(file, from string, mode os.FileMode) string {
@@ -136,7 +145,7 @@ func (v *verifierProc) start(t testing.TB) {
 	v.cmd = exec.Command(filepath.Join(libDir, "pam-totp-verifier"), append([]string{"--config", v.conf}, v.args...)...)
 	v.cmd.Stdout, v.cmd.Stderr = v.log, v.log
 	v.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL,
-		Credential: &syscall.Credential{Uid: uint32(verifierUID), Gid: uint32(verifierUID), Groups: []uint32{}}}
+		Credential: &syscall.Credential{Uid: uint32(verifierUID), Gid: uint32(verifierGID), Groups: []uint32{}}}
 	if err := v.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -67,3 +67,14 @@ func TestMemberDN(t *testing.T) {
 		}
 	}
 }
+
+func TestHostName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"web1": true, "web-1.example.org": true, "db_2": true,
+		"evil,ou=admins": false, "a\nb": false, "x y": false, `"q"`: false, strings.Repeat("a", 254): false,
+	} {
+		if hostName(name) != want {
+			t.Errorf("hostName(%q) = %v", name, !want)
+		}
+	}
+}

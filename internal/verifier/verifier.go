@@ -206,7 +206,26 @@ func (s *Server) accept(raw net.Conn) (string, *tls.Conn, error) {
 		return "", tc, errors.New("the host's certificate names no host (no common name)")
 	}
 	host := certs[0].Subject.CommonName
+	if !hostName(host) {
+		// It is logged with every decision and made into a DN: a host
+		// name, nothing else.
+		return "", tc, fmt.Errorf("the host's certificate names it %q: want a host name (letters, digits, '.', '-', '_')", host)
+	}
 	return host, tc, s.inGroup(host)
+}
+
+// hostName says whether name is a plausible host name of at most 253
+// bytes.
+func hostName(name string) bool {
+	if len(name) > 253 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // inGroup asks the directory whether host is in the hosts group, at most
