@@ -53,6 +53,7 @@ type verifierProc struct {
 	addr    string // where hosts reach it
 	metrics string // its metrics endpoint
 	conf    string
+	dirConf string // its directory configuration
 	args    []string
 	cmd     *exec.Cmd
 	log     *syncBuffer
@@ -107,7 +108,7 @@ func verifierFiles(t testing.TB, s, ca *slapd, name string, lines ...string) *ve
 		"timeout 2",
 		"connect_timeout 1",
 	}, "\n")+"\n", 0o640)
-	v := &verifierProc{name: name, log: &syncBuffer{}}
+	v := &verifierProc{name: name, log: &syncBuffer{}, dirConf: dirConf}
 	v.addr = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	v.metrics = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	v.conf = put("verifier.conf", strings.Join(append([]string{
@@ -121,6 +122,19 @@ func verifierFiles(t testing.TB, s, ca *slapd, name string, lines ...string) *ve
 		"metrics " + v.metrics,
 	}, lines...), "\n")+"\n", 0o640)
 	return v
+}
+
+// throughGate points the verifier's directory configuration at addr
+// instead of its server's ldaps port (before it starts).
+func (v *verifierProc) throughGate(t testing.TB, s *slapd, addr string) {
+	t.Helper()
+	data, err := os.ReadFile(v.dirConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(v.dirConf, []byte(strings.Replace(string(data), "uri "+s.ldaps, "uri ldaps://"+addr, 1)), 0o640); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // startVerifier writes a verifier's files and starts it, stopped by its

@@ -12,7 +12,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,10 +173,12 @@ func TestVerifierRefusesHosts(t *testing.T) {
 	v := startVerifier(t, p.s1, p.s1, "verifier-1")
 	other := startSlapd(t) // only for its CA, of which host-a's certificate here is
 	expiredCert(t, p.s1, "expired-a", "host-a")
+	p.s1.issue(t, "spaced", "/O=pam-totp test/CN=host a", "")
 	cases := []struct{ name, cert, key, why string }{
 		{"other CA", filepath.Join(other.certs, "host-a.pem"), filepath.Join(other.certs, "host-a.key"), `refused: TLS`},
 		{"expired", filepath.Join(p.s1.certs, "expired-a.pem"), filepath.Join(p.s1.certs, "expired-a.key"), `refused: TLS`},
 		{"not in the group", filepath.Join(p.s1.certs, "host-c.pem"), filepath.Join(p.s1.certs, "host-c.key"), `refused: host host-c .* is not a member of cn=pam-totp-hosts`},
+		{"not a host name", filepath.Join(p.s1.certs, "spaced.pem"), filepath.Join(p.s1.certs, "spaced.key"), `refused: the host's certificate names it "host a": want a host name`},
 	}
 	before := metric(t, v, "pam_totp_verifier_refused_connections_total")
 	for _, c := range cases {
@@ -193,8 +197,8 @@ func TestVerifierRefusesHosts(t *testing.T) {
 			expectLog(t, m, `user=`+u.name+` service=pamtotp-test outcome=fail reason=".*verifier 127\.0\.0\.1:\d+`)
 		})
 	}
-	if n := metric(t, v, "pam_totp_verifier_refused_connections_total"); n != before+3 {
-		t.Errorf("the metrics count %d refusals, want %d", n, before+3)
+	if n := metric(t, v, "pam_totp_verifier_refused_connections_total"); n != before+len(cases) {
+		t.Errorf("the metrics count %d refusals, want %d", n, before+len(cases))
 	}
 }
 
@@ -537,4 +541,86 @@ func TestVerifierKeptConnection(t *testing.T) {
 		t.Fatalf("the login on the kept connection: %v\n%s", err, strings.Join(syslogs.since(m), "\n"))
 	}
 	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a .*outcome=ok`)
+}
+
+// TestVerifierKilledAfterCharge: the verifier is killed once its charge
+// of the attempt is in the directory, before it saves the decision. The
+// login fails closed on the host, and the attempt stays counted.
+func TestVerifierKilledAfterCharge(t *testing.T) {
+	p := startMirrorPairACL(t, "pam-totp-acl-verifier.conf")
+	u := newUser(t)
+	p.enroll(t, u)
+	charged := func() bool {
+		st := p.s1.attr(t, u, "pamTOTPState")
+		return len(st) == 1 && strings.Contains(st[0], "failures 1")
+	}
+	if charged() {
+		t.Fatal("the state counts a failure before the test")
+	}
+	v := verifierFiles(t, p.s1, p.s1, "verifier-1")
+	// Every chunk the verifier sends slapd waits until the test has looked
+	// at the state; once the charge is there, the verifier is killed.
+	var once sync.Once
+	v.throughGate(t, p.s1, proxyAll(t, strings.TrimPrefix(p.s1.ldaps, "ldaps://"), func() bool {
+		if charged() {
+			once.Do(v.kill)
+			return false
+		}
+		return true
+	}))
+	v.start(t)
+	t.Cleanup(v.stop)
+	svc := service(t, module("required", "directory="+verifierHostConf(t, p.s1, "host-a", v)))
+	m := syslogs.mark()
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("the login got in though its verifier was killed before it saved")
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test outcome=fail reason="verifier .*fails closed`)
+	if !charged() {
+		t.Fatalf("after the kill the state is %q: the attempt was not counted", p.s1.attr(t, u, "pamTOTPState"))
+	}
+}
+
+// proxyAll proxies every connection to target, asking fromClient before
+// it passes on each chunk from a client; a false closes that connection.
+func proxyAll(t *testing.T, target string, fromClient func() bool) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				go func() { io.Copy(c, s); c.Close() }()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 && (!fromClient() || !writeAll(s, buf[:n])) {
+						return
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func writeAll(w io.Writer, p []byte) bool {
+	_, err := w.Write(p)
+	return err == nil
 }
