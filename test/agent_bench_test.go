@@ -95,23 +95,7 @@ func BenchmarkAgent(b *testing.B) {
 	// their order rotated from run to run.
 	order := []string{"ga", "checker", "agent", "dir-checker", "dir-agent"}
 	times := map[string][]time.Duration{}
-	for run := 0; run < runs; run++ {
-		for i := range order {
-			name := order[(i+run)%len(order)]
-			reset()
-			cs := make([]string, nUsers)
-			for j, u := range users {
-				cs[j] = code(b, u.secret, 0)
-			}
-			start := time.Now()
-			for j, u := range users {
-				if err := login(name, u, cs[j]); err != nil {
-					b.Fatal(err)
-				}
-			}
-			times["libpam/"+name] = append(times["libpam/"+name], time.Since(start)/nUsers)
-		}
-	}
+	interleave(b, times, "libpam/", order, runs, reset, users, login)
 
 	// 2. sshd, one login at a time, as a person waits for it.
 	sshds := map[string]*sshd{}
@@ -136,31 +120,12 @@ func BenchmarkAgent(b *testing.B) {
 	bursts := map[string]burstFigures{}
 	for _, name := range []string{"dir-checker", "dir-agent"} {
 		reset()
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		var ds []time.Duration
-		failed := 0
-		start := make(chan struct{})
-		for _, u := range users {
+		logins := make([]func() error, len(users))
+		for i, u := range users {
 			c := code(b, u.secret, 0)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				t0 := time.Now()
-				err := login(name, u, c)
-				mu.Lock()
-				ds = append(ds, time.Since(t0))
-				if err != nil {
-					failed++
-				}
-				mu.Unlock()
-			}()
+			logins[i] = func() error { return login(name, u, c) }
 		}
-		close(start)
-		wg.Wait()
-		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-		bursts[name] = burstFigures{failed: failed, p50: ds[len(ds)/2], p99: ds[len(ds)*99/100]}
+		bursts[name] = burstOf(logins)
 	}
 
 	// 4. The agent's memory: logins straight over its socket (wrong codes
@@ -180,6 +145,30 @@ func BenchmarkAgent(b *testing.B) {
 	// made durable (fdatasync), in the store's file system.
 	floor := syncFloor(b, filepath.Join(store, "floor"))
 	writeAgentReport(b, times, bursts, rss, floor, nUsers, runs, sshdUsers)
+}
+
+// interleave runs each of the logins named in order over all users,
+// runs times, the order rotated from run to run and reset before each,
+// and adds the time per login to times[prefix+name]. The codes are made
+// before the clock starts.
+func interleave(b testing.TB, times map[string][]time.Duration, prefix string, order []string, runs int, reset func(), users []*user, login func(name string, u *user, code string) error) {
+	for run := 0; run < runs; run++ {
+		for i := range order {
+			name := order[(i+run)%len(order)]
+			reset()
+			cs := make([]string, len(users))
+			for j, u := range users {
+				cs[j] = code(b, u.secret, 0)
+			}
+			start := time.Now()
+			for j, u := range users {
+				if err := login(name, u, cs[j]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			times[prefix+name] = append(times[prefix+name], time.Since(start)/time.Duration(len(users)))
+		}
+	}
 }
 
 // syncFloor is the median time of 200 in-place writes of 8 KiB, each
@@ -261,6 +250,34 @@ func vmRSS(b testing.TB, pid int) string {
 type burstFigures struct {
 	failed   int
 	p50, p99 time.Duration
+}
+
+// burstOf starts every login at the same moment and times each.
+func burstOf(logins []func() error) burstFigures {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var ds []time.Duration
+	failed := 0
+	start := make(chan struct{})
+	for _, login := range logins {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			t0 := time.Now()
+			err := login()
+			mu.Lock()
+			ds = append(ds, time.Since(t0))
+			if err != nil {
+				failed++
+			}
+			mu.Unlock()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return burstFigures{failed: failed, p50: ds[len(ds)/2], p99: ds[len(ds)*99/100]}
 }
 
 func writeAgentReport(b testing.TB, times map[string][]time.Duration, bursts map[string]burstFigures, rss map[int]string, floor time.Duration, users, runs, sshdUsers int) {

@@ -32,12 +32,7 @@ func TestDebianPackage(t *testing.T) {
 	}
 	deb := debs[0]
 
-	out, _ := exec.Command("lintian", deb).CombinedOutput()
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, "E:") || strings.HasPrefix(line, "W:") {
-			t.Errorf("lintian: %s", line)
-		}
-	}
+	lintianClean(t, deb)
 
 	// hardening-check on what the package ships. Control-flow protection is
 	// not asked for: Debian 12's C start files carry no CET marking, so no
@@ -149,12 +144,7 @@ func debianVerifierPackage(t *testing.T) {
 		t.Fatalf("want one pam-totp-verifier package in build/, found %v", debs)
 	}
 	deb := debs[0]
-	out, _ := exec.Command("lintian", deb).CombinedOutput()
-	for _, line := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(line, "E:") || strings.HasPrefix(line, "W:") {
-			t.Errorf("lintian: %s", line)
-		}
-	}
+	lintianClean(t, deb)
 	x := t.TempDir()
 	if out, err := exec.Command("dpkg-deb", "-x", deb, x).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb -x: %v %s", err, out)
@@ -202,7 +192,7 @@ func debianVerifierPackage(t *testing.T) {
 	if out, err := exec.Command("chgrp", "pam-totp-verifier", conf).CombinedOutput(); err != nil {
 		t.Fatalf("chgrp: %v %s", err, out)
 	}
-	out, err = exec.Command("/usr/sbin/pam-totp-verifier", "--check", "--config", conf).CombinedOutput()
+	out, err := exec.Command("/usr/sbin/pam-totp-verifier", "--check", "--config", conf).CombinedOutput()
 	if err == nil || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 || !strings.Contains(string(out), "/etc/pam-totp/verifier.pem") {
 		t.Errorf("the installed verifier's --check on the example: %v\n%s", err, out)
 	}
@@ -279,4 +269,15 @@ func tail(b []byte) string {
 		s = "..." + s[len(s)-3000:]
 	}
 	return s
+}
+
+// lintianClean: lintian finds no error and no warning in deb.
+func lintianClean(t *testing.T, deb string) {
+	t.Helper()
+	out, _ := exec.Command("lintian", deb).CombinedOutput()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "E:") || strings.HasPrefix(line, "W:") {
+			t.Errorf("lintian: %s", line)
+		}
+	}
 }

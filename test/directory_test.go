@@ -357,37 +357,9 @@ func TestDirectoryEnrollAtLoginOnce(t *testing.T) {
 	f.d.addUser(t, u)
 	stackA := strings.Join([]string{"auth required pam_unix.so nodelay", module("required", "directory="+f.confA, "enroll=login")}, "\n")
 	stackB := strings.Join([]string{"auth required pam_unix.so nodelay", module("required", "directory="+f.confB, "enroll=login")}, "\n")
-	dirs := []string{service(t, stackA), service(t, stackB)}
-	var wg sync.WaitGroup
-	results := make([]error, 2)
-	secrets := make([]string, 2)
-	for i, dir := range dirs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e := &enrollConv{t: t, password: u.password}
-			authErr, credErr := loginAndSetcred(t, dir, u.name, e, true)
-			results[i] = errors.Join(authErr, credErr)
-			if m := regexp.MustCompile(`otpauth://\S+[?&]secret=([A-Z2-7]+)`).FindStringSubmatch(strings.Join(e.infos, "\n")); m != nil {
-				secrets[i] = m[1]
-			}
-		}()
-	}
-	wg.Wait()
+	winner := firstLoginsAtOnce(t, []string{service(t, stackA), service(t, stackB)}, u)
 	if vals := f.d.attr(t, u, "pamTOTPSecret"); len(vals) != 1 {
-		t.Fatalf("two first logins left %d secrets in the entry, want 1 (results %v)", len(vals), results)
-	}
-	var winner string
-	for i := range 2 {
-		if results[i] == nil {
-			if winner != "" {
-				t.Fatalf("both first logins succeeded and enrolled: %v", results)
-			}
-			winner = secrets[i]
-		}
-	}
-	if winner == "" {
-		t.Fatalf("neither first login enrolled: %v", results)
+		t.Fatalf("two first logins left %d secrets in the entry, want 1", len(vals))
 	}
 	// The enrollment is the winner's (its confirmation used the code of
 	// this step), and both hosts ask for its codes and share its state.
@@ -1411,4 +1383,42 @@ func silentServer(t *testing.T) string {
 		}
 	}()
 	return l.Addr().String()
+}
+
+// firstLoginsAtOnce runs u's first login through each service at the same
+// moment, with enroll=login: exactly one may enroll (its login and its
+// pam_setcred succeed). It returns that one's secret, as the QR code's
+// URI showed it.
+func firstLoginsAtOnce(t *testing.T, dirs []string, u *user) string {
+	t.Helper()
+	m := syslogs.mark()
+	var wg sync.WaitGroup
+	results := make([]error, len(dirs))
+	secrets := make([]string, len(dirs))
+	for i, dir := range dirs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e := &enrollConv{t: t, password: u.password}
+			authErr, credErr := loginAndSetcred(t, dir, u.name, e, true)
+			results[i] = errors.Join(authErr, credErr)
+			if m := regexp.MustCompile(`otpauth://\S+[?&]secret=([A-Z2-7]+)`).FindStringSubmatch(strings.Join(e.infos, "\n")); m != nil {
+				secrets[i] = m[1]
+			}
+		}()
+	}
+	wg.Wait()
+	var winner string
+	for i := range dirs {
+		if results[i] == nil {
+			if winner != "" {
+				t.Fatalf("two first logins enrolled: %v", results)
+			}
+			winner = secrets[i]
+		}
+	}
+	if winner == "" {
+		t.Fatalf("no first login enrolled: %v\n%s", results, strings.Join(syslogs.since(m), "\n"))
+	}
+	return winner
 }

@@ -95,6 +95,17 @@ func startDebianSlapd(t *testing.T, addr string) *debianSlapd {
 // directory of its own, and -W (a password prompt) is given the admin's
 // password; /usr/share/pam-totp is this tree's packaging. Nothing else of
 // the block is changed.
+// configure runs an ldap-utils tool with file on s's cn=config, as root
+// over ldapi.
+func (s *debianSlapd) configure(t *testing.T, tool, file string) {
+	t.Helper()
+	cmd := exec.Command(tool, "-Y", "EXTERNAL", "-H", s.ldapi, "-Q", "-f", file)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s -f %s: %v\n%s", tool, file, err, out)
+	}
+}
+
 func runBlock(t *testing.T, block, dir string, s *debianSlapd, env ...string) {
 	t.Helper()
 	ldap, err := filepath.Abs("../packaging/ldap")
@@ -265,14 +276,7 @@ func TestFleetDocVerifierACL(t *testing.T) {
 		t.Fatal("docs/fleet.md has no block marked test: verifier_acl")
 	}
 	old, fresh := startDebianSlapd(t, "127.0.0.6"), startDebianSlapd(t, "127.0.0.7")
-	ldap := func(s *debianSlapd, tool, file string) {
-		t.Helper()
-		cmd := exec.Command(tool, "-Y", "EXTERNAL", "-H", s.ldapi, "-Q", "-f", file)
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s -f %s: %v\n%s", tool, file, err, out)
-		}
-	}
+	ldap := func(s *debianSlapd, tool, file string) { t.Helper(); s.configure(t, tool, file) }
 	for _, s := range []*debianSlapd{old, fresh} {
 		ldap(s, "ldapadd", "../packaging/ldap/pam-totp.ldif")
 	}
@@ -310,14 +314,7 @@ func TestFleetDocUpgrade(t *testing.T) {
 		t.Fatal("docs/fleet.md has no block marked test: upgrade")
 	}
 	old, fresh := startDebianSlapd(t, "127.0.0.4"), startDebianSlapd(t, "127.0.0.5")
-	ldap := func(s *debianSlapd, tool, file string) {
-		t.Helper()
-		cmd := exec.Command(tool, "-Y", "EXTERNAL", "-H", s.ldapi, "-Q", "-f", file)
-		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LDAPCONF=/dev/null", "LDAPRC=/dev/null"}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s -f %s: %v\n%s", tool, file, err, out)
-		}
-	}
+	ldap := func(s *debianSlapd, tool, file string) { t.Helper(); s.configure(t, tool, file) }
 	ldap(old, "ldapadd", "testdata/ldap-before-records/pam-totp.ldif")
 	ldap(old, "ldapmodify", "testdata/ldap-before-records/pam-totp-acl.ldif")
 	runBlock(t, blocks["upgrade"], t.TempDir(), old)

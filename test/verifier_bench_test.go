@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -98,20 +97,7 @@ func BenchmarkVerifier(b *testing.B) {
 
 	// 1. libpam, a fresh process per login, the services interleaved and
 	// their order rotated from run to run.
-	order := []string{"agent", "directory", "verifier", "verifier-checker"}
-	for run := 0; run < runs; run++ {
-		for i := range order {
-			name := order[(i+run)%len(order)]
-			reset()
-			start := time.Now()
-			for _, u := range users {
-				if err := login(name, u, code(b, u.secret, 0)); err != nil {
-					b.Fatal(err)
-				}
-			}
-			times["libpam/"+name] = append(times["libpam/"+name], time.Since(start)/nUsers)
-		}
-	}
+	interleave(b, times, "libpam/", []string{"agent", "directory", "verifier", "verifier-checker"}, runs, reset, users, login)
 
 	// 2. sshd, one login at a time.
 	sshds := map[string]*sshd{}
@@ -134,31 +120,12 @@ func BenchmarkVerifier(b *testing.B) {
 
 	// 3. 200 logins at once, through hosts A and B in turn.
 	reset()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var ds []time.Duration
-	failed := 0
-	start := make(chan struct{})
+	logins := make([]func() error, len(users))
 	for i, u := range users {
 		c, name := code(b, u.secret, 0), []string{"verifier", "verifier-b"}[i%2]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			t0 := time.Now()
-			err := login(name, u, c)
-			mu.Lock()
-			ds = append(ds, time.Since(t0))
-			if err != nil {
-				failed++
-			}
-			mu.Unlock()
-		}()
+		logins[i] = func() error { return login(name, u, c) }
 	}
-	close(start)
-	wg.Wait()
-	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-	burst := burstFigures{failed: failed, p50: ds[len(ds)/2], p99: ds[len(ds)*99/100]}
+	burst := burstOf(logins)
 
 	// 4. Verifier 1 killed during a stream of logins through host A.
 	reset()

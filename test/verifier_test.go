@@ -186,13 +186,7 @@ func TestVerifierRefusesHosts(t *testing.T) {
 			conf := verifierHostConfWith(t, p.s1, "h", c.cert, c.key, v)
 			svc := service(t, module("required", "directory="+conf))
 			m := syslogs.mark()
-			start := time.Now()
-			if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
-				t.Fatal("the login got in")
-			}
-			if d := time.Since(start); d > 10*time.Second {
-				t.Fatalf("the refused login took %s, more than the module's timeout", d)
-			}
+			failsWithinTimeout(t, svc, u)
 			expectLog(t, m, `pam-totp-verifier: 127\.0\.0\.1:\d+: `+c.why)
 			expectLog(t, m, `user=`+u.name+` service=pamtotp-test outcome=fail reason=".*verifier 127\.0\.0\.1:\d+`)
 		})
@@ -284,13 +278,7 @@ func TestVerifierBothDown(t *testing.T) {
 	f.v2.kill()
 	svc := service(t, module("required", "directory="+f.confA, "fallback=local", "secret="+store+"/%u"))
 	m := syslogs.mark()
-	start := time.Now()
-	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
-		t.Fatal("a directory user got in with both verifiers down")
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("the login took %s, past the module's timeout", d)
-	}
+	failsWithinTimeout(t, svc, u)
 	expectLog(t, m, `user=`+u.name+` service=pamtotp-test outcome=fail reason="the directory cannot be reached: no verifier answered`)
 	m = syslogs.mark()
 	if err := loginWith(t, svc, root, code(t, root.secret, 0)); err != nil {
@@ -315,35 +303,7 @@ func TestVerifierEnrollAtLogin(t *testing.T) {
 		return service(t, strings.Join([]string{"auth required pam_unix.so nodelay", module("required", "directory="+conf, "enroll=login")}, "\n"))
 	}
 	dirs := []string{stack(f.confA), stack(f.confB)}
-	m := syslogs.mark()
-	var wg sync.WaitGroup
-	results := make([]error, 2)
-	secrets := make([]string, 2)
-	for i, dir := range dirs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e := &enrollConv{t: t, password: u.password}
-			authErr, credErr := loginAndSetcred(t, dir, u.name, e, true)
-			results[i] = errors.Join(authErr, credErr)
-			if m := regexp.MustCompile(`otpauth://\S+[?&]secret=([A-Z2-7]+)`).FindStringSubmatch(strings.Join(e.infos, "\n")); m != nil {
-				secrets[i] = m[1]
-			}
-		}()
-	}
-	wg.Wait()
-	var winner string
-	for i := range 2 {
-		if results[i] == nil {
-			if winner != "" {
-				t.Fatalf("both first logins enrolled: %v", results)
-			}
-			winner = secrets[i]
-		}
-	}
-	if winner == "" {
-		t.Fatalf("neither first login enrolled: %v\n%s", results, strings.Join(syslogs.since(m), "\n"))
-	}
+	winner := firstLoginsAtOnce(t, dirs, u)
 	if vals := f.pair.s1.attr(t, u, "pamTOTPSecret"); len(vals) != 1 {
 		t.Fatalf("%d secrets in the entry, want 1", len(vals))
 	}
@@ -623,4 +583,17 @@ func proxyAll(t *testing.T, target string, fromClient func() bool) string {
 func writeAll(w io.Writer, p []byte) bool {
 	_, err := w.Write(p)
 	return err == nil
+}
+
+// failsWithinTimeout: u's login with a right code fails, and within the
+// module's timeout= (10 s): closed, not hung.
+func failsWithinTimeout(t *testing.T, svc string, u *user) {
+	t.Helper()
+	start := time.Now()
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("the login got in")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the login took %s, past the module's timeout", d)
+	}
 }
