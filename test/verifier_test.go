@@ -597,3 +597,34 @@ func failsWithinTimeout(t *testing.T, svc string, u *user) {
 		t.Fatalf("the login took %s, past the module's timeout", d)
 	}
 }
+
+// TestVerifierTryFirstPassAsLocal: try_first_pass decides through a
+// verifier exactly as with a local enrollment. A code in the password
+// that opens sets the password part for the modules after; one that does
+// not leaves PAM_AUTHTOK as typed, also when the code then typed at the
+// prompt opens (pam_unix after it then refuses, as it does locally).
+func TestVerifierTryFirstPassAsLocal(t *testing.T) {
+	f := newVerifierFleet(t, nil)
+	u := newUser(t)
+	f.enroll(t, u)
+	store := storeFor(t)
+	w := newUser(t)
+	enroll(t, w, "--secret-file", store+"/%u")
+	stack := func(where string) string {
+		return service(t, "auth optional pam_unix.so nodelay", module("requisite", where, "try_first_pass"), "auth required pam_unix.so use_first_pass nodelay")
+	}
+	for _, c := range []struct {
+		who   *user
+		svc   string
+		where string
+	}{{u, stack("directory=" + f.confA), "verifier"}, {w, stack("secret=" + store + "/%u"), "local"}} {
+		waitForFreshStep(30, 10)
+		if err := authenticate(t, c.svc, c.who.name, &conv{answers: []string{c.who.password + code(t, c.who.secret, 0)}}); err != nil {
+			t.Fatalf("%s: password and a right code in one answer: %v", c.where, err)
+		}
+		err := authenticate(t, c.svc, c.who.name, &conv{answers: []string{c.who.password + wrongCode(t, c.who), code(t, c.who.secret, 1)}})
+		if !errors.Is(err, pam.ErrAuth) {
+			t.Fatalf("%s: a wrong code in the password, then a right one at the prompt: %v; want pam_unix to refuse the password as typed", c.where, err)
+		}
+	}
+}

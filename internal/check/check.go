@@ -157,7 +157,7 @@ const saveFailedMessage = "pam_totp: cannot record this login (is the disk full 
 type candidate struct {
 	code     string
 	password string
-	index    int // its place among the readings, which a verifier names to its host
+	index    int // its place among the readings, which a verifier names to its host; -1: typed at the code prompt
 }
 
 func (s *session) run() byte {
@@ -250,7 +250,7 @@ func (s *session) run() byte {
 	} else {
 		var answer string
 		answer, err = s.prompt(opts.Prompt, opts.EchoCode)
-		candidates = []candidate{{code: answer}}
+		candidates = []candidate{{code: answer, index: -1}}
 	}
 	if err != nil {
 		s.logf(s.env.Log.Info, "", "fail", "conversation failed: %v", err)
@@ -581,13 +581,16 @@ func (s *session) saveFailed() {
 
 // finish forwards the password part when asked, logs and returns the verdict.
 func (s *session) finish(r verify.Result, c candidate, err error) byte {
-	if (s.opts.ForwardPass || s.opts.UseFirstPass || (s.opts.TryFirstPass && r.Outcome == verify.OK && (c.password != "" || s.env.Remote != nil))) && !s.authtok {
+	// A code typed at the code prompt is no reading of a password: it
+	// sets nothing (index -1). Inside pam-totp-verifier the host holds
+	// the passwords, and sets the one of the reading named.
+	reading := c.index >= 0 && (c.password != "" || s.env.Remote != nil)
+	if (s.opts.ForwardPass || s.opts.UseFirstPass || (s.opts.TryFirstPass && r.Outcome == verify.OK && reading)) && !s.authtok {
 		payload := []byte(c.password)
 		if s.env.Remote != nil {
-			// The host holds the passwords: it sets the one of this reading.
 			payload = []byte(strconv.Itoa(c.index))
 		}
-		if protocol.WriteFrame(s.env.Conn, protocol.SetAuthtok, payload) == nil {
+		if (s.env.Remote == nil || c.index >= 0) && protocol.WriteFrame(s.env.Conn, protocol.SetAuthtok, payload) == nil {
 			s.authtok = true
 		}
 	}
