@@ -628,3 +628,25 @@ func TestVerifierTryFirstPassAsLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifierSlowUser: a user who takes longer to answer than the
+// module's timeout= (the wait for the verifier's frames, which does not
+// count the user's time) gets in, with forward_pass too.
+func TestVerifierSlowUser(t *testing.T) {
+	f := newVerifierFleet(t, nil)
+	u := newUser(t)
+	f.enroll(t, u)
+	waitForFreshStep(30, 12)
+	for i, opts := range [][]string{{"timeout=3"}, {"timeout=3", "forward_pass"}} {
+		svc := service(t, module("requisite", append([]string{"directory=" + f.confA}, opts...)...), "auth optional pam_unix.so use_first_pass nodelay")
+		answer := code(t, u.secret, i) // the first login used this step's
+		if len(opts) > 1 {
+			answer = u.password + answer
+		}
+		slow := &atPrompt{answer: answer, before: func() { time.Sleep(4 * time.Second) }}
+		m := syslogs.mark()
+		if err := authenticateFrom(t, svc, u.name, slow, nil); err != nil {
+			t.Fatalf("%v: an answer after 4 s, past timeout=3: %v\n%s", opts, err, strings.Join(syslogs.since(m), "\n"))
+		}
+	}
+}

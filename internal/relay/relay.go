@@ -183,6 +183,8 @@ func converse(vc *tls.Conn, t protocol.Type, p []byte, req *protocol.Req, opts *
 			if err != nil {
 				return protocol.Fail, err
 			}
+			// The user took their time: the deadline set before is past.
+			vc.SetDeadline(time.Now().Add(wait))
 			if err := protocol.WriteFrame(vc, at, answer); err != nil {
 				return protocol.Fail, err
 			}
@@ -197,6 +199,7 @@ func converse(vc *tls.Conn, t protocol.Type, p []byte, req *protocol.Req, opts *
 				if err != nil {
 					return protocol.Fail, err
 				}
+				vc.SetDeadline(time.Now().Add(wait))
 				if at != protocol.Answer {
 					// The application could not ask: the verifier hears so.
 					if err := protocol.WriteFrame(vc, at, nil); err != nil {
