@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,7 @@ type slapd struct {
 	adminPass string // the password file of the admin identity (cn=enroller)
 	upgraded  string // with slapdOpts.before: the configuration upgrade writes
 	opts      slapdOpts
+	ldapi     string // with slapdOpts.ldapi: ldapi://PATH, escaped
 }
 
 const (
@@ -68,6 +70,9 @@ type slapdOpts struct {
 	// before: the schema and ACL of a pam_totp before state records
 	// (testdata/ldap-before-records), for s.upgrade.
 	before bool
+	// ldapi: also listen on a local socket (s.ldapi), in a directory
+	// everyone may reach, as Debian's /run/slapd/ldapi.
+	ldapi bool
 	// acl is the example ACL's file in packaging/ldap, if not
 	// pam-totp-acl.conf (pam-totp-acl-verifier.conf for a fleet of
 	// verifiers).
@@ -124,7 +129,17 @@ func startSlapdOpts(t testing.TB, o slapdOpts) *slapd {
 		p1, p2 = freePort(t), freePort(t)
 	}
 	s.ldaps, s.ldap = fmt.Sprintf("ldaps://127.0.0.1:%d", p1), fmt.Sprintf("ldap://127.0.0.1:%d", p2)
-	s.args = []string{"-d", "0", "-f", filepath.Join(dir, "slapd.conf"), "-h", s.ldaps + "/ " + s.ldap + "/"}
+	listen := s.ldaps + "/ " + s.ldap + "/"
+	if o.ldapi {
+		sockDir, err := os.MkdirTemp(workDir, "ldapi-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(sockDir, 0o755)
+		s.ldapi = "ldapi://" + url.PathEscape(filepath.Join(sockDir, "ldapi"))
+		listen += " " + s.ldapi + "/"
+	}
+	s.args = []string{"-d", "0", "-f", filepath.Join(dir, "slapd.conf"), "-h", listen}
 	s.start(t)
 	t.Cleanup(func() {
 		s.stop(t)

@@ -331,3 +331,18 @@ func (r *recordingVerifier) received() string {
 	r.got = nil
 	return s
 }
+
+// overLDAPI points the verifier's directory configuration at s's local
+// socket, with no certificate: slapd knows it by its uid and gid
+// (SASL EXTERNAL over ldapi), as on a server where it runs beside slapd.
+func (v *verifierProc) overLDAPI(t testing.TB, s *slapd) {
+	t.Helper()
+	if err := os.WriteFile(v.dirConf, []byte("uri "+s.ldapi+"\nbase ou=people,"+ldapSuffix+"\ntimeout 2\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// peercredDN is the identity slapd gives the verifier's user over ldapi.
+func peercredDN() string {
+	return fmt.Sprintf("gidNumber=%d+uidNumber=%d,cn=peercred,cn=external,cn=auth", verifierGID, verifierUID)
+}

@@ -650,3 +650,38 @@ func TestVerifierSlowUser(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifierOverLDAPI: the verifier beside slapd as fleet.md sets it
+// up, over the local socket with the identity slapd gives its user (no
+// certificate of its own for the directory), in the verifiers' group: it
+// decides, a code works once, and its --check is clean.
+func TestVerifierOverLDAPI(t *testing.T) {
+	d := startSlapdOpts(t, slapdOpts{ldapi: true, acl: "pam-totp-acl-verifier.conf"})
+	v := verifierFiles(t, d, d, "verifier-1")
+	v.overLDAPI(t, d)
+	d.modify(t, fmt.Sprintf("dn: cn=pam-totp-verifiers,ou=groups,%s\nchangetype: modify\nreplace: member\nmember: %s\n", ldapSuffix, peercredDN()))
+	v.start(t)
+	t.Cleanup(v.stop)
+	u := newUser(t)
+	d.addUser(t, u)
+	u.secret = newSecret(t)
+	conf := d.hostConf(t, "host-b")
+	if out, err := enrollCmd(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--scratch-codes", "0",
+		"--directory", conf, "--bind-dn", ldapAdmin, "--bind-password-file", d.adminPass); err != nil {
+		t.Fatalf("totp-enroll --directory: %v\n%s", err, out)
+	}
+	svc := service(t, module("required", "directory="+verifierHostConf(t, d, "host-a", v)))
+	waitForFreshStep(30, 10)
+	m := syslogs.mark()
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("a login through the verifier over ldapi: %v\n%s", err, strings.Join(syslogs.since(m), "\n"))
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a store="ldapi://.*outcome=ok`)
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err == nil {
+		t.Fatal("the code worked twice")
+	}
+	out, err := exec.Command(filepath.Join(libDir, "pam-totp-verifier"), "--check", "--config", v.conf, "--user", u.name).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "error:") || !strings.Contains(string(out), "bound as "+peercredDN()+", member of cn=pam-totp-verifiers") {
+		t.Fatalf("pam-totp-verifier --check over ldapi: %v\n%s", err, out)
+	}
+}
