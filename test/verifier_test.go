@@ -463,10 +463,11 @@ func TestVerifierDoctor(t *testing.T) {
 		t.Fatalf("doctor does not say that verifier 2 is down:\n%s", out)
 	}
 
-	// On the server: the installed way, as root, which becomes the
-	// verifier's user before it reads a file.
+	// On the server: doctor --verifier runs the verifier's own check, as
+	// root, which becomes the verifier's user before it reads a file.
 	check := func(v *verifierProc, args ...string) (string, error) {
-		cmd := exec.Command(filepath.Join(libDir, "pam-totp-verifier"), append([]string{"--check", "--config", v.conf}, args...)...)
+		cmd := exec.Command(filepath.Join(libDir, "totp-enroll"), append([]string{"doctor", "--verifier", v.conf}, args...)...)
+		cmd.Env = append(os.Environ(), "PATH="+libDir+":"+os.Getenv("PATH"))
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

@@ -29,6 +29,7 @@ import (
 
 const doctorUsage = `Usage: totp-enroll doctor [--pam-dir DIR] [--sshd-config FILE] [--sshd-service NAME] [--json]
        totp-enroll doctor --directory FILE [--user NAME] [--json]
+       totp-enroll doctor --verifier FILE [--user NAME]
 
 Checks, before you restart anything, whether a login can skip pam_totp or
 will be locked out: every service in the PAM directory that loads
@@ -51,7 +52,13 @@ Options:
                          disagree for more than 5 s; and that an
                          anonymous client can read no secret
   --user NAME            with --directory: also read NAME's entry and write
-                         its state back unchanged, as a login does
+                         its state back unchanged, as a login does; where
+                         FILE names verifiers, ask each whether it takes
+                         this host and reads NAME's entry
+  --verifier FILE        on a directory server: pam-totp-verifier's own
+                         check of its configuration FILE and of its way to
+                         the directory, as its user (pam-totp-verifier
+                         --check); --user NAME: also read NAME's entry
 
 Exit status: 0 nothing at the error level, 1 an error, 2 what doctor needs
 could not be read.
@@ -94,6 +101,7 @@ func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	asJSON := fs.Bool("json", false, "")
 	fs.StringVar(&d.directory, "directory", "", "")
 	fs.StringVar(&d.user, "user", "", "")
+	verifierConf := fs.String("verifier", "", "")
 	pos, err := parseInterspersed(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, doctorUsage)
@@ -106,8 +114,14 @@ func runDoctor(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "totp-enroll doctor: %v (see doctor --help)\n", err)
 		return exitUsage
 	}
+	if err == nil && *verifierConf != "" && d.directory != "" {
+		err = fmt.Errorf("--verifier and --directory: one at a time")
+	}
+	if err == nil && *verifierConf != "" {
+		return verifierCheck(*verifierConf, d.user, stdout, stderr)
+	}
 	if err == nil && d.user != "" && d.directory == "" {
-		err = fmt.Errorf("--user goes with --directory")
+		err = fmt.Errorf("--user goes with --directory or --verifier")
 	}
 	if err == nil && d.directory != "" && os.Geteuid() != 0 {
 		err = fmt.Errorf("--directory: the directory's configuration is root's; run as root")
@@ -827,4 +841,35 @@ func (d *doctor) checkDrifts() {
 		d.add("warning", "clock", fmt.Sprintf("%d of %d used tokens learned the same drift of %+d s: the server's clock is probably that far off.", most, total, best),
 			"set the server's clock right (NTP); the tokens then drift back within their resync window")
 	}
+}
+
+// verifierCheck is doctor --verifier: the installed pam-totp-verifier's
+// own check, which reads the files as the verifier's user does and asks
+// the directory as the verifier's identity. Its lines and exit status are
+// doctor's.
+func verifierCheck(conf, user string, stdout, stderr io.Writer) int {
+	path, err := exec.LookPath("pam-totp-verifier")
+	if err != nil {
+		path = "/usr/sbin/pam-totp-verifier"
+	}
+	if _, err := os.Stat(path); err != nil {
+		fmt.Fprintln(stderr, "totp-enroll doctor --verifier: pam-totp-verifier is not installed here (its package is pam-totp-verifier)")
+		return 2
+	}
+	args := []string{"--check", "--config", conf}
+	if user != "" {
+		args = append(args, "--user", user)
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return 1
+	}
+	fmt.Fprintf(stderr, "totp-enroll doctor --verifier: %v\n", err)
+	return 2
 }
