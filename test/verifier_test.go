@@ -665,12 +665,7 @@ func TestVerifierOverLDAPI(t *testing.T) {
 	t.Cleanup(v.stop)
 	u := newUser(t)
 	d.addUser(t, u)
-	u.secret = newSecret(t)
-	conf := d.hostConf(t, "host-b")
-	if out, err := enrollCmd(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--scratch-codes", "0",
-		"--directory", conf, "--bind-dn", ldapAdmin, "--bind-password-file", d.adminPass); err != nil {
-		t.Fatalf("totp-enroll --directory: %v\n%s", err, out)
-	}
+	enrollInto(t, d, u)
 	svc := service(t, module("required", "directory="+verifierHostConf(t, d, "host-a", v)))
 	waitForFreshStep(30, 10)
 	m := syslogs.mark()
@@ -684,5 +679,63 @@ func TestVerifierOverLDAPI(t *testing.T) {
 	out, err := exec.Command(filepath.Join(libDir, "pam-totp-verifier"), "--check", "--config", v.conf, "--user", u.name).CombinedOutput()
 	if err != nil || strings.Contains(string(out), "error:") || !strings.Contains(string(out), "bound as "+peercredDN()+", member of cn=pam-totp-verifiers") {
 		t.Fatalf("pam-totp-verifier --check over ldapi: %v\n%s", err, out)
+	}
+}
+
+// TestVerifierRenewedCertificate: a verifier's certificate renewed in
+// place (the new key and certificate renamed over the old) is the one the
+// next host connection meets, with no restart; logins go on.
+func TestVerifierRenewedCertificate(t *testing.T) {
+	d := startSlapdOpts(t, slapdOpts{acl: "pam-totp-acl-verifier.conf"})
+	v := startVerifier(t, d, d, "verifier-1")
+	u := newUser(t)
+	d.addUser(t, u)
+	enrollInto(t, d, u)
+	served := func() string {
+		t.Helper()
+		cert, err := tls.LoadX509KeyPair(filepath.Join(d.certs, "host-a.pem"), filepath.Join(d.certs, "host-a.key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := tls.Dial("tcp", v.addr, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].SerialNumber.String()
+	}
+	before := served()
+	d.issue(t, "verifier-1-renewed", "/O=pam-totp test/CN=verifier-1", "subjectAltName=IP:127.0.0.1")
+	dir := filepath.Dir(v.conf)
+	for _, f := range []struct{ from, to string }{{"verifier-1-renewed.key", "verifier.key"}, {"verifier-1-renewed.pem", "verifier.pem"}} {
+		data, err := os.ReadFile(filepath.Join(d.certs, f.from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := filepath.Join(dir, "."+f.to)
+		if err := os.WriteFile(tmp, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(tmp, 0, verifierGID)
+		if err := os.Rename(tmp, filepath.Join(dir, f.to)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := served(); after == before {
+		t.Fatalf("after the renewal the verifier still shows the certificate %s", before)
+	}
+	svc := service(t, module("required", "directory="+verifierHostConf(t, d, "host-a", v)))
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("a login after the renewal: %v", err)
+	}
+}
+
+// enrollInto enrolls u in the directory of d, as the admin.
+func enrollInto(t *testing.T, d *slapd, u *user) {
+	t.Helper()
+	u.secret = newSecret(t)
+	if out, err := enrollCmd(t, "--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--scratch-codes", "0",
+		"--directory", d.hostConf(t, "host-b"), "--bind-dn", ldapAdmin, "--bind-password-file", d.adminPass); err != nil {
+		t.Fatalf("totp-enroll --directory: %v\n%s", err, out)
 	}
 }

@@ -62,7 +62,7 @@ type Config struct {
 	anonymous bool        // doctor's probe: no bind at all
 	connectBy time.Time   // a login's: connecting to any server must be over by then
 	tls       *tls.Config // built by Load from ca_file, cert_file and key_file
-	read      []fileStamp // the files Load read, as it read them
+	read      []FileStamp // the files Load read, as it read them
 }
 
 // DefaultTimeout is how long one directory operation may take: well
@@ -95,7 +95,7 @@ var keys = map[string]string{
 // readable by root only: it may name a password file, and whoever can
 // change it can point logins at a directory of their own.
 func Load(path string) (*Config, error) {
-	var read []fileStamp
+	var read []FileStamp
 	data, err := readRootFile(path, true, &read)
 	if err != nil {
 		return nil, err
@@ -311,8 +311,11 @@ func (c *Config) checkVerifiers() error {
 
 // Current says whether every file c was made of is still as Load read
 // it: a long-running host loads it again when not.
-func (c *Config) Current() bool {
-	for _, f := range c.read {
+func (c *Config) Current() bool { return Unchanged(c.read) }
+
+// Unchanged says whether every file is still as it was read.
+func Unchanged(read []FileStamp) bool {
+	for _, f := range read {
 		var st unix.Stat_t
 		if unix.Lstat(f.path, &st) != nil || stampOf(f.path, &st) != f {
 			return false
@@ -385,17 +388,17 @@ func isAttrChar(b byte) bool {
 	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || b == '-' || b == '.'
 }
 
-// fileStamp is a file's identity as Load read it: another inode, size,
+// FileStamp is a file's identity as Load read it: another inode, size,
 // time, owner or mode at that path (an admin's edit, a renewed
 // certificate renamed into place) means the configuration is read again.
-type fileStamp struct {
+type FileStamp struct {
 	path                         string
 	dev, ino, size, mtime, ctime int64
 	uid, mode                    uint32
 }
 
-func stampOf(path string, st *unix.Stat_t) fileStamp {
-	return fileStamp{path: path, dev: int64(st.Dev), ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), uid: st.Uid, mode: st.Mode}
+func stampOf(path string, st *unix.Stat_t) FileStamp {
+	return FileStamp{path: path, dev: int64(st.Dev), ino: int64(st.Ino), size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), uid: st.Uid, mode: st.Mode}
 }
 
 // readRootFile reads a small file that must be root's, not a link, and
@@ -404,7 +407,7 @@ func stampOf(path string, st *unix.Stat_t) fileStamp {
 // With read, it appends the identity of the file it read (taken from the
 // open file, not the path): a Pool reads the configuration again when a
 // file it was made of changes.
-func readRootFile(path string, private bool, read *[]fileStamp) ([]byte, error) {
+func readRootFile(path string, private bool, read *[]FileStamp) ([]byte, error) {
 	if !strings.HasPrefix(path, "/") {
 		return nil, fmt.Errorf("%s: not an absolute path", path)
 	}
@@ -419,9 +422,10 @@ func readRootFile(path string, private bool, read *[]fileStamp) ([]byte, error) 
 // ReadRootFile reads a small file of root's that nobody else may write,
 // and with private nobody else read (but the group of a daemon of its
 // own: readOwned), not through a link: pam-totp-verifier's configuration
-// and keys.
-func ReadRootFile(path string, private bool) ([]byte, error) {
-	return readRootFile(path, private, nil)
+// and keys. With read, it appends the file's stamp as it was read, for
+// Unchanged.
+func ReadRootFile(path string, private bool, read *[]FileStamp) ([]byte, error) {
+	return readRootFile(path, private, read)
 }
 
 // ReadOwnFile reads a small file of secrets of the caller's own, as the

@@ -81,7 +81,7 @@ func optionKey(o string) string {
 // LoadConfig reads and checks a verifier configuration: root's, and
 // readable only by root or the verifier's group.
 func LoadConfig(path string) (*Config, error) {
-	data, err := directory.ReadRootFile(path, true)
+	data, err := directory.ReadRootFile(path, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -208,34 +208,36 @@ func (c *Config) decideWith(host []string) []string {
 }
 
 // serverTLS is the TLS the hosts meet: the verifier's certificate, and
-// theirs required and checked against ca_file alone.
-func (c *Config) serverTLS() (*tls.Config, error) {
-	certPEM, err := directory.ReadRootFile(c.CertFile, false)
+// theirs required and checked against ca_file alone; and the files'
+// stamps, as they were read.
+func (c *Config) serverTLS() (*tls.Config, []directory.FileStamp, error) {
+	var at []directory.FileStamp
+	certPEM, err := directory.ReadRootFile(c.CertFile, false, &at)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
-	keyPEM, err := directory.ReadRootFile(c.KeyFile, true)
+	keyPEM, err := directory.ReadRootFile(c.KeyFile, true, &at)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("cert_file %s, key_file %s: %w", c.CertFile, c.KeyFile, err)
+		return nil, at, fmt.Errorf("cert_file %s, key_file %s: %w", c.CertFile, c.KeyFile, err)
 	}
-	caPEM, err := directory.ReadRootFile(c.CAFile, false)
+	caPEM, err := directory.ReadRootFile(c.CAFile, false, &at)
 	if err != nil {
-		return nil, err
+		return nil, at, err
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("ca_file %s: no PEM certificate", c.CAFile)
+		return nil, at, fmt.Errorf("ca_file %s: no PEM certificate", c.CAFile)
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{cert},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-	}, nil
+	}, at, nil
 }
 
 // checkDirectory refuses a directory configuration of a login host's.

@@ -33,7 +33,9 @@ type Server struct {
 	// Member says whether the host of this DN is in the hosts group.
 	Member func(dn string) (bool, error)
 
-	tls    *tls.Config
+	tls    *tls.Config           // as last read
+	tlsAt  []directory.FileStamp // the files it was read from, as they were
+	tlsBad time.Time             // when reading them again last failed
 	active chan struct{}
 	wg     sync.WaitGroup
 
@@ -57,11 +59,14 @@ const (
 	maxLogin = 65 * time.Minute
 	// writeFor bounds each write to a host.
 	writeFor = 10 * time.Second
+	// tlsRetry: how long a certificate, key or CA that could not be read
+	// again is left before the next try.
+	tlsRetry = 10 * time.Second
 )
 
 // NewServer checks conf's files and makes a server.
 func NewServer(conf *Config, log check.Logger, dir store.Opener, metrics *Metrics) (*Server, error) {
-	tc, err := conf.serverTLS()
+	tc, at, err := conf.serverTLS()
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +74,7 @@ func NewServer(conf *Config, log check.Logger, dir store.Opener, metrics *Metric
 		return nil, err
 	}
 	dc := conf.Directory
-	s := &Server{Conf: conf, Log: log, Directory: dir, Metrics: metrics, tls: tc,
+	s := &Server{Conf: conf, Log: log, Directory: dir, Metrics: metrics, tls: tc, tlsAt: at,
 		members: map[string]time.Time{}, rates: map[string]*bucket{}, waiting: map[*conn]bool{}}
 	s.Member = func(dn string) (bool, error) {
 		c, err := directory.Load(dc)
@@ -196,7 +201,7 @@ func (s *Server) refuse(raw net.Conn, tc *tls.Conn, err error) {
 
 // accept completes the handshake and names the host by its certificate.
 func (s *Server) accept(raw net.Conn) (string, *tls.Conn, error) {
-	tc := tls.Server(raw, s.tls)
+	tc := tls.Server(raw, s.serverTLS())
 	tc.SetDeadline(time.Now().Add(handshakeFor))
 	if err := tc.Handshake(); err != nil {
 		return "", nil, fmt.Errorf("TLS: %w", err)
@@ -212,6 +217,29 @@ func (s *Server) accept(raw net.Conn) (string, *tls.Conn, error) {
 		return "", tc, fmt.Errorf("the host's certificate names it %q: want a host name (letters, digits, '.', '-', '_')", host)
 	}
 	return host, tc, s.inGroup(host)
+}
+
+// serverTLS is the TLS for the next connection: read again when the
+// certificate, its key or the hosts' CA changed (renewed, renamed into
+// place), so that renewing needs no restart. A renewal that cannot be read
+// keeps the last good one, and says so.
+func (s *Server) serverTLS() *tls.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if directory.Unchanged(s.tlsAt) || time.Since(s.tlsBad) < tlsRetry {
+		return s.tls
+	}
+	tc, at, err := s.Conf.serverTLS()
+	if err != nil {
+		// A renewal half done (the certificate there, the key not yet):
+		// tried again in a while, not at every connection.
+		s.Log.Warning("pam-totp-verifier: keeping the certificate read before: " + err.Error())
+		s.tlsBad = time.Now()
+		return s.tls
+	}
+	s.tls, s.tlsAt, s.tlsBad = tc, at, time.Time{}
+	s.Log.Info("pam-totp-verifier: read its certificate, key and the hosts' CA again")
+	return s.tls
 }
 
 // hostName says whether name is a plausible host name of at most 253
