@@ -57,8 +57,8 @@ Options:
                          this host and reads NAME's entry
   --verifier FILE        on a directory server: pam-totp-verifier's own
                          check of its configuration FILE and of its way to
-                         the directory, as its user (pam-totp-verifier
-                         --check); --user NAME: also read NAME's entry
+                         the directory, as its user (pam-totp-verifier(8));
+                         --user NAME: also read NAME's entry
 
 Exit status: 0 nothing at the error level, 1 an error, 2 what doctor needs
 could not be read.
