@@ -739,3 +739,33 @@ func enrollInto(t *testing.T, d *slapd, u *user) {
 		t.Fatalf("totp-enroll --directory: %v\n%s", err, out)
 	}
 }
+
+// TestVerifierHandshakeFlood: someone on the network opens connections
+// and never sends a certificate. They hold no slot of max (4 here), and
+// at most 128 from one address are let into the handshake; a host still
+// logs in meanwhile.
+func TestVerifierHandshakeFlood(t *testing.T) {
+	d := startSlapdOpts(t, slapdOpts{acl: "pam-totp-acl-verifier.conf"})
+	v := startVerifier(t, d, d, "verifier-1", "max 4")
+	u := newUser(t)
+	d.addUser(t, u)
+	enrollInto(t, d, u)
+	from := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	flood := func(n int) {
+		for i := range n {
+			c, err := from.Dial("tcp", v.addr)
+			if err != nil {
+				t.Fatalf("connection %d: %v", i, err)
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}
+	flood(8) // twice max
+	m := syslogs.mark()
+	svc := service(t, module("required", "directory="+verifierHostConf(t, d, "host-a", v)))
+	if err := loginWith(t, svc, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("a host's login while 8 connections from elsewhere sit in their handshake: %v\n%s", err, strings.Join(syslogs.since(m), "\n"))
+	}
+	flood(121)
+	expectLog(t, m, `pam-totp-verifier: 127\.0\.0\.2:\d+: refused: too many connections from it still in their TLS handshake`)
+}

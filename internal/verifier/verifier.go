@@ -44,6 +44,9 @@ type Server struct {
 	rates    map[string]*bucket
 	waiting  map[*conn]bool // connections between two logins
 	stopping bool
+	// handshakes counts the connections in their TLS handshake, by the
+	// address they come from.
+	handshakes map[string]int
 }
 
 const (
@@ -59,6 +62,10 @@ const (
 	maxLogin = 65 * time.Minute
 	// writeFor bounds each write to a host.
 	writeFor = 10 * time.Second
+	// maxHandshakesPerSource bounds the connections from one address that
+	// are still in their TLS handshake; maxHandshakeSources the addresses.
+	maxHandshakesPerSource = 128
+	maxHandshakeSources    = 4096
 	// tlsRetry: how long a certificate, key or CA that could not be read
 	// again is left before the next try.
 	tlsRetry = 10 * time.Second
@@ -75,7 +82,7 @@ func NewServer(conf *Config, log check.Logger, dir store.Opener, metrics *Metric
 	}
 	dc := conf.Directory
 	s := &Server{Conf: conf, Log: log, Directory: dir, Metrics: metrics, tls: tc, tlsAt: at,
-		members: map[string]time.Time{}, rates: map[string]*bucket{}, waiting: map[*conn]bool{}}
+		members: map[string]time.Time{}, rates: map[string]*bucket{}, waiting: map[*conn]bool{}, handshakes: map[string]int{}}
 	s.Member = func(dn string) (bool, error) {
 		c, err := directory.Load(dc)
 		if err != nil {
@@ -112,22 +119,52 @@ func (s *Server) Serve(ln net.Listener) error {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		select {
-		case s.active <- struct{}{}:
-			s.wg.Add(1)
-			go s.serve(c)
-		default:
-			// Full: the host tries the next verifier.
-			s.Log.Warning("pam-totp-verifier: " + c.RemoteAddr().String() + ": refused: serving the most connections allowed (max)")
+		source := sourceOf(c)
+		if !s.handshake(source, 1) {
+			// Anyone who reaches the port can open connections and never
+			// send a certificate, each held for the handshake's 10 s. They
+			// take no slot of max (only hosts accepted do), and one source
+			// gets a bounded number, so that they cannot use up memory.
+			// Hosts behind one address (NAT, checkers started at once
+			// without the agent) need room: the bound is generous.
+			s.Log.Warning("pam-totp-verifier: " + c.RemoteAddr().String() + ": refused: too many connections from it still in their TLS handshake")
 			c.Close()
+			continue
 		}
+		s.wg.Add(1)
+		go s.serve(c, source)
 	}
 }
 
+// sourceOf is the address a connection comes from, without its port.
+func sourceOf(c net.Conn) string {
+	host, _, err := net.SplitHostPort(c.RemoteAddr().String())
+	if err != nil {
+		return c.RemoteAddr().String()
+	}
+	return host
+}
+
+// handshake counts a connection from source into (d 1) or out of (d -1)
+// its TLS handshake; false when source has too many in it already, or the
+// server has.
+func (s *Server) handshake(source string, d int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d > 0 && (s.handshakes[source] >= maxHandshakesPerSource || len(s.handshakes) >= maxHandshakeSources) {
+		return false
+	}
+	if s.handshakes[source] += d; s.handshakes[source] <= 0 {
+		delete(s.handshakes, source)
+	}
+	return true
+}
+
 // serve runs the logins of one host's connection, one after the other.
-func (s *Server) serve(raw net.Conn) {
+// Only a host that completed the handshake and is in the hosts group
+// takes one of the max slots.
+func (s *Server) serve(raw net.Conn, source string) {
 	defer s.wg.Done()
-	defer func() { <-s.active }()
 	defer raw.Close()
 	defer func() {
 		if r := recover(); r != nil {
@@ -135,8 +172,17 @@ func (s *Server) serve(raw net.Conn) {
 		}
 	}()
 	host, tc, err := s.accept(raw)
+	s.handshake(source, -1)
 	if err != nil {
 		s.refuse(raw, tc, err)
+		return
+	}
+	select {
+	case s.active <- struct{}{}:
+		defer func() { <-s.active }()
+	default:
+		// Full: the host tries the next verifier.
+		s.refuse(raw, nil, errors.New("serving the most connections allowed (max)"))
 		return
 	}
 	s.Metrics.connected(host, 1)
