@@ -57,7 +57,8 @@ func main() {
 		os.Exit(1)
 	}
 	log := authlog.Open("pam_totp")
-	srv := &agent.Server{Log: log, Directory: directory.NewPool().Open, Relay: relay.New().Relay, Max: *max, FirstFrame: *firstFrame}
+	pool := directory.NewPool()
+	srv := &agent.Server{Log: log, Directory: pool.Open, Relay: relay.New(pool).Relay, Max: *max, FirstFrame: *firstFrame}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	go func() {

@@ -41,18 +41,49 @@ type Account struct {
 	spoiled bool
 }
 
-// Open is the login path's store.Opener: it reads the configuration and
-// connects at the first read.
-func Open(conf, user string, connectBy time.Time) (store.Account, error) {
-	c, err := Load(conf)
+// Once is the directory of a process that makes one login (the exec'd
+// checker): the configuration read once, for the relay's question (does
+// it name verifiers?) and the login both; the account connects at its
+// first read, and no connection is kept.
+type Once struct {
+	mu    sync.Mutex
+	confs map[string]*Config
+}
+
+// NewOnce is an empty Once.
+func NewOnce() *Once { return &Once{confs: map[string]*Config{}} }
+
+// Config is the configuration at path, read at the first call.
+func (o *Once) Config(path string) (*Config, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c := o.confs[path]; c != nil {
+		return c, nil
+	}
+	c, err := Load(path)
+	if err == nil {
+		o.confs[path] = c
+	}
+	return c, err
+}
+
+// Open is the login path's store.Opener.
+func (o *Once) Open(conf, user string, connectBy time.Time) (store.Account, error) {
+	c, err := o.Config(conf)
 	if err != nil {
 		return nil, err
 	}
+	return open(*c, user, connectBy)
+}
+
+// open is a login's account of user under its own copy c of a loaded
+// configuration.
+func open(c Config, user string, connectBy time.Time) (store.Account, error) {
 	if err := c.fits(connectBy); err != nil {
 		return nil, err
 	}
 	c.connectBy = connectBy
-	a := New(c, user)
+	a := New(&c, user)
 	a.records = maxRecords
 	return a, nil
 }
@@ -74,7 +105,7 @@ func (c *Config) fits(connectBy time.Time) error {
 }
 
 // New is the account of user in the directory c describes, for an admin's
-// command; a login's is Open's.
+// command; a login's is Once's or Pool's.
 func New(c *Config, user string) *Account {
 	return &Account{conf: c, user: user, records: maxAdminRecords}
 }

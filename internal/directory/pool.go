@@ -13,7 +13,7 @@ import (
 // Pool is the directory for a long-running host of the login path
 // (pam-totp-agent): it keeps each configuration file parsed, and a few
 // bound connections to its servers, so that a login pays no TLS handshake
-// and no bind. Everything else is as with Open: the same reads, the same
+// and no bind. Everything else is as with Once: the same reads, the same
 // compare-and-swap writes, the same failover and down marks.
 type Pool struct {
 	mu    sync.Mutex
@@ -43,7 +43,7 @@ const (
 // NewPool is an empty pool.
 func NewPool() *Pool { return &Pool{confs: map[string]*pooled{}} }
 
-// Open is the store.Opener of the pool: Open's, with the configuration
+// Open is the store.Opener of the pool: Once's, with the configuration
 // and a connection taken from the pool when there is one.
 func (p *Pool) Open(conf, user string, connectBy time.Time) (store.Account, error) {
 	pc, err := p.config(conf)
@@ -70,10 +70,21 @@ func (p *Pool) Open(conf, user string, connectBy time.Time) (store.Account, erro
 	return a, nil
 }
 
+// Config is the configuration at path as the pool holds it (read again
+// when a file it was made of changed): internal/relay asks it whether the
+// configuration names verifiers, so that a login reads it once.
+func (p *Pool) Config(path string) (*Config, error) {
+	pc, err := p.config(path)
+	if err != nil {
+		return nil, err
+	}
+	return pc.conf, nil
+}
+
 // config is conf parsed, read again when it or a file it names (the CA,
 // the certificate and key, the password file) changed. A file that can no
 // longer be read, or no longer passes Load's checks, drops what was kept
-// for it: the login fails closed as with Open.
+// for it: the login fails closed as with Once.
 func (p *Pool) config(conf string) (*pooled, error) {
 	p.mu.Lock()
 	pc := p.confs[conf]

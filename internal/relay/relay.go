@@ -31,12 +31,19 @@ import (
 	"pamtotp/internal/store"
 )
 
+// Configs gives a configuration as loaded, read again when it changed:
+// the directory store's (directory.Pool in the agent, directory.Once in
+// the checker), so that a login reads its configuration once.
+type Configs interface {
+	Config(path string) (*directory.Config, error)
+}
+
 // Client relays logins to verifiers, and keeps the connections it made
 // for the next login (pam-totp-agent keeps one Client for its life).
 type Client struct {
-	mu    sync.Mutex
-	confs map[string]*directory.Config
-	idle  map[string][]idleConn // by configuration path
+	configs Configs
+	mu      sync.Mutex
+	idle    map[string][]idleConn // by configuration path
 }
 
 type idleConn struct {
@@ -54,9 +61,10 @@ const (
 	maxIdleAge = time.Minute
 )
 
-// New is a client with no connections yet.
-func New() *Client {
-	return &Client{confs: map[string]*directory.Config{}, idle: map[string][]idleConn{}}
+// New is a client with no connections yet, which asks configs for the
+// configurations.
+func New(configs Configs) *Client {
+	return &Client{configs: configs, idle: map[string][]idleConn{}}
 }
 
 // Relay is check.Env's Relay: it runs one login through the first
@@ -65,7 +73,7 @@ func New() *Client {
 // answered: from then on the verifier may have counted the attempt, and
 // any failure fails the login closed.
 func (c *Client) Relay(path string, req *protocol.Req, opts *options.Options, module io.ReadWriter, connectBy time.Time) (byte, string, error) {
-	conf, err := c.config(path)
+	conf, err := c.configs.Config(path)
 	if err != nil {
 		return protocol.Fail, "", err
 	}
@@ -303,30 +311,6 @@ func refused(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "remote error"
 }
 
-// config is the configuration at path, read again when a file it was made
-// of changed.
-func (c *Client) config(path string) (*directory.Config, error) {
-	c.mu.Lock()
-	conf := c.confs[path]
-	c.mu.Unlock()
-	if conf != nil && conf.Current() {
-		return conf, nil
-	}
-	conf, err := directory.Load(path)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, i := range c.idle[path] {
-		i.c.Close()
-	}
-	delete(c.idle, path)
-	delete(c.confs, path)
-	if err != nil {
-		return nil, err
-	}
-	c.confs[path] = conf
-	return conf, nil
-}
-
 // take is an idle connection to u made under conf, or nil.
 func (c *Client) take(path string, conf *directory.Config, u *url.URL) *tls.Conn {
 	c.mu.Lock()
@@ -348,11 +332,13 @@ func (c *Client) take(path string, conf *directory.Config, u *url.URL) *tls.Conn
 	return nil
 }
 
-// give keeps a connection whose login ended with a verdict.
+// give keeps a connection whose login ended with a verdict. One made
+// under a configuration read before (an admin changed it, or its
+// certificate) is dropped by take.
 func (c *Client) give(path string, conf *directory.Config, u *url.URL, vc *tls.Conn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.confs[path] != conf || len(c.idle[path]) >= maxIdle {
+	if len(c.idle[path]) >= maxIdle {
 		vc.Close()
 		return
 	}

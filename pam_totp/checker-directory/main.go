@@ -11,4 +11,9 @@ import (
 	"pamtotp/internal/relay"
 )
 
-func main() { check.Main(directory.Open, relay.New().Relay) }
+func main() {
+	// One configuration read for the relay's question (does it name
+	// verifiers?) and the login.
+	dir := directory.NewOnce()
+	check.Main(dir.Open, relay.New(dir).Relay)
+}
