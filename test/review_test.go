@@ -300,7 +300,21 @@ func TestGoogleFileSyncedBeforeRename(t *testing.T) {
 	}
 	tmp := ".google_authenticator.tmp"
 	renames, synced := 0, false
+	// With two threads in a system call at once, strace splits one:
+	// "PID fsync(FD<path> <unfinished ...>", later "PID <... fsync resumed>) = 0".
+	unfinished := regexp.MustCompile(`^(\d+)\s+(?:fsync|fdatasync)\(\d+<[^>]*` + regexp.QuoteMeta(tmp) + `> <unfinished \.\.\.>`)
+	resumed := regexp.MustCompile(`^(\d+)\s+<\.\.\. (?:fsync|fdatasync) resumed>\)\s+= 0`)
+	pending := map[string]bool{}
 	for _, line := range strings.Split(string(data), "\n") {
+		if m := unfinished.FindStringSubmatch(line); m != nil {
+			pending[m[1]] = true
+			continue
+		}
+		if m := resumed.FindStringSubmatch(line); m != nil && pending[m[1]] {
+			delete(pending, m[1])
+			synced = true
+			continue
+		}
 		switch {
 		case regexp.MustCompile(`(fsync|fdatasync)\(\d+<[^>]*` + regexp.QuoteMeta(tmp) + `>\) = 0`).MatchString(line):
 			synced = true
