@@ -60,7 +60,7 @@ func dial(conf *Config) (*session, error) {
 		s, err := dialOne(conf, tc, u)
 		if err == nil {
 			if marked[u] {
-				conf.markUp(u)
+				conf.MarkUp(u)
 			}
 			return s, nil
 		}
@@ -68,7 +68,7 @@ func dial(conf *Config) (*session, error) {
 		if !errors.As(err, &ue) {
 			return nil, err
 		}
-		conf.markDown(u, now)
+		conf.MarkDown(u, now)
 		unreachable = append(unreachable, err.Error())
 	}
 	return nil, fmt.Errorf("%w: %s", store.ErrUnreachable, strings.Join(unreachable, "; "))
@@ -245,7 +245,7 @@ func (s *session) op(f func(*ldap.Conn) error) error {
 		n, err := dialOne(s.conf, s.tc, s.uri)
 		var ue *unreachableError
 		if errors.As(err, &ue) {
-			s.conf.markDown(s.uri, time.Now())
+			s.conf.MarkDown(s.uri, time.Now())
 			n, err = dial(s.conf)
 		}
 		if err != nil {
@@ -280,7 +280,7 @@ func (e *lostError) Unwrap() error { return e.err }
 // lost under a request: the server is marked down, so that this and the
 // next logins try the others first.
 func (s *session) failover() error {
-	s.conf.markDown(s.uri, time.Now())
+	s.conf.MarkDown(s.uri, time.Now())
 	s.Close()
 	n, err := dial(s.conf)
 	if err != nil {

@@ -40,7 +40,7 @@ const DefaultCacheDir = "/run/pam-totp"
 // order is the servers to try: those not marked down, in uri's order,
 // then the marked ones, so that a login still reaches one if it is the
 // only server left. marked holds every server with a mark, also an
-// expired one, for markUp to forget once the server answers.
+// expired one, for MarkUp to forget once the server answers.
 func (c *Config) order(now time.Time) (servers []*url.URL, marked map[*url.URL]bool) {
 	return c.orderOf(c.URIs, now)
 }
@@ -51,12 +51,6 @@ func (c *Config) VerifierOrder(now time.Time) []*url.URL {
 	servers, _ := c.orderOf(c.Verifiers, now)
 	return servers
 }
-
-// MarkDown remembers that the verifier u did not answer; MarkUp forgets it.
-func (c *Config) MarkDown(u *url.URL, now time.Time) { c.markDown(u, now) }
-
-// MarkUp forgets that u did not answer.
-func (c *Config) MarkUp(u *url.URL) { c.markUp(u) }
 
 func (c *Config) orderOf(list []*url.URL, now time.Time) (servers []*url.URL, marked map[*url.URL]bool) {
 	if !c.cacheDir() {
@@ -112,8 +106,9 @@ func (c *Config) mark(u *url.URL, now time.Time) (down, has bool) {
 	return age >= -time.Minute && age < c.DownFor, true // a clock set back does not pin a mark
 }
 
-// markDown remembers that u did not answer.
-func (c *Config) markDown(u *url.URL, now time.Time) {
+// MarkDown remembers that u (a server of uri, or a verifier) did not
+// answer.
+func (c *Config) MarkDown(u *url.URL, now time.Time) {
 	if !c.cacheDir() {
 		return
 	}
@@ -130,8 +125,8 @@ func (c *Config) markDown(u *url.URL, now time.Time) {
 	}
 }
 
-// markUp forgets a mark once u answered again.
-func (c *Config) markUp(u *url.URL) { os.Remove(c.markFile(u)) }
+// MarkUp forgets a mark once u answered again.
+func (c *Config) MarkUp(u *url.URL) { os.Remove(c.markFile(u)) }
 
 // sameServer reports whether a referral's URI names u: the same scheme,
 // host and port.

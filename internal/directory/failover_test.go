@@ -41,7 +41,7 @@ func TestFailoverOrder(t *testing.T) {
 	if got := hosts(c.order(now)); got != "a.example b.example c.example" {
 		t.Fatalf("no marks: %s", got)
 	}
-	c.markDown(c.URIs[0], now)
+	c.MarkDown(c.URIs[0], now)
 	for _, tc := range []struct {
 		at   time.Time
 		want string
@@ -59,14 +59,14 @@ func TestFailoverOrder(t *testing.T) {
 	if _, marked := c.order(now.Add(c.DownFor)); !marked[c.URIs[0]] || marked[c.URIs[1]] {
 		t.Errorf("marked after expiry: %v", marked)
 	}
-	c.markUp(c.URIs[0])
+	c.MarkUp(c.URIs[0])
 	if got := hosts(c.order(now)); got != "a.example b.example c.example" {
-		t.Errorf("after markUp: %s", got)
+		t.Errorf("after MarkUp: %s", got)
 	}
 	if _, marked := c.order(now); marked[c.URIs[0]] {
-		t.Error("the mark is still there after markUp")
+		t.Error("the mark is still there after MarkUp")
 	}
-	c.markDown(c.URIs[1], now)
+	c.MarkDown(c.URIs[1], now)
 	os.Chmod(c.CacheDir, 0o755)
 	if got := hosts(c.order(now)); got != "a.example b.example c.example" {
 		t.Errorf("a cache directory others can read is not used: %s", got)
