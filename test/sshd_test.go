@@ -119,16 +119,6 @@ LoginGraceTime 30
 	return s
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // Client authentication orders.
 const (
 	kbdFirst      = iota // OpenSSH's default: keyboard-interactive, then password
