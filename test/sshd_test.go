@@ -45,7 +45,7 @@ func startSSHD(t testing.TB, passwordAuth bool, authLines ...string) *sshd {
 
 // startSSHDOn starts sshd on a host (nil: the tests' own namespace) with
 // stack as its whole PAM service file.
-func startSSHDOn(t testing.TB, h *sssdHost, passwordAuth bool, stack string) *sshd {
+func startSSHDOn(t testing.TB, h *nsHost, passwordAuth bool, stack string) *sshd {
 	t.Helper()
 	needRoot(t, "oathtool", "openssl", "/usr/sbin/sshd", "ssh-keygen")
 	sshdSeq++

@@ -14,23 +14,26 @@ import (
 	"time"
 )
 
-// sssdHost is a login host whose users come from the tests' slapd through
-// a real sssd (Debian's sssd-ldap): a mount namespace of its own, held by
-// that sssd, with its own /etc (nsswitch.conf with sss, the common-* files
-// pam-auth-update writes for sssd, its sssd.conf), /var/lib/sss,
-// /var/log/sssd and /run. sshd, sudo and totp-enroll run in it through
-// nsenter. The machine's sssd, /etc/pam.d and nsswitch.conf are never
-// touched, and the sssd is stopped by its pid.
-type sssdHost struct {
+// nsHost is a host in a mount namespace of its own, held by cmd; sshd,
+// sudo and totp-enroll run in it through nsenter.
+//
+// startSSSDHost makes a login host whose users come from the tests' slapd
+// through a real sssd (Debian's sssd-ldap), which holds the namespace: its
+// own /etc (nsswitch.conf with sss, the common-* files pam-auth-update
+// writes for sssd, its sssd.conf), /var/lib/sss, /var/log/sssd and /run.
+// The machine's sssd, /etc/pam.d and nsswitch.conf are never touched, and
+// the sssd is stopped by its pid. startPackageHost (deb_test.go) makes a
+// throwaway system to install packages into.
+type nsHost struct {
 	name string
-	dir  string // etc/, sss/, log/, run/: the host's own
+	dir  string // etc/ and run/, and the rest of the host's own
 	cmd  *exec.Cmd
 	log  *syncBuffer
 }
 
 // etcDir is where the host's /etc is seen from the tests' namespace; a nil
 // host is the tests' namespace itself.
-func (h *sssdHost) etcDir() string {
+func (h *nsHost) etcDir() string {
 	if h == nil {
 		return "/etc"
 	}
@@ -39,7 +42,7 @@ func (h *sssdHost) etcDir() string {
 
 // command runs a program in the host's namespace (nsenter execs it, so the
 // pid is the program's own); on a nil host, in the tests' namespace.
-func (h *sssdHost) command(path string, args ...string) *exec.Cmd {
+func (h *nsHost) command(path string, args ...string) *exec.Cmd {
 	if h == nil {
 		return exec.Command(path, args...)
 	}
@@ -48,7 +51,7 @@ func (h *sssdHost) command(path string, args ...string) *exec.Cmd {
 }
 
 // run runs a command in the host and returns what it printed.
-func (h *sssdHost) run(t testing.TB, path string, args ...string) (string, error) {
+func (h *nsHost) run(t testing.TB, path string, args ...string) (string, error) {
 	t.Helper()
 	cmd := h.command(path, args...)
 	var out bytes.Buffer
@@ -72,7 +75,7 @@ type sssdOpts struct {
 
 // startSSSDHost makes a host whose sssd resolves and authenticates the
 // users of d, and waits until it answers.
-func startSSSDHost(t testing.TB, d *slapd, name string, o sssdOpts) *sssdHost {
+func startSSSDHost(t testing.TB, d *slapd, name string, o sssdOpts) *nsHost {
 	t.Helper()
 	needRoot(t, "nsenter", "unshare", "/usr/sbin/sssd")
 	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/security/pam_sss.so"); err != nil {
@@ -85,7 +88,7 @@ func startSSSDHost(t testing.TB, d *slapd, name string, o sssdOpts) *sssdHost {
 		t.Fatal(err)
 	}
 	os.Chmod(dir, 0o755)
-	h := &sssdHost{name: name, dir: dir, log: &syncBuffer{}}
+	h := &nsHost{name: name, dir: dir, log: &syncBuffer{}}
 	if out, err := exec.Command("cp", "-a", "/etc/.", filepath.Join(dir, "etc")).CombinedOutput(); err != nil {
 		t.Fatalf("copying /etc for host %s: %v\n%s", name, err, out)
 	}
@@ -213,7 +216,7 @@ func ldapUserIn(t testing.TB, d *slapd, name, homeRoot string) *user {
 
 // sudo runs "sudo -S -k id -un" on the host as u under the PAM service
 // svc, with stdin as the answers to its prompts.
-func (h *sssdHost) sudo(t *testing.T, u *user, svc, stdin string) (string, error) {
+func (h *nsHost) sudo(t *testing.T, u *user, svc, stdin string) (string, error) {
 	t.Helper()
 	rule := fmt.Sprintf("Defaults:%s pam_service=%s, passwd_tries=1, !lecture\n%s ALL=(root) ALL\n", u.name, svc, u.name)
 	writeEtc(t, filepath.Join(h.etcDir(), "sudoers.d", "pamtotp-"+u.name), rule, 0o440)
@@ -224,7 +227,7 @@ func (h *sssdHost) sudo(t *testing.T, u *user, svc, stdin string) (string, error
 
 // enrollOn runs the real totp-enroll on the host (where NSS knows the
 // directory's users) for u with a known secret, and more arguments.
-func (h *sssdHost) enroll(t testing.TB, u *user, extra ...string) {
+func (h *nsHost) enroll(t testing.TB, u *user, extra ...string) {
 	t.Helper()
 	u.secret = newSecret(t)
 	args := append([]string{"--user", u.name, "--secret", u.secret, "--no-confirm", "--qr", "none", "--scratch-codes", "2"}, extra...)
