@@ -153,7 +153,7 @@ func debianVerifierPackage(t *testing.T, h *nsHost) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"User=pam-totp-verifier", "ProtectSystem=strict", "NoNewPrivileges=yes", "MemoryMax=", "ConditionPathExists=/etc/pam-totp/verifier.conf"} {
+	for _, want := range []string{"User=pam-totp-verifier", "ProtectSystem=strict", "NoNewPrivileges=yes", "MemoryMax=", "ConditionPathExists=/etc/pam-totp/verifier.conf", "ExecReload=/bin/kill -HUP $MAINPID"} {
 		if !strings.Contains(string(unit), want) {
 			t.Errorf("the unit lacks %s", want)
 		}

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,6 +67,9 @@ func TestVerifierTwoHosts(t *testing.T) {
 		!strings.Contains(got, "pam_totp_verifier_decision_seconds_count") {
 		t.Fatalf("verifier 1's metrics count no success:\n%s", got)
 	}
+	if n := metric(t, f.v1, "pam_totp_verifier_locked_users"); n != 0 {
+		t.Errorf("verifier 1 counts %d locked users, want 0", n)
+	}
 }
 
 // TestVerifierOneCodeFiftyLogins: one code, 50 logins at once through two
@@ -105,6 +110,26 @@ func TestVerifierPolicyIsTheVerifiers(t *testing.T) {
 		t.Fatal("a right code got in after 3 wrong ones with the verifier's deny=3: the host's deny=0 was taken")
 	}
 	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a .*outcome=fail reason="?locked`)
+
+	// The locked-users gauge counts the user, from the state...
+	if n := metric(t, f.v1, "pam_totp_verifier_locked_users"); n != 1 {
+		t.Errorf("verifier 1 counts %d locked users, want 1", n)
+	}
+	// ...and from the lock record alone, as after a healing that kept
+	// the other side's state: verifier 2 has not counted yet.
+	p := f.pair
+	p.sameState(t, u)
+	state := stateOn(p.s1, u)
+	unlocked := regexp.MustCompile(`(?m)^locked-until \d+\n`).ReplaceAllString(state, "")
+	if unlocked == state {
+		t.Fatalf("the state holds no lock:\n%s", state)
+	}
+	p.s1.modify(t, fmt.Sprintf("dn: %s\nchangetype: modify\nreplace: pamTOTPState\npamTOTPState:: %s\n", userDN(u),
+		base64.StdEncoding.EncodeToString([]byte(unlocked))))
+	p.waitFor(t, "the state without its lock on server 2", func() bool { return !strings.Contains(stateOn(p.s2, u), "locked-until") })
+	if n := metric(t, f.v2, "pam_totp_verifier_locked_users"); n != 1 {
+		t.Errorf("verifier 2 counts %d locked users from the lock record, want 1", n)
+	}
 }
 
 // TestVerifierHostSeesNothing: with the verifiers' ACL, a host's own
@@ -768,4 +793,50 @@ func TestVerifierHandshakeFlood(t *testing.T) {
 	}
 	flood(121)
 	expectLog(t, m, `pam-totp-verifier: 127\.0\.0\.2:\d+: refused: too many connections from it still in their TLS handshake`)
+}
+
+// TestVerifierReload: SIGHUP (systemctl reload) puts a changed
+// verifier.conf in force from the next login, also on the connections
+// hosts already hold (in the agent run, the agent's kept connection waits
+// for its next login across the reload); one that does not check is
+// refused with a line saying why, and the one in force goes on deciding.
+func TestVerifierReload(t *testing.T) {
+	f := newVerifierFleet(t, []string{"options deny=3 unlock_time=600"})
+	u := newUser(t)
+	f.enroll(t, u)
+	conf, err := os.ReadFile(f.v1.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reload := func(text string) {
+		t.Helper()
+		if err := os.WriteFile(f.v1.conf, []byte(text), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.v1.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitForFreshStep(30, 10)
+	m := syslogs.mark()
+	reload(strings.Replace(string(conf), "options deny=3 unlock_time=600", "options deny=1 bogus_option", 1))
+	expectLog(t, m, `pam-totp-verifier: keeping the configuration in force: .*bogus_option`)
+	if err := loginWith(t, f.svcA, u, wrongCode(t, u)); err == nil {
+		t.Fatal("a wrong code got in")
+	}
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("with deny=3 in force, a right code after one wrong one: %v", err)
+	}
+
+	m = syslogs.mark()
+	reload(strings.Replace(string(conf), "options deny=3 unlock_time=600", "options deny=1 unlock_time=600", 1) + "max 8\n")
+	expectLog(t, m, `pam-totp-verifier: read `+regexp.QuoteMeta(f.v1.conf)+` again; max take a restart`)
+	m = syslogs.mark()
+	if err := loginWith(t, f.svcA, u, wrongCode(t, u)); err == nil {
+		t.Fatal("a wrong code got in")
+	}
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 1)); err == nil {
+		t.Fatal("a right code got in after one wrong one: the reloaded deny=1 is not in force")
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a .*outcome=fail reason="?locked`)
 }

@@ -14,7 +14,9 @@ import (
 	"os/signal"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -72,6 +74,7 @@ func main() {
 		if err != nil {
 			fail(fmt.Errorf("metrics: %w", err))
 		}
+		metrics.CountLocked(func() (int, error) { return countLocked(pool, srv.Config().Directory, log) })
 		go metrics.ServeMetrics(mln)
 	}
 	stop := make(chan os.Signal, 1)
@@ -81,10 +84,48 @@ func main() {
 		ln.Close() // Serve then waits for the logins under way
 		srv.Stop()
 	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			reload(srv, *confPath, log)
+		}
+	}()
 	log.Info(fmt.Sprintf("pam-totp-verifier: serving hosts on %s", ln.Addr()))
 	if err := srv.Serve(ln); err != nil {
 		fail(err)
 	}
+}
+
+// reload puts the configuration at path in force (systemctl reload), or
+// keeps the one in force when it is not sound, and logs which.
+func reload(srv *verifier.Server, path string, log *authlog.Writer) {
+	changed, err := srv.Reload(path)
+	if err != nil {
+		log.Warning(fmt.Sprintf("pam-totp-verifier: keeping the configuration in force: %v", err))
+		return
+	}
+	msg := "pam-totp-verifier: read " + path + " again"
+	if len(changed) > 0 {
+		msg += "; " + strings.Join(changed, ", ") + " take a restart"
+	}
+	log.Info(msg)
+}
+
+// countLocked counts the users locked now in the verifier's directory,
+// for the metrics, and logs why when it cannot.
+func countLocked(pool *directory.Pool, conf string, log *authlog.Writer) (int, error) {
+	c, err := pool.Config(conf)
+	if err == nil {
+		a := directory.New(c, "")
+		defer a.Close()
+		var n int
+		if n, err = a.Locked(time.Now().Unix()); err == nil {
+			return n, nil
+		}
+	}
+	log.Warning(fmt.Sprintf("pam-totp-verifier: metrics: cannot count the locked users: %v", err))
+	return 0, err
 }
 
 func fail(err error) {

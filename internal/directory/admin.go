@@ -199,18 +199,15 @@ func (a *Account) Users() ([]string, error) {
 	if err := a.connect(); err != nil {
 		return nil, err
 	}
-	req := ldap.NewSearchRequest(a.conf.Base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
-		"("+attrSecret+"=*)", []string{attr}, nil)
-	var res *ldap.SearchResult
-	err := a.s.op(func(l *ldap.Conn) (err error) { res, err = l.SearchWithPaging(req, 500); return err })
-	if err != nil {
-		return nil, fmt.Errorf("listing enrolled users: %w", err)
-	}
 	var out []string
-	for _, e := range res.Entries {
+	err := a.searchAll("("+attrSecret+"=*)", []string{attr}, func(e *ldap.Entry) error {
 		if v := e.GetAttributeValue(attr); v != "" {
 			out = append(out, v)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing enrolled users: %w", err)
 	}
 	return out, nil
 }

@@ -24,7 +24,19 @@ type Metrics struct {
 	buckets     []uint64       // decision time, cumulative per bound in latencyBounds
 	sum         float64
 	count       uint64
+
+	// The locked-users gauge: counted in the directory when scraped, at
+	// most once per lockedEvery, so that scraping fast cannot make the
+	// verifier search the whole directory over and over.
+	countLocked func() (int, error)
+	lockedMu    sync.Mutex
+	lockedAt    time.Time
+	locked      int
+	lockedErr   error
 }
+
+// lockedEvery is the least time between two counts of the locked users.
+const lockedEvery = 10 * time.Second
 
 // latencyBounds are the histogram's upper bounds, in seconds.
 var latencyBounds = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
@@ -33,6 +45,24 @@ var latencyBounds = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25
 func NewMetrics() *Metrics {
 	return &Metrics{decisions: map[string]uint64{"ok": 0, "fail": 0, "ignore": 0},
 		connections: map[string]int{}, buckets: make([]uint64, len(latencyBounds))}
+}
+
+// CountLocked makes the metrics serve pam_totp_verifier_locked_users,
+// counted by count.
+func (m *Metrics) CountLocked(count func() (int, error)) {
+	m.countLocked = count
+}
+
+// lockedUsers is the last count of the locked users, counted again when
+// it is older than lockedEvery.
+func (m *Metrics) lockedUsers() (int, error) {
+	m.lockedMu.Lock()
+	defer m.lockedMu.Unlock()
+	if m.lockedAt.IsZero() || time.Since(m.lockedAt) >= lockedEvery {
+		m.locked, m.lockedErr = m.countLocked()
+		m.lockedAt = time.Now()
+	}
+	return m.locked, m.lockedErr
 }
 
 func (m *Metrics) decided(outcome string, locked, unreachable bool) {
@@ -88,9 +118,19 @@ func (m *Metrics) took(d time.Duration) {
 
 // Write writes the metrics in Prometheus' text format.
 func (m *Metrics) Write(w io.Writer) {
+	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
+	if m.countLocked != nil {
+		// Outside m.mu: the directory's answer must not hold up logins.
+		// When it cannot be counted, the sample is left out (alert on its
+		// absence) and the verifier's log says why.
+		p("# HELP pam_totp_verifier_locked_users Users locked now, as the directory has them (counted at most every %s).", lockedEvery)
+		p("# TYPE pam_totp_verifier_locked_users gauge")
+		if n, err := m.lockedUsers(); err == nil {
+			p("pam_totp_verifier_locked_users %d", n)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	p := func(format string, a ...any) { fmt.Fprintf(w, format+"\n", a...) }
 	p("# HELP pam_totp_verifier_decisions_total Logins decided, by outcome.")
 	p("# TYPE pam_totp_verifier_decisions_total counter")
 	var outcomes []string

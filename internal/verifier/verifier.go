@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"pamtotp/internal/check"
@@ -26,16 +27,16 @@ import (
 
 // Server serves the hosts' connections.
 type Server struct {
-	Conf      *Config
 	Log       check.Logger
 	Directory store.Opener
 	Metrics   *Metrics
 	// Member says whether the host of this DN is in the hosts group.
 	Member func(dn string) (bool, error)
 
-	tls    *tls.Config           // as last read
-	tlsAt  []directory.FileStamp // the files it was read from, as they were
-	tlsBad time.Time             // when reading them again last failed
+	conf   atomic.Pointer[Config] // as last read (Reload)
+	tls    *tls.Config            // as last read
+	tlsAt  []directory.FileStamp  // the files it was read from, as they were
+	tlsBad time.Time              // when reading them again last failed
 	active chan struct{}
 	wg     sync.WaitGroup
 
@@ -80,17 +81,61 @@ func NewServer(conf *Config, log check.Logger, dir store.Opener, metrics *Metric
 	if err := conf.checkDirectory(); err != nil {
 		return nil, err
 	}
-	dc := conf.Directory
-	s := &Server{Conf: conf, Log: log, Directory: dir, Metrics: metrics, tls: tc, tlsAt: at,
+	s := &Server{Log: log, Directory: dir, Metrics: metrics, tls: tc, tlsAt: at,
 		members: map[string]time.Time{}, rates: map[string]*bucket{}, waiting: map[*conn]bool{}, handshakes: map[string]int{}}
+	s.conf.Store(conf)
 	s.Member = func(dn string) (bool, error) {
-		c, err := directory.Load(dc)
+		conf := s.Config()
+		c, err := directory.Load(conf.Directory)
 		if err != nil {
 			return false, err
 		}
 		return directory.IsMember(c, conf.HostsGroup, dn, time.Now().Add(memberFor))
 	}
 	return s, nil
+}
+
+// Config is the configuration in force.
+func (s *Server) Config() *Config { return s.conf.Load() }
+
+// Reload reads the configuration at path again (SIGHUP, systemctl
+// reload), checks it as a start would, and puts it in force for the next
+// connection and the next login of every connection: the policy, the
+// hosts' rate, the hosts group, the certificate and the directory. One
+// that does not check keeps the one in force, and the error says why.
+// Where the server listens, where its metrics are served and max are
+// taken at start: a change to them is kept for the next start, and
+// changed names them.
+func (s *Server) Reload(path string) (changed []string, err error) {
+	conf, err := LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	tc, at, err := conf.serverTLS()
+	if err != nil {
+		return nil, err
+	}
+	if err := conf.checkDirectory(); err != nil {
+		return nil, err
+	}
+	old := s.Config()
+	for _, f := range []struct {
+		name     string
+		old, new any
+	}{{"listen", old.Listen, conf.Listen}, {"metrics", old.Metrics, conf.Metrics}, {"max", old.Max, conf.Max}} {
+		if f.old != f.new {
+			changed = append(changed, f.name)
+		}
+	}
+	conf.Listen, conf.Metrics, conf.Max = old.Listen, old.Metrics, old.Max
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.conf.Store(conf)
+	s.tls, s.tlsAt, s.tlsBad = tc, at, time.Time{}
+	// The group or the hosts' DNs may be others now: every host is
+	// asked again before its next login.
+	clear(s.members)
+	return changed, nil
 }
 
 // Stop ends the connections that wait for a host's next login; those in
@@ -107,7 +152,7 @@ func (s *Server) Stop() {
 // Serve accepts connections until ln is closed, then waits for the logins
 // under way.
 func (s *Server) Serve(ln net.Listener) error {
-	s.active = make(chan struct{}, s.Conf.Max)
+	s.active = make(chan struct{}, s.Config().Max)
 	defer s.wg.Wait()
 	for {
 		c, err := ln.Accept()
@@ -204,8 +249,11 @@ func (s *Server) serve(raw net.Conn, source string) {
 			Now:       time.Now,
 			Directory: s.Directory,
 			Remote: &check.Remote{
-				Host:    host,
-				Options: s.Conf.decideWith,
+				Host: host,
+				// Asked when the request has come, not now: a kept
+				// connection waits here for its next login, and a
+				// reload meanwhile must decide it.
+				Options: func(host []string) []string { return s.Config().decideWith(host) },
 				Admit:   func() error { return s.admit(host) },
 				Decided: s.Metrics.decided,
 			},
@@ -275,7 +323,7 @@ func (s *Server) serverTLS() *tls.Config {
 	if directory.Unchanged(s.tlsAt) || time.Since(s.tlsBad) < tlsRetry {
 		return s.tls
 	}
-	tc, at, err := s.Conf.serverTLS()
+	tc, at, err := s.Config().serverTLS()
 	if err != nil {
 		// A renewal half done (the certificate there, the key not yet):
 		// tried again in a while, not at every connection.
@@ -311,16 +359,17 @@ func (s *Server) inGroup(host string) error {
 	if ok && time.Since(at) < memberAge {
 		return nil
 	}
-	dn := s.Conf.memberDN(host)
+	conf := s.Config()
+	dn := conf.memberDN(host)
 	member, err := s.Member(dn)
 	if err != nil {
-		return fmt.Errorf("host %s: cannot ask the directory about %s: %w", host, s.Conf.HostsGroup, err)
+		return fmt.Errorf("host %s: cannot ask the directory about %s: %w", host, conf.HostsGroup, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !member {
 		delete(s.members, host)
-		return fmt.Errorf("host %s (%s) is not a member of %s", host, dn, s.Conf.HostsGroup)
+		return fmt.Errorf("host %s (%s) is not a member of %s", host, dn, conf.HostsGroup)
 	}
 	s.members[host] = time.Now()
 	return nil
@@ -338,7 +387,8 @@ type bucket struct {
 func (s *Server) admit(host string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, per := float64(s.Conf.RateN), time.Duration(s.Conf.RateSeconds)*time.Second
+	conf := s.Config()
+	n, per := float64(conf.RateN), time.Duration(conf.RateSeconds)*time.Second
 	b := s.rates[host]
 	now := time.Now()
 	if b == nil {
@@ -348,7 +398,7 @@ func (s *Server) admit(host string) error {
 	b.left = min(n, b.left+n*float64(now.Sub(b.at))/float64(per))
 	b.at = now
 	if b.left < 1 {
-		return fmt.Errorf("host %s is over its rate of %d logins in %d s (host_rate): refused before any code was asked", host, s.Conf.RateN, s.Conf.RateSeconds)
+		return fmt.Errorf("host %s is over its rate of %d logins in %d s (host_rate): refused before any code was asked", host, conf.RateN, conf.RateSeconds)
 	}
 	b.left--
 	return nil
