@@ -225,6 +225,14 @@ func TestVerifierRefusesHosts(t *testing.T) {
 // certificate of s's CA for the host cn that expired in 2020.
 func expiredCert(t *testing.T, s *slapd, name, cn string) {
 	t.Helper()
+	issuedCert(t, s, name, cn, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC))
+}
+
+// issuedCert writes name.pem and name.key into s's certificates: a
+// certificate of s's CA for the host cn, valid from notBefore until
+// notAfter.
+func issuedCert(t *testing.T, s *slapd, name, cn string, notBefore, notAfter time.Time) {
+	t.Helper()
 	caCert, err := tls.LoadX509KeyPair(s.ca, filepath.Join(s.dir, "ca.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +247,7 @@ func expiredCert(t *testing.T, s *slapd, name, cn string) {
 	}
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:   pkix.Name{Organization: []string{"pam-totp test"}, CommonName: cn},
-		NotBefore: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC), NotAfter: time.Date(2020, 1, 2, 0, 0, 0, 0, time.UTC),
+		NotBefore: notBefore, NotAfter: notAfter,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caCert.PrivateKey)
 	if err != nil {
@@ -839,4 +847,83 @@ func TestVerifierReload(t *testing.T) {
 		t.Fatal("a right code got in after one wrong one: the reloaded deny=1 is not in force")
 	}
 	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a .*outcome=fail reason="?locked`)
+
+	// A host taken out of the group is asked again at the reload, not a
+	// minute later: its kept connection's next login is refused.
+	f.pair.s1.modify(t, fmt.Sprintf("dn: cn=pam-totp-hosts,ou=groups,%s\nchangetype: modify\ndelete: member\nmember: cn=host-a,ou=hosts,%[1]s\n", ldapSuffix))
+	m = syslogs.mark()
+	reload(strings.Replace(string(conf), "options deny=3 unlock_time=600", "options deny=1 unlock_time=600", 1))
+	expectLog(t, m, `pam-totp-verifier: read `+regexp.QuoteMeta(f.v1.conf)+` again$`)
+	if err := loginWith(t, f.svcA, u, code(t, u.secret, 2)); err == nil {
+		t.Fatal("host-a, out of the group, got a login in")
+	}
+	// On a kept connection (the agent run) the login's line says so; a
+	// new connection (the exec'd checker) is refused at once.
+	expectLog(t, m, `(host=host-a outcome=fail reason="|refused: )host host-a \(cn=host-a,ou=hosts,`+ldapSuffix+`\) is not a member of cn=pam-totp-hosts`)
+}
+
+// TestVerifierKeptConnectionTrust: an agent keeps its connection to a
+// verifier for as long as it has logins to send, so the handshake is not
+// the last check of the host's certificate. One that expires meanwhile,
+// or a hosts' CA replaced on the verifier, ends the connection at its
+// next login, which fails closed.
+func TestVerifierKeptConnectionTrust(t *testing.T) {
+	p := startMirrorPairACL(t, "pam-totp-acl-verifier.conf")
+	u := newUser(t)
+	p.enroll(t, u)
+	v := startVerifier(t, p.s1, p.s1, "verifier-1")
+	a := startAgent(t)
+	svc := service(t, module("required", "directory="+verifierHostConf(t, p.s1, "host-a", v), "agent="+a.socket))
+	waitForFreshStep(30, 10)
+	start := time.Now()
+	if err := loginWith(t, svc, u, code(t, u.secret, -1)); err != nil {
+		t.Fatalf("a login through the agent and the verifier: %v", err)
+	}
+	took := time.Since(start)
+
+	// A certificate that outlives a first login by a few of them.
+	notAfter := time.Now().Add(max(2*time.Second, 5*took)).Truncate(time.Second).Add(time.Second)
+	issuedCert(t, p.s1, "brief-a", "host-a", time.Now().Add(-time.Hour), notAfter)
+	brief := service(t, module("required", "directory="+verifierHostConfWith(t, p.s1, "brief",
+		filepath.Join(p.s1.certs, "brief-a.pem"), filepath.Join(p.s1.certs, "brief-a.key"), v), "agent="+a.socket))
+	if err := loginWith(t, brief, u, code(t, u.secret, 0)); err != nil {
+		t.Fatalf("a login with a certificate valid until %s: %v", notAfter.Format(time.TimeOnly), err)
+	}
+	if time.Now().After(notAfter) {
+		t.Fatalf("the first login took until after %s: the machine is slower than the test measured", notAfter.Format(time.TimeOnly))
+	}
+	time.Sleep(time.Until(notAfter) + time.Second)
+	m := syslogs.mark()
+	if err := loginWith(t, brief, u, code(t, u.secret, 1)); err == nil {
+		t.Fatal("a login over a connection whose host certificate has expired got in")
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a outcome=fail reason="the host's certificate chain is no longer valid: \\"host-a\\" is valid from`)
+	if err := loginWith(t, svc, u, code(t, u.secret, 1)); err != nil {
+		t.Fatalf("host-a's own certificate, with the code the expired one could not use: %v", err)
+	}
+
+	// The hosts' CA replaced on the verifier (renamed into place): the
+	// connection kept from the login above is no longer trusted.
+	other := startSlapd(t) // only for its CA
+	caFile := filepath.Join(filepath.Dir(v.conf), "ca.pem")
+	data, err := os.ReadFile(other.ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caFile+".new", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(caFile+".new", caFile); err != nil {
+		t.Fatal(err)
+	}
+	m = syslogs.mark()
+	if err := loginWith(t, svc, u, wrongCode(t, u)); err == nil {
+		t.Fatal("a wrong code got in")
+	}
+	expectLog(t, m, `user=`+u.name+` service=pamtotp-test host=host-a outcome=fail reason="the host's certificate is no longer trusted by ca_file`)
+	for _, line := range syslogs.since(m) {
+		if strings.Contains(line, "bad code") {
+			t.Errorf("the verifier compared a code over a connection its CA no longer trusts: %s", line)
+		}
+	}
 }

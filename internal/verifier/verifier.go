@@ -12,6 +12,7 @@ package verifier
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -216,7 +217,7 @@ func (s *Server) serve(raw net.Conn, source string) {
 			s.Log.Warning(fmt.Sprintf("pam-totp-verifier: internal error: %v", r))
 		}
 	}()
-	host, tc, err := s.accept(raw)
+	host, tc, checked, err := s.accept(raw)
 	s.handshake(source, -1)
 	if err != nil {
 		s.refuse(raw, tc, err)
@@ -233,35 +234,44 @@ func (s *Server) serve(raw net.Conn, source string) {
 	s.Metrics.connected(host, 1)
 	defer s.Metrics.connected(host, -1)
 	for {
-		if err := s.inGroup(host); err != nil {
-			s.refuse(raw, tc, err)
-			return
-		}
 		c := &conn{Conn: tc, srv: s}
 		tc.SetDeadline(time.Now().Add(idleFor))
 		if !s.wait(c, true) {
 			return
 		}
 		watchdog := time.AfterFunc(maxLogin, func() { tc.Close() })
+		untrusted := false
 		check.Run(&check.Env{
 			Conn:      c,
 			Log:       s.Log,
 			Now:       time.Now,
 			Directory: s.Directory,
+			// Options and Admit are asked when the request has come, not
+			// now: a kept connection waits here for its next login, and
+			// what changed meanwhile (a reload, the host's certificate
+			// expired, the host taken out of the group) must decide it.
 			Remote: &check.Remote{
-				Host: host,
-				// Asked when the request has come, not now: a kept
-				// connection waits here for its next login, and a
-				// reload meanwhile must decide it.
+				Host:    host,
 				Options: func(host []string) []string { return s.Config().decideWith(host) },
-				Admit:   func() error { return s.admit(host) },
+				Admit: func() error {
+					err := s.stillTrusted(tc, &checked)
+					if err == nil {
+						err = s.inGroup(host)
+					}
+					if err != nil {
+						untrusted = true
+						s.Metrics.refused()
+						return err
+					}
+					return s.admit(host)
+				},
 				Decided: s.Metrics.decided,
 			},
 		})
 		watchdog.Stop()
 		s.wait(c, false)
-		if c.err != nil || !c.verdict {
-			return // the host hung up, or the login broke off: not reused
+		if c.err != nil || !c.verdict || untrusted {
+			return // the host hung up, the login broke off, or the host is no longer taken: not reused
 		}
 		s.Metrics.took(time.Since(c.first) - c.waited)
 	}
@@ -293,24 +303,62 @@ func (s *Server) refuse(raw net.Conn, tc *tls.Conn, err error) {
 	}
 }
 
-// accept completes the handshake and names the host by its certificate.
-func (s *Server) accept(raw net.Conn) (string, *tls.Conn, error) {
-	tc := tls.Server(raw, s.serverTLS())
+// accept completes the handshake and names the host by its certificate;
+// it also returns the TLS configuration the certificate was checked with.
+func (s *Server) accept(raw net.Conn) (string, *tls.Conn, *tls.Config, error) {
+	conf := s.serverTLS()
+	tc := tls.Server(raw, conf)
 	tc.SetDeadline(time.Now().Add(handshakeFor))
 	if err := tc.Handshake(); err != nil {
-		return "", nil, fmt.Errorf("TLS: %w", err)
+		return "", nil, nil, fmt.Errorf("TLS: %w", err)
 	}
 	certs := tc.ConnectionState().PeerCertificates
 	if len(certs) == 0 || certs[0].Subject.CommonName == "" {
-		return "", tc, errors.New("the host's certificate names no host (no common name)")
+		return "", tc, nil, errors.New("the host's certificate names no host (no common name)")
 	}
 	host := certs[0].Subject.CommonName
 	if !hostName(host) {
 		// It is logged with every decision and made into a DN: a host
 		// name, nothing else.
-		return "", tc, fmt.Errorf("the host's certificate names it %q: want a host name (letters, digits, '.', '-', '_')", host)
+		return "", tc, nil, fmt.Errorf("the host's certificate names it %q: want a host name (letters, digits, '.', '-', '_')", host)
 	}
-	return host, tc, s.inGroup(host)
+	return host, tc, conf, s.inGroup(host)
+}
+
+// stillTrusted checks a connection's host certificate again before each
+// of its logins. A host keeps its connection for as long as it has logins
+// to send, and meanwhile its certificate may expire, or the hosts' CA be
+// replaced (renamed into place, or by a reload). Against the CA it was
+// checked with, only the dates can have changed; against another, the
+// whole chain is checked again, and then counts as checked with it.
+func (s *Server) stillTrusted(tc *tls.Conn, checked **tls.Config) error {
+	st := tc.ConnectionState()
+	now := time.Now()
+	conf := s.serverTLS()
+	if conf == *checked && len(st.VerifiedChains) > 0 {
+		for _, c := range st.VerifiedChains[0] {
+			if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+				return fmt.Errorf("the host's certificate chain is no longer valid: %q is valid from %s until %s",
+					c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+			}
+		}
+		return nil
+	}
+	certs := st.PeerCertificates
+	if len(certs) == 0 {
+		return errors.New("the host's certificate is gone")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: conf.ClientCAs, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return fmt.Errorf("the host's certificate is no longer trusted by ca_file: %w", err)
+	}
+	*checked = conf
+	return nil
 }
 
 // serverTLS is the TLS for the next connection: read again when the
