@@ -252,7 +252,7 @@ func (s *Server) serve(raw net.Conn, source string) {
 			// expired, the host taken out of the group) must decide it.
 			Remote: &check.Remote{
 				Host:    host,
-				Options: func(host []string) []string { return s.Config().decideWith(host) },
+				Options: func(line []string) []string { return s.Config().decideWith(line) },
 				Admit: func() error {
 					err := s.stillTrusted(tc, &checked)
 					if err == nil {
