@@ -980,37 +980,24 @@ func TestDirectoryDoctorSays(t *testing.T) {
 	}
 
 	forged := "\r\x1b[2K\x1b[1A\x1b[32mNOTE    reachable, TLS and bind as this host work\x1b[0m"
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				req, err := ber.ReadPacket(c)
-				if err != nil || len(req.Children) < 1 {
-					return
-				}
-				id, _ := req.Children[0].Value.(int64)
-				msg := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
-				msg.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, ""))
-				res := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 24, nil, "")
-				res.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, int64(2), ""))
-				res.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", ""))
-				res.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, forged, ""))
-				msg.AppendChild(res)
-				c.Write(msg.Bytes())
-			}()
+	addr := acceptEach(t, loopback(t), func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		req, err := ber.ReadPacket(c)
+		if err != nil || len(req.Children) < 1 {
+			return
 		}
-	}()
-	hostile := f.d.hostConfLines(t, "hostile", append([]string{"uri ldap://" + l.Addr().String(), "base ou=people," + ldapSuffix, "ca_file " + f.d.ca}, cert...))
+		id, _ := req.Children[0].Value.(int64)
+		msg := ber.Encode(ber.ClassUniversal, ber.TypeConstructed, ber.TagSequence, nil, "")
+		msg.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, id, ""))
+		res := ber.Encode(ber.ClassApplication, ber.TypeConstructed, 24, nil, "")
+		res.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, int64(2), ""))
+		res.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", ""))
+		res.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, forged, ""))
+		msg.AppendChild(res)
+		c.Write(msg.Bytes())
+	})
+	hostile := f.d.hostConfLines(t, "hostile", append([]string{"uri ldap://" + addr, "base ou=people," + ldapSuffix, "ca_file " + f.d.ca}, cert...))
 	for _, args := range [][]string{{"doctor", "--directory", hostile}, {"doctor", "--directory", hostile, "--json"}} {
 		out, _ = enrollCmd(t, args...)
 		if strings.ContainsAny(out, "\x1b\r") || !strings.Contains(out, "NOTE    reachable") {
@@ -1251,23 +1238,16 @@ func TestDirectoryEndlessEntries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
 	var mu sync.Mutex
 	sent, stopped := 0, false
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go hostileServer(c, u.name, func(n int) {
-				mu.Lock()
-				sent, stopped = sent+n, true
-				mu.Unlock()
-			})
-		}
-	}()
-	conf := d.hostConfLines(t, "endless", []string{"uri ldaps://" + l.Addr().String(), "base ou=people," + ldapSuffix, "ca_file " + d.ca,
+	addr := acceptEach(t, l, func(c net.Conn) {
+		hostileServer(c, u.name, func(n int) {
+			mu.Lock()
+			sent, stopped = sent+n, true
+			mu.Unlock()
+		})
+	})
+	conf := d.hostConfLines(t, "endless", []string{"uri ldaps://" + addr, "base ou=people," + ldapSuffix, "ca_file " + d.ca,
 		"tls_server_name 127.0.0.1", "cert_file " + filepath.Join(d.certs, "host-a.pem"), "key_file " + filepath.Join(d.certs, "host-a.key"), "timeout 5"})
 	svc := service(t, module("required", "directory="+conf))
 	m := syslogs.mark()
@@ -1366,23 +1346,9 @@ func hostileServer(c net.Conn, name string, report func(sent int)) {
 
 // silentServer is an address on 127.0.0.1 that accepts connections and
 // reads them, and never answers: a hung server. Closed with the test.
-func silentServer(t *testing.T) string {
+func silentServer(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(io.Discard, c)
-		}
-	}()
-	return l.Addr().String()
+	return acceptEach(t, loopback(t), func(c net.Conn) { io.Copy(io.Discard, c) })
 }
 
 // firstLoginsAtOnce runs u's first login through each service at the same

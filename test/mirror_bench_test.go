@@ -4,7 +4,6 @@ package test
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -124,23 +123,9 @@ func BenchmarkDirectoryFleet(b *testing.B) {
 		}
 		return medianDuration(ds)
 	}
-	silent, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer silent.Close()
-	var held []net.Conn
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-		}
-	}()
+	silent := silentServer(b) // accepts, never answers
 	line("normal", conf("normal", p.s1.ldaps, p.s2.ldaps), "deny=0")
-	line("silent", conf("silent", "ldaps://"+silent.Addr().String(), p.s2.ldaps), "deny=0")
+	line("silent", conf("silent", "ldaps://"+silent, p.s2.ldaps), "deny=0")
 	normal := median("normal")
 	silentFirst := timed("silent")
 	silentMarked := median("silent")

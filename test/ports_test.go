@@ -68,3 +68,32 @@ func portPool() (lo, hi int) {
 	}
 	return max(1024, eLo-20000), eLo
 }
+
+// loopback is a listener on 127.0.0.1 at a port the kernel picks, for a
+// server inside the test binary: it holds the port from the start, so
+// nothing can take it first.
+func loopback(t testing.TB) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// acceptEach serves l until the test ends, when it is closed: each
+// connection goes to handle, in a goroutine of its own. It returns l's
+// address.
+func acceptEach(t testing.TB, l net.Listener, handle func(net.Conn)) string {
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	return l.Addr().String()
+}

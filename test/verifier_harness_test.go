@@ -282,17 +282,8 @@ func newRecordingVerifier(t *testing.T, ca *slapd) *recordingVerifier {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	r := &recordingVerifier{addr: ln.Addr().String()}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go r.serve(c)
-		}
-	}()
+	r := &recordingVerifier{}
+	r.addr = acceptEach(t, ln, r.serve)
 	return r
 }
 

@@ -579,39 +579,25 @@ func TestVerifierKilledAfterCharge(t *testing.T) {
 // it passes on each chunk from a client; a false closes that connection.
 func proxyAll(t *testing.T, target string, fromClient func() bool) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
+	return acceptEach(t, loopback(t), func(c net.Conn) {
+		defer c.Close()
+		s, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer s.Close()
+		go func() { io.Copy(c, s); c.Close() }()
+		buf := make([]byte, 64<<10)
 		for {
-			c, err := l.Accept()
+			n, err := c.Read(buf)
+			if n > 0 && (!fromClient() || !writeAll(s, buf[:n])) {
+				return
+			}
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				s, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer s.Close()
-				go func() { io.Copy(c, s); c.Close() }()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 && (!fromClient() || !writeAll(s, buf[:n])) {
-						return
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return l.Addr().String()
+	})
 }
 
 func writeAll(w io.Writer, p []byte) bool {
